@@ -1,0 +1,31 @@
+"""Architectures as data: `ArchConfig`, its YAML form, and the search space over it. Imports no torch."""
+
+from nas.space.io import RELEASED, load_arch, released_archs
+from nas.space.schema import (
+    BLOCK_TYPES,
+    ArchConfig,
+    BackboneConfig,
+    ContextConfig,
+    HeadConfig,
+    HeadsConfig,
+    NeckConfig,
+    NeckStageConfig,
+    StageConfig,
+    StemConfig,
+)
+
+__all__ = [
+    "BLOCK_TYPES",
+    "RELEASED",
+    "ArchConfig",
+    "BackboneConfig",
+    "ContextConfig",
+    "HeadConfig",
+    "HeadsConfig",
+    "NeckConfig",
+    "NeckStageConfig",
+    "StageConfig",
+    "StemConfig",
+    "load_arch",
+    "released_archs",
+]
