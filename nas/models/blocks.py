@@ -68,7 +68,9 @@ class HeadConv(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel: int, groups: int = 1):
         super().__init__()
         self.seq = nn.Sequential()
-        self.seq.add_module("conv", nn.Conv2d(in_channels, out_channels, kernel, 1, kernel // 2, groups=groups, bias=False))
+        self.seq.add_module(
+            "conv", nn.Conv2d(in_channels, out_channels, kernel, 1, kernel // 2, groups=groups, bias=False)
+        )
         self.seq.add_module("bn", nn.BatchNorm2d(out_channels))
         self.seq.add_module("act", nn.ReLU(inplace=True))
 
