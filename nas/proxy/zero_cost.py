@@ -1,0 +1,438 @@
+"""Zero-cost proxies: scores of a detector at initialization, computed on one small batch, no training.
+
+Every proxy is "larger is better" and on a log scale (natural log), so that proxies can be combined by
+z-scores or ranks against a reference population (`combine`). Established proxies, adapted to a
+detector (their outputs are the raw head outputs, the loss a small detection loss):
+
+- `synflow` (Tanaka et al. 2020; zero-cost-nas): ln sum |theta * dR/dtheta| over conv weights, with
+  |theta| weights, eval-mode BN, an all-ones input, R = sum of the raw head outputs; float64.
+- `naswot` (Mellor et al. 2021, the jacob_cov successor): ln det of the Hamming kernel of the binary
+  ReLU activation codes of the batch (train-mode BN).
+- `snip` (Lee et al. 2019) and `grad_norm` (Abdelfattah et al. 2021): ln sum |theta * dL/dtheta| and
+  ln sum_layers ||dL/dW|| for the detection loss `detection_loss` on the batch (train-mode BN).
+- `zen` (Lin et al. 2021; the entropy family of MAE-DET): Gaussian weights, train-mode BN; ln of the
+  expected feature change under a small input perturbation at the three neck outputs (the detection
+  features, MAE-DET's multi-scale view) plus the sum of ln BN scale factors.
+- `params`, `flops` baselines: ln #parameters, ln multiply-adds at the batch resolution.
+
+Each proxy is a pure function of (architecture, batch, seed): weights are initialized from `seed`
+inside a forked RNG, so results are deterministic and the global RNG is left untouched.
+The batch is explicit (`random_batch` or `synthetic_batch`); `make_batch` picks by name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nas.errors import ConfigError
+from nas.space.schema import ArchConfig
+
+__all__ = [
+    "BATCH_KINDS",
+    "COMBINE_METHODS",
+    "DEFAULT_PROXIES",
+    "Measurement",
+    "PROXIES",
+    "PROXY_VERSION",
+    "ProxyBatch",
+    "combine",
+    "compute_proxies",
+    "conv_macs",
+    "detection_loss",
+    "make_batch",
+    "measure",
+    "random_batch",
+    "synthetic_batch",
+]
+
+# Bump when a proxy's definition changes: it is part of every cache key of proxy values.
+PROXY_VERSION = 1
+DEFAULT_PROXIES = ("synflow", "naswot", "snip", "zen")
+BATCH_KINDS = ("random", "synthetic")
+COMBINE_METHODS = ("zscore", "rank")
+_Z_CLIP = 10.0  # one non-finite or extreme proxy must not dominate the vote
+
+
+@dataclass(frozen=True)
+class ProxyBatch:
+    """Images [B, 3, H, W] in [0, 1] with per-image boxes (xyxy pixels) and contiguous class ids."""
+
+    images: Tensor
+    boxes: tuple[Tensor, ...]
+    labels: tuple[Tensor, ...]
+    source: str
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        return int(self.images.shape[2]), int(self.images.shape[3])
+
+
+def _check_hw(input_hw: int) -> None:
+    if input_hw < 32 or input_hw % 32:
+        raise ConfigError(f"proxy input_hw={input_hw}: must be a positive multiple of 32 (e.g. 128)")
+
+
+def random_batch(input_hw: int, batch_size: int, seed: int, num_classes: int = 80, max_objects: int = 4) -> ProxyBatch:
+    """Seeded uniform-noise images with random boxes (when no dataset is wanted or available)."""
+    _check_hw(input_hw)
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(batch_size, 3, input_hw, input_hw, generator=g)
+    boxes, labels = [], []
+    for _ in range(batch_size):
+        n = int(torch.randint(1, max_objects + 1, (1,), generator=g))
+        wh = (0.1 + 0.5 * torch.rand(n, 2, generator=g)) * input_hw
+        xy = torch.rand(n, 2, generator=g) * (input_hw - wh)
+        boxes.append(torch.cat([xy, xy + wh], 1))
+        labels.append(torch.randint(0, num_classes, (n,), generator=g))
+    return ProxyBatch(images, tuple(boxes), tuple(labels), f"random(seed={seed})")
+
+
+def synthetic_batch(input_hw: int, batch_size: int, data: str = "synthetic", split: str = "val") -> ProxyBatch:
+    """The first `batch_size` images of a dataset (default: the embedded synthetic set), resized square."""
+    _check_hw(input_hw)
+    try:
+        from nas.data import load_dataset
+    except ImportError as e:
+        raise ConfigError(
+            f"proxy batch 'synthetic' needs the nas.data package ({e}); use proxy.batch=random for a seeded noise batch"
+        ) from None
+    import cv2
+
+    ds = load_dataset(data, split)
+    if len(ds) < batch_size:
+        raise ConfigError(f"dataset {data!r} ({split}) has {len(ds)} images; proxy batch_size={batch_size}")
+    images, boxes, labels = [], [], []
+    for i in range(batch_size):
+        rec, xyxy, cls = ds[i]
+        img = cv2.imread(str(rec.path), cv2.IMREAD_COLOR)
+        if img is None:
+            raise ConfigError(f"cannot read image {rec.path} of dataset {data!r}")
+        img = cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), (input_hw, input_hw), interpolation=cv2.INTER_LINEAR)
+        images.append(torch.from_numpy(img).permute(2, 0, 1).float() / 255.0)
+        scale = torch.tensor([input_hw / rec.width, input_hw / rec.height] * 2)
+        boxes.append(torch.from_numpy(np.asarray(xyxy, dtype=np.float32)).reshape(-1, 4) * scale)
+        labels.append(torch.from_numpy(np.asarray(cls, dtype=np.int64)).reshape(-1))
+    return ProxyBatch(torch.stack(images), tuple(boxes), tuple(labels), f"{data}:{split}[0:{batch_size}]")
+
+
+def make_batch(kind: str, input_hw: int, batch_size: int, seed: int, data: str = "synthetic") -> ProxyBatch:
+    """`random` (seeded noise + random boxes) or `synthetic` (images of `data` via nas.data)."""
+    if kind == "random":
+        return random_batch(input_hw, batch_size, seed)
+    if kind == "synthetic":
+        return synthetic_batch(input_hw, batch_size, data)
+    raise ConfigError(f"unknown proxy batch {kind!r}; choose one of {', '.join(BATCH_KINDS)}")
+
+
+# ---- model helpers -------------------------------------------------------------------------------
+
+
+def _init_model(arch: ArchConfig, seed: int) -> nn.Module:
+    from nas.models import build
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build(arch)
+
+
+def _weighted_layers(model: nn.Module) -> list[nn.Module]:
+    """Conv layers that run in the unfused forward (QARepVGG's `rbr_reparam` placeholder does not)."""
+    return [
+        m
+        for name, m in model.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) and not name.endswith("rbr_reparam")
+    ]
+
+
+def _raw_outputs(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(decoded boxes xyxy, cls logits, reg distribution logits, anchor points px) of a forward pass."""
+    (boxes, _scores), raw = model(x)
+    cls_logits, reg_distri, _anchors, anchor_points, _n, _strides = raw
+    return boxes, cls_logits, reg_distri, anchor_points
+
+
+def conv_macs(model: nn.Module, input_hw: int) -> int:
+    """Multiply-adds of the conv layers for one [1, 3, input_hw, input_hw] image (fvcore's FLOP convention)."""
+    total = 0
+
+    def hook(mod: nn.Module, inp: tuple[Tensor, ...], out: Tensor) -> None:
+        nonlocal total
+        k = math.prod(mod.kernel_size) if hasattr(mod, "kernel_size") else 1
+        if isinstance(mod, nn.ConvTranspose2d):
+            total += inp[0].numel() * (mod.out_channels // mod.groups) * k
+        elif isinstance(mod, nn.Conv2d):
+            total += out.numel() * (mod.in_channels // mod.groups) * k
+        else:
+            total += out.numel() * mod.in_features
+
+    handles = [m.register_forward_hook(hook) for m in _weighted_layers(model)]
+    was_training = model.training
+    try:
+        model.eval()
+        p = next(model.parameters())
+        with torch.no_grad():
+            model(torch.zeros(1, 3, input_hw, input_hw, dtype=p.dtype, device=p.device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return total
+
+
+def _log(v: float) -> float:
+    return math.log(v) if v > 0 else float("-inf")
+
+
+# ---- the detection loss of snip / grad_norm ------------------------------------------------------
+
+
+def _giou(a: Tensor, b: Tensor) -> Tensor:
+    lt, rb = torch.max(a[:, :2], b[:, :2]), torch.min(a[:, 2:], b[:, 2:])
+    inter = (rb - lt).clamp(min=0).prod(1)
+    area_a, area_b = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(1), (b[:, 2:] - b[:, :2]).clamp(min=0).prod(1)
+    union = area_a + area_b - inter + 1e-9
+    hull = (torch.max(a[:, 2:], b[:, 2:]) - torch.min(a[:, :2], b[:, :2])).clamp(min=0).prod(1) + 1e-9
+    return inter / union - (hull - union) / hull
+
+
+def detection_loss(model: nn.Module, batch: ProxyBatch) -> Tensor:
+    """Sigmoid focal-free BCE on all anchors + (1 - GIoU) on positives; an anchor is positive for the
+    smallest ground-truth box that contains its centre (centre sampling, no learned assignment)."""
+    boxes, cls_logits, _reg, points = _raw_outputs(model, batch.images)
+    target = torch.zeros_like(cls_logits)
+    box_losses, n_pos = [], 0
+    for i, (gt, lab) in enumerate(zip(batch.boxes, batch.labels)):
+        if len(gt) == 0:
+            continue
+        inside = (points[:, None, :] > gt[None, :, :2]).all(-1) & (points[:, None, :] < gt[None, :, 2:]).all(-1)
+        area = (gt[:, 2:] - gt[:, :2]).prod(1)
+        cost = torch.where(inside, area[None, :], torch.full_like(inside, float("inf"), dtype=area.dtype))
+        best_cost, best = cost.min(1)
+        pos = torch.isfinite(best_cost)
+        if pos.any():
+            # labels beyond the model's classes (a random batch vs. a few-class model) fold onto its classes
+            target[i, pos, lab[best[pos]] % target.shape[-1]] = 1.0
+            box_losses.append((1.0 - _giou(boxes[i, pos], gt[best[pos]])).sum())
+            n_pos += int(pos.sum())
+    norm = max(n_pos, 1)
+    loss = F.binary_cross_entropy_with_logits(cls_logits, target, reduction="sum") / norm
+    if box_losses:
+        loss = loss + torch.stack(box_losses).sum() / norm
+    return loss
+
+
+# ---- the proxies ---------------------------------------------------------------------------------
+
+
+class _Context:
+    """One architecture's seeded initial weights, shared by the proxies (each starts from them again)."""
+
+    def __init__(self, arch: ArchConfig, batch: ProxyBatch, seed: int):
+        self.arch, self.batch, self.seed = arch, batch, seed
+        self.model = _init_model(arch, seed)
+        self._initial = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self._dirty = False
+        self._loss_grads: tuple[float, float] | None = None
+
+    def fresh(self) -> nn.Module:
+        """The model at its initial weights and BN statistics, in train mode, without gradients."""
+        if self._dirty:
+            self.model.load_state_dict(self._initial)
+        self._dirty = True
+        self.model.zero_grad(set_to_none=True)
+        return self.model.train()
+
+    def loss_grads(self) -> tuple[float, float]:
+        """(snip, grad_norm) from one backward pass of the detection loss."""
+        if self._loss_grads is None:
+            model = self.fresh()
+            detection_loss(model, self.batch).backward()
+            snip = grad_norm = 0.0
+            for m in _weighted_layers(model):
+                g = m.weight.grad
+                if g is None:
+                    continue
+                snip += float((m.weight.detach() * g).abs().sum())
+                grad_norm += float(g.norm())
+            self._loss_grads = (_log(snip), _log(grad_norm))
+            model.zero_grad(set_to_none=True)
+        return self._loss_grads
+
+
+def _synflow(ctx: _Context) -> float:
+    # Runs last (see `_ORDER`): it leaves the model in float64 with |weights|.
+    model = ctx.fresh().eval().double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.abs_()
+    h, w = ctx.batch.input_hw
+    _boxes, cls_logits, reg, _pts = _raw_outputs(model, torch.ones(1, 3, h, w, dtype=torch.float64))
+    (cls_logits.sum() + reg.sum()).backward()
+    total = 0.0
+    for m in _weighted_layers(model):
+        if m.weight.grad is not None:
+            total += float((m.weight.detach() * m.weight.grad).abs().sum())
+    return _log(total)
+
+
+def _naswot(ctx: _Context) -> float:
+    model = ctx.fresh()
+    n = ctx.batch.images.shape[0]
+    kernel = torch.zeros(n, n, dtype=torch.float64)
+
+    def hook(_mod: nn.Module, _inp: tuple[Tensor, ...], out: Tensor) -> None:
+        codes = (out.detach().reshape(n, -1) > 0).to(torch.float64)
+        kernel.add_(codes @ codes.T + (1.0 - codes) @ (1.0 - codes).T)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.ReLU)]
+    try:
+        with torch.no_grad():
+            model(ctx.batch.images)
+    finally:
+        for h in handles:
+            h.remove()
+    sign, logdet = torch.linalg.slogdet(kernel)
+    return float(logdet) if float(sign) > 0 else float("-inf")
+
+
+def _zen(ctx: _Context, alpha: float = 0.01) -> float:
+    model = ctx.fresh()
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(ctx.seed)
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                nn.init.normal_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+    g = torch.Generator().manual_seed(ctx.seed)
+    x = torch.randn(ctx.batch.images.shape, generator=g)
+    eps = torch.randn(x.shape, generator=g)
+    log_bn = 0.0
+
+    def bn_hook(_mod: nn.Module, inp: tuple[Tensor, ...]) -> None:
+        nonlocal log_bn
+        var = inp[0].detach().double().var(dim=(0, 2, 3), unbiased=False).mean()
+        log_bn += 0.5 * math.log(max(float(var), 1e-300))
+
+    def features(t: Tensor) -> tuple[Tensor, ...]:
+        return model.neck(model.backbone(t))
+
+    with torch.no_grad():
+        handles = [m.register_forward_pre_hook(bn_hook) for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+        try:
+            clean = features(x)
+        finally:
+            for h in handles:
+                h.remove()
+        noisy = features(x + alpha * eps)
+    delta = sum(float((a.double() - b.double()).abs().sum(dim=(1, 2, 3)).mean()) for a, b in zip(clean, noisy))
+    return _log(delta) + log_bn
+
+
+def _params(ctx: _Context) -> float:
+    return _log(float(sum(p.numel() for p in ctx.model.parameters())))
+
+
+def _flops(ctx: _Context) -> float:
+    return _log(float(conv_macs(ctx.model, ctx.batch.input_hw[0])))
+
+
+PROXIES: dict[str, Callable[[_Context], float]] = {
+    "synflow": _synflow,
+    "naswot": _naswot,
+    "snip": lambda ctx: ctx.loss_grads()[0],
+    "grad_norm": lambda ctx: ctx.loss_grads()[1],
+    "zen": _zen,
+    "params": _params,
+    "flops": _flops,
+}
+
+
+# Cheap and non-destructive first; synflow (float64, |weights|) last so that nothing needs restoring after it.
+_ORDER = ("params", "flops", "naswot", "snip", "grad_norm", "zen", "synflow")
+
+
+def check_proxies(names: Sequence[str]) -> tuple[str, ...]:
+    """Validate proxy names (error lists the available ones)."""
+    if not names:
+        raise ConfigError(f"no proxies selected; choose from {', '.join(PROXIES)}")
+    bad = [n for n in names if n not in PROXIES]
+    if bad:
+        raise ConfigError(f"unknown proxy {bad[0]!r}; available proxies: {', '.join(PROXIES)}")
+    return tuple(names)
+
+
+def compute_proxies(
+    arch: ArchConfig, batch: ProxyBatch, proxies: Sequence[str] = DEFAULT_PROXIES, seed: int = 0
+) -> dict[str, float]:
+    """Each selected proxy of `arch` at its `seed`-initialized weights on `batch` (larger is better)."""
+    return measure(arch, batch, proxies, seed).proxies
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Proxy values plus the counts every search reports: parameters and conv MACs at `probe_hw`."""
+
+    proxies: dict[str, float]
+    params: int
+    macs_probe: int
+    probe_hw: int
+
+
+def measure(
+    arch: ArchConfig, batch: ProxyBatch, proxies: Sequence[str] = DEFAULT_PROXIES, seed: int = 0, probe_hw: int = 64
+) -> Measurement:
+    """`compute_proxies` plus parameter count and MACs, from one model build."""
+    names = check_proxies(proxies)
+    if batch.images.shape[2] % 32 or batch.images.shape[3] % 32:
+        raise ConfigError(f"proxy batch of {batch.input_hw} pixels: height and width must be multiples of 32")
+    _check_hw(probe_hw)
+    ctx = _Context(arch, batch, seed)
+    params = int(sum(p.numel() for p in ctx.model.parameters()))
+    macs = conv_macs(ctx.model, probe_hw)
+    out = {}
+    for name in sorted(names, key=_ORDER.index):
+        out[name] = float(PROXIES[name](ctx))
+    return Measurement({name: out[name] for name in names}, params, macs, probe_hw)
+
+
+def combine(
+    values: Mapping[str, float], reference: Sequence[Mapping[str, float]], proxies: Sequence[str], method: str = "zscore"
+) -> float:
+    """One score from several proxies, relative to a fixed reference population of proxy values.
+
+    `zscore`: mean over proxies of (value - mean_ref) / std_ref, each clipped to +-10 (a proxy that is
+    constant over the reference contributes 0). `rank`: mean over proxies of the fraction of the
+    reference population the value beats (ties count half) - a rank vote in [0, 1].
+    Non-finite reference values are left out of the statistics; a non-finite value scores -10 / 0.
+    """
+    if method not in COMBINE_METHODS:
+        raise ConfigError(f"unknown proxy combination {method!r}; choose one of {', '.join(COMBINE_METHODS)}")
+    parts = []
+    for p in proxies:
+        ref = np.array([r[p] for r in reference], dtype=np.float64)
+        ref = ref[np.isfinite(ref)]
+        if ref.size == 0:
+            raise ConfigError(f"proxy {p!r} is not finite on any reference architecture; drop it from the proxies")
+        v = float(values[p])
+        if method == "rank":
+            parts.append(0.0 if not math.isfinite(v) else (float((ref < v).sum()) + 0.5 * float((ref == v).sum())) / ref.size)
+            continue
+        sd = float(ref.std())
+        if not math.isfinite(v):
+            parts.append(-_Z_CLIP)
+        elif sd == 0.0:
+            parts.append(0.0)
+        else:
+            parts.append(float(np.clip((v - ref.mean()) / sd, -_Z_CLIP, _Z_CLIP)))
+    return float(np.mean(parts))

@@ -1,0 +1,26 @@
+"""Hardware-aware architecture search (Optuna, multi-objective): `python -m nas.search +space=yolo_nas`
+or, without Hydra, `nas.search.run("yolo_nas", n_trials=..., out_dir=...)`. The only package that imports optuna."""
+
+from nas.search.config import (
+    DataConfig,
+    LoggerConfig,
+    ProxyConfig,
+    SearchConfig,
+    SpaceConfig,
+    StorageConfig,
+    StrategyConfig,
+)
+from nas.search.run import SearchResult, run, run_search
+
+__all__ = [
+    "DataConfig",
+    "LoggerConfig",
+    "ProxyConfig",
+    "SearchConfig",
+    "SearchResult",
+    "SpaceConfig",
+    "StorageConfig",
+    "StrategyConfig",
+    "run",
+    "run_search",
+]

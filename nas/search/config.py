@@ -1,0 +1,148 @@
+"""Structured configuration of a search: plain dataclasses (the library's input) that are also the
+Hydra schemas in the ConfigStore, so that a typo in `proxy.inpt_hw=...` fails when the config is composed.
+
+Library functions take these dataclasses; the Hydra entry point converts its DictConfig with
+`OmegaConf.to_object` at the edge. Nothing here imports Hydra (`register_configs` does, when called).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from nas.errors import ConfigError
+
+__all__ = [
+    "DataConfig",
+    "LoggerConfig",
+    "ProxyConfig",
+    "SearchConfig",
+    "SpaceConfig",
+    "StorageConfig",
+    "StrategyConfig",
+    "register_configs",
+]
+
+# Optional[...] rather than `X | None` below: OmegaConf reads these annotations at runtime on Python 3.10.
+
+
+@dataclass
+class SpaceConfig:
+    """The search space: a shipped space name (`yolo_nas`) or the path of a space YAML."""
+
+    name: str = "???"
+
+
+@dataclass
+class ProxyConfig:
+    """The accuracy-proxy objective (`proxy_score`): zero-cost proxies combined against a reference population."""
+
+    name: str = "zero_cost"
+    proxies: list[str] = field(default_factory=lambda: ["synflow", "naswot", "snip", "zen"])
+    combine: str = "zscore"  # zscore | rank (see nas.proxy.zero_cost.combine)
+    input_hw: int = 96  # proxy batch resolution (multiple of 32)
+    batch_size: int = 4
+    batch: str = "random"  # random: seeded noise + random boxes; synthetic: images of `data` (needs nas.data)
+    seed: int = 0  # weight init and random batch; part of the objective, not of the search seed
+    n_reference: int = 13  # seeded random architectures added to the space's references to normalize the score
+    cache_dir: Optional[str] = None  # proxy values cached by arch digest; None: $NAS_CACHE_DIR or ~/.cache/...
+
+
+@dataclass
+class StrategyConfig:
+    """The Optuna sampler. Fields not used by the chosen sampler are ignored."""
+
+    name: str = "nsga2"  # nsga2 | tpe | random | gp
+    population_size: int = 16  # nsga2
+    crossover_prob: float = 0.9  # nsga2
+    mutation_prob: Optional[float] = None  # nsga2 (None: 1 / #dimensions)
+    n_startup_trials: int = 10  # tpe, gp
+    multivariate: bool = True  # tpe
+
+
+@dataclass
+class DataConfig:
+    """Images for the proxy batch when `proxy.batch=synthetic` (a nas.data dataset name or path)."""
+
+    name: str = "synthetic"
+    split: str = "val"
+
+
+@dataclass
+class StorageConfig:
+    """Where the Optuna study lives; resuming means pointing at the same storage + study name."""
+
+    kind: str = "sqlite"  # sqlite | postgres | journal | memory
+    url: Optional[str] = None  # sqlite/postgres URL; default sqlite:///<out_dir>/study.db, postgres: $url_env
+    path: Optional[str] = None  # journal file; default <out_dir>/study.journal
+    url_env: str = "NAS_STORAGE_URL"
+    heartbeat_interval_s: Optional[int] = 30  # RDB storages: a dead worker's trial is failed and retried
+    grace_period_s: Optional[int] = 120
+
+
+@dataclass
+class LoggerConfig:
+    """Experiment tracking: `none` or `wandb` (offline by default: never prompts, never needs network)."""
+
+    name: str = "none"  # none | wandb
+    project: str = "yolo-nas-search"
+    entity: Optional[str] = None
+    mode: str = "offline"  # offline | online | disabled
+    group: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SearchConfig:
+    """A whole search. `tiers` maps an output name to a budget on the cost objective; a None budget is the
+    cost of the space's reference of that name (e.g. the released yolo_nas_s)."""
+
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    hardware: Any = None  # a nas.latency hardware name or its composed YAML (needed by `latency_ms`)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    name: Optional[str] = None  # study name (and Hydra run-dir name); default <space>-<strategy>-seed<seed>
+    objectives: list[str] = field(default_factory=lambda: ["proxy_score", "flops_g"])
+    cost: Optional[str] = None  # objective the tier budgets apply to; default: the first minimized objective
+    n_trials: int = 60  # finished trials in the study (a resumed study only runs the missing ones)
+    timeout_s: Optional[float] = None
+    seed: int = 0
+    tiers: Optional[dict[str, Optional[float]]] = None  # None: one tier per reference of the space
+    max_cost: Optional[float] = None  # constraint cost <= max_cost; None: the largest tier budget
+    constrain: bool = True  # pass the cost budget to the sampler as an Optuna constraint
+    enqueue_references: bool = True  # the space's references (released S/M/L) are the first trials
+    progress: bool = True
+    threads: Optional[int] = None  # torch CPU threads during the search (None: torch's default)
+    candidate: Optional[str] = None  # sweeper jobs: evaluate this ArchConfig YAML and return its objectives
+
+    @property
+    def study_name(self) -> str:
+        return self.name or f"{_stem(self.space.name)}-{self.strategy.name}-seed{self.seed}"
+
+
+def _stem(name: str) -> str:
+    from pathlib import Path
+
+    return Path(name).stem if name.endswith((".yaml", ".yml")) else name
+
+
+def replace(cfg: Any, **changes: Any) -> Any:
+    """dataclasses.replace that names the bad key."""
+    names = {f.name for f in dataclasses.fields(cfg)}
+    bad = sorted(set(changes) - names)
+    if bad:
+        raise ConfigError(f"{type(cfg).__name__}: unknown field(s) {bad}; fields: {sorted(names)}")
+    return dataclasses.replace(cfg, **changes)
+
+
+def register_configs() -> None:
+    """Put the schemas into Hydra's ConfigStore (called by the Hydra entry point and the sweeper plugin)."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    # The groups' YAML files merge into the typed fields of this node, so each group is checked too.
+    cs.store(name="search_schema", node=SearchConfig)

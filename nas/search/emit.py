@@ -1,0 +1,98 @@
+"""Emitted architectures: one ArchConfig YAML per tier, and inherited weights for an emitted YAML.
+
+    python -m nas.search.emit inherit runs/.../selected/yolo_nas_s.yaml weights=yolo_nas_s [out=PATH] [strict=false]
+
+writes `PATH` (default: next to the YAML, `.pt`) with weights inherited from a released model (a name,
+resolved in the weights directory) or a checkpoint path; `weights=auto` picks the closest released model
+whose weights are present. The inherited fraction of parameters is printed and stored in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from nas.search.select import Selection
+from nas.space import ArchConfig
+from nas.space.io import write_text_atomic
+
+__all__ = ["emitted_name", "main", "write_selected"]
+
+
+def emitted_name(tier: str, arch: ArchConfig, references: Mapping[str, ArchConfig]) -> str:
+    """A released architecture keeps its name; anything else is `<tier>_<digest8>`."""
+    for name, ref in references.items():
+        if arch == ref:
+            return name
+    return f"{tier}_{arch.digest()[:8]}"
+
+
+def write_selected(
+    selections: Mapping[str, Selection],
+    out_dir: str | os.PathLike,
+    references: Mapping[str, ArchConfig],
+    header: Mapping[str, object],
+) -> dict[str, Path]:
+    """`<out_dir>/<tier>.yaml` per tier with a selection; a stale file of a tier without one is removed."""
+    out_dir = Path(out_dir)
+    paths = {}
+    for tier, sel in selections.items():
+        path = out_dir / f"{tier}.yaml"
+        if sel.record is None:
+            path.unlink(missing_ok=True)
+            continue
+        arch = sel.record.arch.replace(name=emitted_name(tier, sel.record.arch, references))
+        values = ", ".join(f"{k}={v:.6g}" for k, v in sel.record.values.items())
+        lines = [
+            f"# Selected by nas.search for tier {tier!r}: best proxy score with {header.get('cost')} <= {sel.budget:.6g}",
+            *(f"# {k}: {v}" for k, v in header.items()),
+            f"# trial {sel.record.number}: {values}",
+            f"# load: nas.space.load_arch('{path.name}'); weights: python -m nas.search.emit inherit {path.name} weights=auto",
+        ]
+        paths[tier] = write_text_atomic(path, "\n".join(lines) + "\n" + arch.to_yaml())
+    return paths
+
+
+def _usage() -> str:
+    return (
+        "usage: python -m nas.search.emit inherit ARCH.yaml weights=NAME|PATH|auto [out=PATH.pt]\n"
+        "  NAME: yolo_nas_s | yolo_nas_m | yolo_nas_l (looked up in the weights directory)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`inherit` subcommand: write a checkpoint for an emitted architecture."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) < 2 or args[0] != "inherit" or any(a in ("-h", "--help") for a in args):
+        print(_usage(), file=sys.stderr)
+        return 2
+    arch_path, opts = args[1], {}
+    for a in args[2:]:
+        if "=" not in a:
+            print(f"error: expected key=value, got {a!r}\n{_usage()}", file=sys.stderr)
+            return 2
+        k, v = a.split("=", 1)
+        opts[k] = v
+    unknown = sorted(set(opts) - {"weights", "out"})
+    if unknown or "weights" not in opts:
+        print(f"error: {'unknown option(s) ' + str(unknown) if unknown else 'weights=... is required'}\n{_usage()}", file=sys.stderr)
+        return 2
+    from nas.errors import NasError
+    from nas.models.inherit import save_inherited
+    from nas.space import load_arch
+
+    try:
+        arch = load_arch(arch_path)
+        out = Path(opts.get("out") or Path(arch_path).with_suffix(".pt"))
+        report = save_inherited(arch, opts["weights"], out)
+    except NasError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}: {report.summary()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,219 @@
+"""The objectives of a search and their evaluation for one architecture, cached on disk by arch digest.
+
+Objectives: `proxy_score` (maximize; zero-cost proxies combined against a fixed reference population),
+`latency_ms` (minimize; nas.latency's predictor on the selected hardware), `flops_g` (minimize;
+multiply-adds in G at the cost resolution, fvcore's convention) and `params_m` (minimize).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nas.errors import ConfigError
+from nas.proxy import zero_cost
+from nas.search.config import ProxyConfig, SearchConfig
+from nas.space import ArchConfig, SearchSpace
+from nas.space.io import write_text_atomic
+
+__all__ = ["OBJECTIVES", "DiskCache", "Evaluation", "Evaluator", "check_objectives", "default_cache_dir"]
+
+OBJECTIVES: dict[str, str] = {
+    "proxy_score": "maximize",
+    "latency_ms": "minimize",
+    "flops_g": "minimize",
+    "params_m": "minimize",
+}
+COST_INPUT_HW = 640  # resolution of `flops_g` when the hardware does not name one
+_MACS_PROBE_HW = 64  # conv MACs scale exactly with pixels at multiples of 32: count small, scale up
+
+
+def check_objectives(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Validate the objective list (known names, no duplicates, at least one minimized cost)."""
+    names = tuple(names)
+    bad = [n for n in names if n not in OBJECTIVES]
+    if bad:
+        raise ConfigError(f"unknown objective {bad[0]!r}; available objectives: {', '.join(OBJECTIVES)}")
+    if len(set(names)) != len(names) or len(names) < 2:
+        raise ConfigError(f"objectives={list(names)}: need at least two distinct objectives, e.g. [proxy_score, latency_ms]")
+    if not any(OBJECTIVES[n] == "minimize" for n in names):
+        raise ConfigError(f"objectives={list(names)}: need a cost to minimize (latency_ms, flops_g or params_m)")
+    return names
+
+
+def default_cache_dir() -> Path:
+    """$NAS_CACHE_DIR, else ~/.cache/yolo-nas-search."""
+    env = os.environ.get("NAS_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "yolo-nas-search"
+
+
+class DiskCache:
+    """JSON values under a directory, one file per key; writes are atomic, so readers never see half a file."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> Any | None:
+        path = self._path(key)
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"corrupt cache entry {path} ({e}); delete it") from None
+
+    def put(self, key: str, value: Any) -> None:
+        write_text_atomic(self._path(key), json.dumps(value, sort_keys=True))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """All metrics of one architecture (`values` holds every known objective) and the raw proxy values."""
+
+    values: dict[str, float]
+    proxies: dict[str, float]
+    eval_s: float
+    cached: bool
+
+    def objective_values(self, names: tuple[str, ...]) -> list[float]:
+        return [self.values[n] for n in names]
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def _hardware_name(hardware: Any) -> str | None:
+    if hardware is None or isinstance(hardware, str):
+        return hardware
+    if isinstance(hardware, dict) and "name" in hardware:
+        return str(hardware["name"])
+    raise ConfigError(f"hardware={hardware!r}: expected a hardware name (e.g. cpu_ort) or a mapping with a `name`")
+
+
+class Evaluator:
+    """Evaluates architectures on the configured objectives; proxy values are cached on disk."""
+
+    def __init__(self, cfg: SearchConfig, space: SearchSpace):
+        self.cfg, self.space = cfg, space
+        self.objectives = check_objectives(cfg.objectives)
+        self.cost = cfg.cost or next(n for n in self.objectives if OBJECTIVES[n] == "minimize")
+        if self.cost not in self.objectives or OBJECTIVES[self.cost] != "minimize":
+            raise ConfigError(f"cost={self.cost!r} must be one of the minimized objectives {list(self.objectives)}")
+        self.proxy: ProxyConfig = cfg.proxy
+        if self.proxy.name != "zero_cost":
+            raise ConfigError(f"unknown proxy {self.proxy.name!r}; available: zero_cost")
+        zero_cost.check_proxies(self.proxy.proxies)
+        if self.proxy.combine not in zero_cost.COMBINE_METHODS:
+            raise ConfigError(
+                f"proxy.combine={self.proxy.combine!r}; choose one of {', '.join(zero_cost.COMBINE_METHODS)}"
+            )
+        self.hardware = _hardware_name(cfg.hardware)
+        if "latency_ms" in self.objectives and self.hardware is None:
+            raise ConfigError("objective latency_ms needs a hardware: add hardware=cpu_ort (or another nas.latency hardware)")
+        self._predictor: Any = None
+        self.cost_input_hw = COST_INPUT_HW
+        cache_root = Path(self.proxy.cache_dir).expanduser() if self.proxy.cache_dir else default_cache_dir()
+        self.cache = DiskCache(cache_root / "proxy")
+        self._batch: zero_cost.ProxyBatch | None = None
+        self._reference: list[dict[str, float]] | None = None
+
+    # ---- identity ----------------------------------------------------------------------------
+    @property
+    def directions(self) -> list[str]:
+        return [OBJECTIVES[n] for n in self.objectives]
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What the objective values depend on: a resumed study must have the same fingerprint."""
+        proxy = dataclasses.asdict(self.proxy)
+        proxy.pop("cache_dir")
+        return {
+            "space": self.space.name,
+            "dimensions": _hash([[d.path, list(map(str, d.choices))] for d in self.space.dimensions]),
+            "objectives": list(self.objectives),
+            "cost": self.cost,
+            "hardware": self.hardware,
+            "proxy": proxy,
+            "data": dataclasses.asdict(self.cfg.data) if self.proxy.batch == "synthetic" else None,
+            "proxy_version": zero_cost.PROXY_VERSION,
+        }
+
+    # ---- pieces ------------------------------------------------------------------------------
+    @property
+    def batch(self) -> zero_cost.ProxyBatch:
+        if self._batch is None:
+            p = self.proxy
+            self._batch = zero_cost.make_batch(p.batch, p.input_hw, p.batch_size, p.seed, self.cfg.data.name)
+        return self._batch
+
+    def _measure_key(self, arch: ArchConfig) -> str:
+        p = self.proxy
+        spec = [arch.digest(), sorted(p.proxies), p.input_hw, p.batch_size, self.batch.source, p.seed]
+        return _hash([spec, zero_cost.PROXY_VERSION])
+
+    def measure(self, arch: ArchConfig) -> tuple[dict[str, Any], bool]:
+        """Raw proxy values, parameter count and probe MACs of `arch` (from the cache when present)."""
+        key = self._measure_key(arch)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit, True
+        m = zero_cost.measure(arch, self.batch, self.proxy.proxies, self.proxy.seed, _MACS_PROBE_HW)
+        value = {
+            "proxies": m.proxies,
+            "params": m.params,
+            "macs_probe": m.macs_probe,
+            "probe_hw": m.probe_hw,
+            "digest": arch.digest(),
+        }
+        self.cache.put(key, value)
+        return value, False
+
+    def reference_archs(self) -> list[ArchConfig]:
+        """The space's references plus `n_reference` random points seeded by the proxy seed."""
+        rng = np.random.default_rng(self.proxy.seed)
+        randoms = [self.space.random(rng) for _ in range(self.proxy.n_reference)]
+        return [*self.space.references.values(), *randoms]
+
+    def reference(self) -> list[dict[str, float]]:
+        """Raw proxy values of the reference population (computed once, then cached)."""
+        if self._reference is None:
+            self._reference = [self.measure(a)[0]["proxies"] for a in self.reference_archs()]
+        return self._reference
+
+    def latency_ms(self, arch: ArchConfig) -> float:
+        if self._predictor is None:
+            try:
+                from nas.latency import load_hardware, load_predictor
+            except ImportError as e:
+                raise ConfigError(
+                    f"objective latency_ms needs the nas.latency package ({e}); "
+                    "use objectives=[proxy_score,flops_g] meanwhile"
+                ) from None
+            self._predictor = load_predictor(load_hardware(self.hardware))
+        return float(self._predictor.predict(arch))
+
+    # ---- evaluation --------------------------------------------------------------------------
+    def evaluate(self, arch: ArchConfig) -> Evaluation:
+        """Every metric of `arch`; objectives absent from the config are still reported when cheap."""
+        t0 = time.perf_counter()
+        m, cached = self.measure(arch)
+        scale = (self.cost_input_hw / m["probe_hw"]) ** 2
+        values = {
+            "proxy_score": zero_cost.combine(m["proxies"], self.reference(), self.proxy.proxies, self.proxy.combine),
+            "flops_g": m["macs_probe"] * scale / 1e9,
+            "params_m": m["params"] / 1e6,
+        }
+        if self.hardware is not None:
+            values["latency_ms"] = self.latency_ms(arch)
+        return Evaluation(values, dict(m["proxies"]), time.perf_counter() - t0, cached)

@@ -1,0 +1,367 @@
+"""The search as a Python function: `run(...)` (notebooks) and `run_search(cfg, out_dir)` (the Hydra app).
+
+A run creates or resumes the study, enqueues the released references, evaluates trials until the study
+holds `n_trials` finished ones (Ctrl-C / SIGTERM stop cleanly: the running trial is marked failed and is
+re-run on resume), then writes trials.csv, pareto.csv, pareto.png, selected/<tier>.yaml and report.{md,json}.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from nas.errors import ConfigError
+from nas.search import emit, report
+from nas.search.config import ProxyConfig, SearchConfig, SpaceConfig, StorageConfig, StrategyConfig
+from nas.search.select import Selection, TrialRecord, pareto_front, select_tiers
+from nas.search.storage import STORAGE_KINDS
+from nas.search.study import Session
+from nas.search.tracking import Tracker, make_tracker
+from nas.space import ArchConfig, SearchSpace
+from nas.space.io import write_text_atomic
+
+__all__ = ["SearchResult", "finalize", "run", "run_search"]
+
+log = logging.getLogger("nas.search")
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a search produced; `paths` names every output file."""
+
+    study_name: str
+    storage: str
+    out_dir: Path
+    trials: list[TrialRecord]
+    pareto: list[TrialRecord]
+    selections: dict[str, Selection]
+    report: dict[str, Any]
+    paths: dict[str, Path]
+    interrupted: bool
+
+    @property
+    def selected(self) -> dict[str, ArchConfig]:
+        """The emitted architecture per tier, read back from its YAML (tiers without a candidate are absent)."""
+        from nas.space import load_arch
+
+        return {k.split("/", 1)[1]: load_arch(p) for k, p in self.paths.items() if k.startswith("selected/")}
+
+    def __repr__(self) -> str:
+        return (
+            f"SearchResult(study={self.study_name!r}, trials={len(self.trials)}, pareto={len(self.pareto)}, "
+            f"selected={sorted(k for k in self.paths if k.startswith('selected/'))}, out_dir='{self.out_dir}')"
+        )
+
+
+# ---- interruption -------------------------------------------------------------------------------
+
+
+class _QuietInterrupt(logging.Filter):
+    """Drop Optuna's 'Trial N failed' warnings (with a traceback) for a trial stopped by Ctrl-C."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.after_interrupt = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            self.after_interrupt = True
+            return False
+        if self.after_interrupt and "failed with value" in record.getMessage():
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with `n` torch CPU threads (restored afterwards); on a busy machine 1 is often fastest."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    if n < 1:
+        raise ConfigError(f"threads={n}: must be >= 1 (or null for torch's default)")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """SIGTERM (e.g. a scheduler's preemption) stops the search like Ctrl-C; Optuna's failed-trial
+    warning for the interrupted trial is dropped (the trial is re-run on resume)."""
+    quiet = _QuietInterrupt()
+    optuna_logger = logging.getLogger("optuna")
+    optuna_logger.addFilter(quiet)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+
+        def on_term(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        optuna_logger.removeFilter(quiet)
+
+
+# ---- progress -----------------------------------------------------------------------------------
+
+
+class _Progress:
+    """tqdm bar over finished trials with the best proxy score so far and the Pareto-front size."""
+
+    def __init__(self, session: Session, total: int, enabled: bool, tracker: Tracker):
+        self.session, self.tracker = session, tracker
+        self.records = session.records()
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=min(len(self.records), total), desc=session.cfg.study_name, unit="trial")
+            self._postfix()
+
+    def _postfix(self) -> None:
+        if self.bar is None:
+            return
+        feas = [r for r in self.records if r.feasible]
+        best = max((r.values["proxy_score"] for r in feas if "proxy_score" in r.values), default=math.nan)
+        front = pareto_front(self.records, self.session.objectives, self.session.directions)
+        self.bar.set_postfix(best_score=f"{best:.3f}", pareto=len(front), refresh=False)
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state != TrialState.COMPLETE:
+            return
+        rec = TrialRecord.from_attrs(trial.number, trial.user_attrs)
+        self.records.append(rec)
+        self.tracker.log_trial(
+            trial.number, trial.params, rec.values, {"proxies": rec.proxies, "feasible": rec.feasible}
+        )
+        if self.bar is not None:
+            self.bar.update(1)
+            self._postfix()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ---- the run --------------------------------------------------------------------------------------
+
+
+def _config_dict(cfg: SearchConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def run_search(
+    cfg: SearchConfig, out_dir: str | os.PathLike, space: SearchSpace | None = None
+) -> SearchResult:
+    """Run (or resume) the search of `cfg`, writing every output under `out_dir`."""
+    with torch_threads(cfg.threads):
+        return _run_search(cfg, out_dir, space)
+
+
+def _run_search(cfg: SearchConfig, out_dir: str | os.PathLike, space: SearchSpace | None) -> SearchResult:
+    t0 = time.perf_counter()
+    if cfg.n_trials < 0:
+        raise ConfigError(f"n_trials={cfg.n_trials}: must be >= 0")
+    session = Session(cfg, out_dir, space)
+    done = session.n_complete()
+    log.info(
+        "study %r in %s: %d finished trial(s), target %d; objectives %s; budgets %s",
+        cfg.study_name, session.storage_desc, done, cfg.n_trials, list(session.objectives),
+        {k: round(v, 4) for k, v in session.budgets.items()},
+    )
+    if cfg.enqueue_references:
+        session.enqueue_references()
+    session.recover()
+    tracker = make_tracker(cfg.logger, session.out_dir, _config_dict(cfg), cfg.study_name)
+    interrupted = False
+    try:
+        remaining = cfg.n_trials - done
+        if remaining > 0:
+            progress = _Progress(session, cfg.n_trials, cfg.progress, tracker)
+            stop = optuna.study.MaxTrialsCallback(cfg.n_trials, states=(TrialState.COMPLETE,))
+            try:
+                with _interruptible():
+                    session.study.optimize(
+                        session.objective,
+                        n_trials=remaining,
+                        timeout=cfg.timeout_s,
+                        callbacks=[progress, stop],
+                        gc_after_trial=False,
+                    )
+            except KeyboardInterrupt:
+                interrupted = True
+                log.warning("interrupted: the study is consistent; run the same command again to resume")
+            finally:
+                progress.close()
+        result = finalize(session, time.perf_counter() - t0, interrupted, tracker)
+    finally:
+        tracker.close()
+    return result
+
+
+def finalize(session: Session, search_time_s: float, interrupted: bool, tracker: Tracker | None = None) -> SearchResult:
+    """Write the outputs of the study as it is now (also used by the Hydra sweeper)."""
+    cfg, out_dir = session.cfg, session.out_dir
+    records = session.records()
+    ev = session.evaluator
+    front = pareto_front(records, session.objectives, session.directions)
+    selections = select_tiers(records, ev.cost, session.budgets, session.objectives, session.directions)
+    header = {
+        "study": cfg.study_name,
+        "space": session.space.name,
+        "hardware": ev.hardware,
+        "cost": ev.cost,
+        "proxy": f"{cfg.proxy.name}({','.join(cfg.proxy.proxies)}; {cfg.proxy.combine}; {cfg.proxy.input_hw}px)",
+    }
+    paths: dict[str, Path] = {}
+    for tier, p in emit.write_selected(selections, out_dir / "selected", session.space.references, header).items():
+        paths[f"selected/{tier}"] = p
+    paths["trials_csv"] = report.write_csv(out_dir / "trials.csv", records, session.space)
+    paths["pareto_csv"] = report.write_csv(out_dir / "pareto.csv", front, session.space)
+    if records:
+        title = f"{cfg.study_name}: {len(records)} trials, {ev.cost} on {ev.hardware or 'no hardware (analytic)'}"
+        paths["pareto_png"] = report.plot_pareto(out_dir / "pareto.png", records, front, selections, ev.cost, title=title)
+
+    def row(r: TrialRecord | None, path: Path | None = None) -> dict[str, Any] | None:
+        if r is None:
+            return None
+        out = {"trial": r.number, "name": r.arch.name, "digest": r.arch.digest(), "values": r.values}
+        if path is not None:
+            out["path"] = str(path.relative_to(out_dir))
+        return out
+
+    tiers = {}
+    for tier, sel in selections.items():
+        sel_row = row(sel.record, paths.get(f"selected/{tier}"))
+        if sel_row is not None:
+            sel_row["name"] = emit.emitted_name(tier, sel.record.arch, session.space.references)
+            sel_row["equals_reference"] = sel.reference is not None and sel.record.arch == sel.reference.arch
+        ref_row = row(sel.reference)
+        delta = None
+        if sel.record is not None and sel.reference is not None:
+            delta = {k: sel.record.values[k] - sel.reference.values[k] for k in sel.record.values if k in sel.reference.values}
+        tiers[tier] = {"budget": sel.budget, "reference": ref_row, "selected": sel_row, "delta": delta}
+    counts = session.counts()
+    rep = {
+        "study": cfg.study_name,
+        "storage": session.storage_desc,
+        "space": session.space.name,
+        "hardware": ev.hardware,
+        "strategy": cfg.strategy.name,
+        "seed": cfg.seed,
+        "objectives": list(session.objectives),
+        "directions": list(session.directions),
+        "cost": ev.cost,
+        "cost_input_hw": ev.cost_input_hw,
+        "max_cost": session.max_cost,
+        "trials": {"complete": len(records), **{k: v for k, v in counts.items() if k != "complete"}},
+        "search_time_s": round(search_time_s, 2),
+        "eval_time_s": round(sum(r.eval_s for r in records), 2),
+        "interrupted": interrupted,
+        "pareto_size": len(front),
+        "tiers": tiers,
+        "proxy": dataclasses.asdict(cfg.proxy),
+        "fingerprint": ev.fingerprint(),
+        "versions": _versions(),
+    }
+    paths["report_json"] = out_dir / "report.json"
+    paths["report_md"] = out_dir / "report.md"
+    rep["files"] = {k: str(p.relative_to(out_dir)) for k, p in paths.items()}
+    report.write_json(paths["report_json"], rep)
+    write_text_atomic(paths["report_md"], report.render_markdown(rep))
+    if tracker is not None:
+        rows = [{"trial": r.number, "name": r.arch.name, **r.values} for r in front]
+        tracker.log_summary(rep, rows, paths.get("pareto_png"))
+    return SearchResult(cfg.study_name, session.storage_desc, out_dir, records, front, selections, rep, paths, interrupted)
+
+
+def _versions() -> dict[str, str]:
+    import torch
+
+    import nas
+
+    return {"nas": nas.__version__, "optuna": optuna.__version__, "torch": torch.__version__}
+
+
+# ---- the notebook API ---------------------------------------------------------------------------
+
+
+def _storage_config(storage: str | StorageConfig | None) -> StorageConfig:
+    if storage is None:
+        return StorageConfig(kind="sqlite")
+    if isinstance(storage, StorageConfig):
+        return storage
+    if storage in STORAGE_KINDS:
+        return StorageConfig(kind=storage)
+    if storage.startswith("sqlite:"):
+        return StorageConfig(kind="sqlite", url=storage)
+    if storage.startswith("postgresql"):
+        return StorageConfig(kind="postgres", url=storage)
+    if storage.endswith((".journal", ".log")):
+        return StorageConfig(kind="journal", path=storage)
+    raise ConfigError(
+        f"storage={storage!r}: expected one of {', '.join(STORAGE_KINDS)}, a sqlite:/// or postgresql:// URL, "
+        "or a *.journal path"
+    )
+
+
+def run(
+    space: str | SearchSpace = "yolo_nas",
+    *,
+    hardware: str | None = None,
+    proxy: str | ProxyConfig = "zero_cost",
+    strategy: str | StrategyConfig = "nsga2",
+    n_trials: int = 60,
+    storage: str | StorageConfig | None = None,
+    seed: int = 0,
+    out_dir: str | os.PathLike = "runs/api",
+    objectives: list[str] | None = None,
+    **options: Any,
+) -> SearchResult:
+    """Run a search without Hydra; `options` are further `SearchConfig` fields (tiers, name, progress, ...).
+
+    Example: `run("yolo_nas", strategy="tpe", n_trials=20, storage="memory", out_dir="runs/nb")`.
+    """
+    from nas.search.config import replace
+
+    space_obj = space if isinstance(space, SearchSpace) else None
+    proxy_cfg = proxy if isinstance(proxy, ProxyConfig) else ProxyConfig(name=proxy)
+    strategy_cfg = strategy if isinstance(strategy, StrategyConfig) else StrategyConfig(name=strategy)
+    if objectives is None:
+        objectives = ["proxy_score", "latency_ms" if hardware is not None else "flops_g"]
+    cfg = replace(
+        SearchConfig(),
+        space=SpaceConfig(name=space_obj.name if space_obj is not None else str(space)),
+        hardware=hardware,
+        proxy=proxy_cfg,
+        strategy=strategy_cfg,
+        storage=_storage_config(storage),
+        n_trials=n_trials,
+        seed=seed,
+        objectives=list(objectives),
+        **options,
+    )
+    return run_search(cfg, out_dir, space=space_obj)
