@@ -142,7 +142,10 @@ def replace(cfg: Any, **changes: Any) -> Any:
 def register_configs() -> None:
     """Put the schemas into Hydra's ConfigStore (called by the Hydra entry point and the sweeper plugin)."""
     from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
 
+    # ${nas_stem:path/to/space.yaml} -> space (study and run-dir names of a space given by path)
+    OmegaConf.register_new_resolver("nas_stem", _stem, replace=True)
     cs = ConfigStore.instance()
     # The groups' YAML files merge into the typed fields of this node, so each group is checked too.
     cs.store(name="search_schema", node=SearchConfig)

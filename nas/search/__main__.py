@@ -1,0 +1,87 @@
+"""Hydra entry point: `python -m nas.search +space=yolo_nas [strategy=tpe] [n_trials=100] [seed=1] ...`.
+
+Runs a search (or resumes it: the run directory and study name depend on space, strategy and seed), or,
+as a job of the `nas` Hydra sweeper, evaluates one candidate architecture (`candidate=<yaml>`) and
+returns its metrics. The only module that imports Hydra; the DictConfig becomes a `SearchConfig` here.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from nas.errors import ConfigError, NasError
+from nas.search.config import SearchConfig, register_configs
+
+log = logging.getLogger("nas.search")
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+register_configs()
+
+
+def available_space_options() -> list[str]:
+    """The options of the `space` config group."""
+    return sorted(p.stem for p in (CONF_DIR / "space").glob("*.yaml"))
+
+
+def _missing_space(out_dir: Path) -> None:
+    # Hydra created the run directory before the task could check the config: remove it if it only
+    # holds what Hydra put there, so a mistyped command leaves nothing behind.
+    if out_dir.is_dir() and {p.name for p in out_dir.iterdir()} <= {".hydra", "__main__.log"}:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    options = ", ".join(available_space_options())
+    raise ConfigError(
+        f"no search space selected: add +space=NAME (available: {options}), e.g. python -m nas.search +space=yolo_nas"
+    )
+
+
+def to_search_config(cfg: DictConfig) -> SearchConfig:
+    """The typed config (a plain dataclass) of a composed DictConfig."""
+    obj = OmegaConf.to_object(cfg)
+    if not isinstance(obj, SearchConfig):
+        raise ConfigError(f"the composed config is not a SearchConfig (got {type(obj).__name__})")
+    return obj
+
+
+def _task(cfg: DictConfig) -> Any:
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    if OmegaConf.is_missing(cfg.space, "name"):
+        _missing_space(out_dir)
+    search_cfg = to_search_config(cfg)
+    if search_cfg.candidate is not None:
+        from nas.search.sweep import evaluate_candidate
+
+        return evaluate_candidate(search_cfg, search_cfg.candidate, out_dir)
+    import optuna
+
+    from nas.search.run import run_search
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress bar and log say what happens
+    result = run_search(search_cfg, out_dir)
+    log.info("outputs in %s: %s", out_dir, ", ".join(sorted(result.report["files"].values())))
+    if result.interrupted:
+        raise SystemExit(130)
+    return {"study": result.study_name, "pareto_size": len(result.pareto), "out_dir": str(out_dir)}
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> Any:
+    if cfg.get("candidate") is not None:
+        return _task(cfg)  # a sweeper job: errors go back to the sweeper through Hydra's job result
+    try:
+        return _task(cfg)
+    except NasError as e:
+        # A clear message instead of a traceback; exit status 2 like other usage errors.
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
