@@ -55,6 +55,9 @@ def read_data_yaml(path: Path) -> dict[str, Any]:
         v = cfg.get(key)
         if v is not None and not isinstance(v, (str, list)):
             raise DataError(f"{path}: {key!r} must be a path string or a list of paths, got {v!r}")
+    ann = cfg.get("annotations")
+    if ann is not None and not (isinstance(ann, dict) and all(isinstance(v, str) for v in ann.values())):
+        raise DataError(f"{path}: 'annotations' must map a split to a COCO JSON path, e.g. {{val: annotations/x.json}}")
     cfg["names"] = {int(k): str(v) for k, v in names.items()}
     return cfg
 
@@ -200,12 +203,6 @@ def load_yolo_yaml(
             if ds.names != names:
                 raise DataError(f"{path}: the categories of {json_path} differ from the YAML's 'names'")
             return ds
-        warnings.warn(
-            f"{path}: {json_path} is absent, so the {split!r} ground truth comes from the YOLO txt labels "
-            "(no crowd regions, box areas instead of mask areas): mAP differs slightly from the official protocol",
-            DataWarning,
-            stacklevel=2,
-        )
 
     sources = cfg[split] if isinstance(cfg[split], list) else [cfg[split]]
     files: list[Path] = []
@@ -241,6 +238,13 @@ def load_yolo_yaml(
         raise err(f"{path}: none of the {len(files)} listed {split!r} images could be read (first: {files[0]})")
     log.note("images_without_objects", sum(1 for c in classes if len(c) == 0))
     log.emit()
+    if json_rel:
+        warnings.warn(
+            f"{path}: {root / json_rel} is absent, so the {split!r} ground truth comes from the YOLO txt labels "
+            "(no crowd regions, box areas instead of mask areas): mAP differs slightly from the official protocol",
+            DataWarning,
+            stacklevel=2,
+        )
     return DetectionDataset(
         name=name,
         split=split,

@@ -110,12 +110,12 @@ def _mean_valid(s: np.ndarray) -> float:
     return float(v.mean()) if v.size else -1.0
 
 
-def _stats(ev: Any) -> np.ndarray:
+def _stats(ev: Any, max_dets: int) -> np.ndarray:
     """COCOeval.summarize()'s 12 numbers, computed for any maxDets (summarize() hard-codes 100 for AP)."""
     p, prec, rec = ev.params, ev.eval["precision"], ev.eval["recall"]  # [T,R,K,A,M], [T,K,A,M]
     area = {name: i for i, name in enumerate(p.areaRngLbl)}
     t50, t75 = (int(np.argmin(np.abs(p.iouThrs - t))) for t in (0.5, 0.75))
-    m = len(p.maxDets) - 1
+    m = list(p.maxDets).index(max_dets)  # COCOeval.evaluate() sorts maxDets
     return np.array(
         [
             _mean_valid(prec[:, :, :, area["all"], m]),
@@ -124,8 +124,8 @@ def _stats(ev: Any) -> np.ndarray:
             _mean_valid(prec[:, :, :, area["small"], m]),
             _mean_valid(prec[:, :, :, area["medium"], m]),
             _mean_valid(prec[:, :, :, area["large"], m]),
-            _mean_valid(rec[:, :, area["all"], 0]),
-            _mean_valid(rec[:, :, area["all"], 1]),
+            _mean_valid(rec[:, :, area["all"], list(p.maxDets).index(1)]),
+            _mean_valid(rec[:, :, area["all"], list(p.maxDets).index(10)]),
             _mean_valid(rec[:, :, area["all"], m]),
             _mean_valid(rec[:, :, area["small"], m]),
             _mean_valid(rec[:, :, area["medium"], m]),
@@ -167,16 +167,16 @@ def coco_evaluate(
         dt.dataset = {"images": gt.dataset["images"], "categories": gt.dataset["categories"], "annotations": anns}
         dt.createIndex()
         ev = COCOeval(gt, dt, iouType="bbox")
-        ev.params.maxDets = [1, 10, max_dets]  # evaluateImg keeps maxDets[-1] per image
+        ev.params.maxDets = sorted({1, 10, max_dets})
         ev.evaluate()
         ev.accumulate()
-    stats = _stats(ev)
+    stats = _stats(ev, max_dets)
     if verbose:
         print(out.getvalue(), end="")
         for name, v in zip(STAT_NAMES, stats):
             label = name.replace("maxDets", str(max_dets))
             print(f" {label:<14} = {v:0.3f}")
-    prec = ev.eval["precision"][:, :, :, 0, -1]  # [T, R, K] at area "all", maxDets max_dets
+    prec = ev.eval["precision"][:, :, :, 0, list(ev.params.maxDets).index(max_dets)]  # [T, R, K], area "all"
     t50 = int(np.argmin(np.abs(ev.params.iouThrs - 0.5)))
     cat_ids = list(ev.params.catIds)
     per_class, per_class_50 = {}, {}
