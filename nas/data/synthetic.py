@@ -11,11 +11,14 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
+import multiprocessing
 import os
 import shutil
 import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ __all__ = ["CLASSES", "SYNTHETIC_VERSION", "SyntheticSpec", "ensure_synthetic", 
 # Bump when the rendering or the files change: every cached set is then regenerated.
 SYNTHETIC_VERSION = 1
 _SPLIT_CODES = {"train": 0, "val": 1}
+_CHUNK = 25  # images per worker task
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,14 +77,13 @@ def _data_yaml(path_value: str) -> str:
     )
 
 
-def _write_split(out: Path, split: str, n: int, spec: SyntheticSpec) -> None:
+def _write_images(out: Path, split: str, indices: range, spec: SyntheticSpec) -> list[tuple[dict, list[dict]]]:
+    """Render, encode and write images `indices` of a split with their label files (run in worker processes)."""
     import cv2
 
     img_dir, lab_dir = out / "images" / split, out / "labels" / split
-    img_dir.mkdir(parents=True)
-    lab_dir.mkdir(parents=True)
-    images, anns = [], []
-    for i in range(n):
+    records = []
+    for i in indices:
         rng = np.random.default_rng([spec.seed, _SPLIT_CODES[split], i])
         img, boxes, classes, visible = render_image(rng, spec.render)
         h, w = img.shape[:2]
@@ -90,12 +93,10 @@ def _write_split(out: Path, split: str, n: int, spec: SyntheticSpec) -> None:
         if not ok:
             raise RuntimeError(f"cv2 could not encode synthetic image {split}/{name}.jpg")
         (img_dir / f"{name}.jpg").write_bytes(buf.tobytes())
-        images.append({"id": image_id, "file_name": f"{name}.jpg", "width": w, "height": h})
-        rows = []
+        anns, rows = [], []
         for (x, y, bw, bh), c, v in zip(boxes, classes, visible):
             anns.append(
                 {
-                    "id": len(anns) + 1,
                     "image_id": image_id,
                     "category_id": c + 1,
                     "bbox": [x, y, bw, bh],
@@ -106,6 +107,23 @@ def _write_split(out: Path, split: str, n: int, spec: SyntheticSpec) -> None:
             )
             rows.append(f"{c} {(x + bw / 2) / w:.8f} {(y + bh / 2) / h:.8f} {bw / w:.8f} {bh / h:.8f}\n")
         (lab_dir / f"{name}.txt").write_text("".join(rows))
+        records.append(({"id": image_id, "file_name": f"{name}.jpg", "width": w, "height": h}, anns))
+    return records
+
+
+def _write_split(out: Path, split: str, n: int, spec: SyntheticSpec, pool: Executor | None) -> None:
+    (out / "images" / split).mkdir(parents=True)
+    (out / "labels" / split).mkdir(parents=True)
+    # Every image has its own generator, so chunks give the same files whatever the number of workers.
+    chunks = [range(a, min(a + _CHUNK, n)) for a in range(0, n, _CHUNK)]
+    if pool is None:
+        parts = [_write_images(out, split, c, spec) for c in chunks]
+    else:
+        parts = list(pool.map(_write_images, *zip(*[(out, split, c, spec) for c in chunks])))
+    images, anns = [], []
+    for image, objs in (r for part in parts for r in part):
+        images.append(image)
+        anns += [{"id": len(anns) + k + 1, **a} for k, a in enumerate(objs)]
     coco = {
         "info": {"description": "yolo-nas-search synthetic shapes", "version": SYNTHETIC_VERSION, "seed": spec.seed},
         "licenses": [],
@@ -133,17 +151,32 @@ def _lock(root: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def generate(out: Path, spec: SyntheticSpec = SyntheticSpec()) -> Path:
-    """Write the set into the new folder `out` (both layouts; `stamp.json` last)."""
+def generate(out: Path, spec: SyntheticSpec = SyntheticSpec(), workers: int | None = None) -> Path:
+    """Write the set into the new folder `out` (both layouts; `stamp.json` last).
+
+    `workers` processes render in parallel (default: up to 8, one per core); the files do not depend on it.
+    """
+    workers = min(os.cpu_count() or 1, 8) if workers is None else workers
     out.mkdir(parents=True)
-    for split, n in (("train", spec.n_train), ("val", spec.n_val)):
-        _write_split(out, split, n, spec)
+    with contextlib.ExitStack() as stack:
+        pool = None
+        if workers > 1 and spec.n_train + spec.n_val > _CHUNK:
+            # spawn, not fork: the parent may hold torch / OpenCV thread pools that a forked child would inherit.
+            try:
+                ctx = multiprocessing.get_context("spawn")
+                pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=ctx))
+            except (OSError, NotImplementedError) as e:  # e.g. no POSIX semaphores: same files, one process
+                logging.getLogger(__name__).info("synthetic set: rendering in one process (%s)", e)
+        for split, n in (("train", spec.n_train), ("val", spec.n_val)):
+            _write_split(out, split, n, spec, pool)
     (out / "synthetic.yaml").write_text(_data_yaml("."))
     (out / "stamp.json").write_text(json.dumps(_stamp(spec), indent=1))
     return out
 
 
-def ensure_synthetic(root: str | os.PathLike | None = None, spec: SyntheticSpec = SyntheticSpec()) -> Path:
+def ensure_synthetic(
+    root: str | os.PathLike | None = None, spec: SyntheticSpec = SyntheticSpec(), workers: int | None = None
+) -> Path:
     """The folder of the synthetic set under the datasets root, generating it if absent or stale."""
     from nas.data.load import datasets_dir
 
@@ -159,7 +192,7 @@ def ensure_synthetic(root: str | os.PathLike | None = None, spec: SyntheticSpec 
             shutil.rmtree(stale, ignore_errors=True)
         tmp = root / f".{spec.dirname()}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
-            generate(tmp, spec)
+            generate(tmp, spec, workers)
             if final.exists():
                 old = root / f".{spec.dirname()}.old-{uuid.uuid4().hex[:8]}"
                 os.replace(final, old)

@@ -44,6 +44,13 @@ def test_same_seed_gives_byte_identical_files(tmp_path):
     assert c["annotations/instances_val.json"] != a["annotations/instances_val.json"]
 
 
+def test_files_do_not_depend_on_the_number_of_workers(tmp_path):
+    spec = SyntheticSpec(seed=5, n_train=27, n_val=2)  # more than one chunk of 25 images
+    a = _files(ensure_synthetic(tmp_path / "a", spec, workers=1))
+    b = _files(ensure_synthetic(tmp_path / "b", spec, workers=2))
+    assert len(a) == 2 * 29 + 4 and a == b
+
+
 def test_both_layouts_agree(tmp_path):
     folder = ensure_synthetic(tmp_path, SMALL)
     for split in ("train", "val"):
@@ -75,7 +82,7 @@ def test_cached_until_the_stamp_changes(tmp_path, monkeypatch):
 
 
 def test_a_killed_generation_leaves_no_half_set(tmp_path, monkeypatch):
-    def die(out, split, n, spec):
+    def die(out, *args):
         (out / "images").mkdir(exist_ok=True)
         raise KeyboardInterrupt
 
