@@ -98,8 +98,8 @@ def load_dataset(
     if name in SHIPPED_CONFIGS:
         try:
             return load_yolo_yaml(shipped_config(name), split, datasets_root=root, shipped=True, name=Path(name).stem)
-        except DatasetNotFoundError as e:
-            raise DatasetNotFoundError(f"{_howto(name, split, root)}\n(details: {e})") from None
+        except DatasetNotFoundError:
+            raise DatasetNotFoundError(_howto(name, split, root)) from None
     what = f"data YAML {key!r} does not exist" if suffix in (".yaml", ".yml") else f"unknown dataset {key!r}"
     raise DataError(
         f"{what}: expected 'synthetic', a shipped config ({', '.join(SHIPPED_CONFIGS)}), "

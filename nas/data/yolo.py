@@ -110,7 +110,7 @@ def image_files(source: Path) -> list[Path]:
 def _missing_text(yaml_path: Path, root: Path, split: str, source: Path) -> str:
     return (
         f"{yaml_path}: the {split!r} images were not found at {source}\n"
-        f"expected the ultralytics layout under the dataset root {root}:\n"
+        f"the usual ultralytics layout under the dataset root {root} is\n"
         f"  {root}/images/{split}/*.jpg    images\n"
         f"  {root}/labels/{split}/*.txt    one 'cls cx cy w h' row per object, normalized to 0..1\n"
         "fix the 'path' / split entries of the YAML or place the files there; "
