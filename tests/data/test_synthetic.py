@@ -25,8 +25,10 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="session")
 def default_set(tmp_path_factory) -> Path:
-    """The default synthetic set, generated once per test session (a few seconds)."""
-    return ensure_synthetic(tmp_path_factory.mktemp("datasets"))
+    """The default synthetic set, generated once per test session (shared by xdist workers, under a file lock)."""
+    shared = os.environ.get("PYTEST_XDIST_WORKER") is not None
+    root = tmp_path_factory.getbasetemp().parent / "datasets" if shared else tmp_path_factory.mktemp("datasets")
+    return ensure_synthetic(root)
 
 
 def test_same_seed_gives_byte_identical_files(tmp_path):
