@@ -195,7 +195,9 @@ def _paint(rng: np.random.Generator, img: np.ndarray, mask: np.ndarray, x0: int,
     img[ys, xs][m] = cv2.convertScaleAbs(fill)  # rounds and saturates; fill >= 0 so abs is a no-op
 
 
-def render_image(rng: np.random.Generator, params: RenderParams = RenderParams()):
+def render_image(
+    rng: np.random.Generator, params: RenderParams = RenderParams()
+) -> tuple[np.ndarray, list[tuple[int, int, int, int]], list[int], list[float]]:
     """One BGR uint8 image, its visible (modal) boxes xywh in pixels, classes, and each object's visible fraction."""
     import cv2
     from scipy import ndimage
