@@ -1,1 +1,2 @@
-"""Accuracy proxies of an architecture: zero-cost scores at initialization (`nas.proxy.zero_cost`)."""
+"""Accuracy proxies of an architecture: zero-cost scores at initialization (`zero_cost`); `evaluate` scores
+detections by pycocotools."""
