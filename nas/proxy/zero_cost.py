@@ -22,6 +22,7 @@ The batch is explicit (`random_batch` or `synthetic_batch`); `make_batch` picks 
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -72,6 +73,13 @@ class ProxyBatch:
     @property
     def input_hw(self) -> tuple[int, int]:
         return int(self.images.shape[2]), int(self.images.shape[3])
+
+    def fingerprint(self) -> str:
+        """Content hash of the batch (a cache key that changes whenever the images or boxes do)."""
+        h = hashlib.sha256(self.images.numpy().tobytes())
+        for t in (*self.boxes, *self.labels):
+            h.update(t.numpy().tobytes())
+        return h.hexdigest()[:16]
 
 
 def _check_hw(input_hw: int) -> None:

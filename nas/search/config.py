@@ -43,7 +43,7 @@ class ProxyConfig:
     combine: str = "zscore"  # zscore | rank (see nas.proxy.zero_cost.combine)
     input_hw: int = 96  # proxy batch resolution (multiple of 32)
     batch_size: int = 4
-    batch: str = "random"  # random: seeded noise + random boxes; synthetic: images of `data` (needs nas.data)
+    batch: str = "synthetic"  # synthetic: first images of `data` (nas.data); random: seeded noise + random boxes
     seed: int = 0  # weight init and random batch; part of the objective, not of the search seed
     n_reference: int = 13  # seeded random architectures added to the space's references to normalize the score
     cache_dir: Optional[str] = None  # proxy values cached by arch digest; None: $NAS_CACHE_DIR or ~/.cache/...

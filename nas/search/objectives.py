@@ -127,6 +127,7 @@ class Evaluator:
         cache_root = Path(self.proxy.cache_dir).expanduser() if self.proxy.cache_dir else default_cache_dir()
         self.cache = DiskCache(cache_root / "proxy")
         self._batch: zero_cost.ProxyBatch | None = None
+        self._batch_key = ""
         self._reference: list[dict[str, float]] | None = None
 
     # ---- identity ----------------------------------------------------------------------------
@@ -155,11 +156,19 @@ class Evaluator:
         if self._batch is None:
             p = self.proxy
             self._batch = zero_cost.make_batch(p.batch, p.input_hw, p.batch_size, p.seed, self.cfg.data.name)
+            self._batch_key = self._batch.fingerprint()
         return self._batch
+
+    @property
+    def batch_key(self) -> str:
+        """Content hash of the proxy batch: part of every cache key."""
+        if self._batch is None:
+            self._batch = self.batch
+        return self._batch_key
 
     def _measure_key(self, arch: ArchConfig) -> str:
         p = self.proxy
-        spec = [arch.digest(), sorted(p.proxies), p.input_hw, p.batch_size, self.batch.source, p.seed]
+        spec = [arch.digest(), sorted(p.proxies), self.batch_key, p.seed]
         return _hash([spec, zero_cost.PROXY_VERSION])
 
     def measure(self, arch: ArchConfig) -> tuple[dict[str, Any], bool]:

@@ -1,0 +1,42 @@
+"""Pareto front and tier selection on hand-made records."""
+
+from __future__ import annotations
+
+from nas.search.select import TrialRecord, pareto_front, select_tiers
+from tests.search.tiny import tiny_arch
+
+OBJ, DIR = ("proxy_score", "flops_g"), ("maximize", "minimize")
+
+
+def rec(n: int, score: float, cost: float, feasible: bool = True, reference: str | None = None, arch=None) -> TrialRecord:
+    arch = arch or tiny_arch(f"a{n}", {"heads.heads.0.first_conv_group_size": n % 3, "backbone.stem.out_channels": (n // 3) % 2,
+                                       "backbone.stages.0.out_channels": (n // 6) % 2})
+    return TrialRecord(n, arch, {"proxy_score": score, "flops_g": cost, "params_m": 1.0}, feasible=feasible, reference=reference)
+
+
+def test_pareto_front_keeps_only_non_dominated_feasible_records():
+    rs = [rec(0, 1.0, 1.0), rec(1, 2.0, 2.0), rec(2, 1.5, 2.5), rec(3, 3.0, 3.0, feasible=False), rec(4, 0.5, 0.5)]
+    front = pareto_front(rs, OBJ, DIR)
+    assert [r.number for r in front] == [4, 0, 1]  # sorted by cost; 2 is dominated by 1; 3 infeasible
+
+
+def test_pareto_front_counts_an_architecture_once():
+    a = tiny_arch("x")
+    front = pareto_front([rec(0, 1.0, 1.0, arch=a), rec(1, 1.0, 1.0, arch=a)], OBJ, DIR)
+    assert [r.number for r in front] == [0]
+
+
+def test_tiers_pick_the_best_score_under_each_budget_and_know_their_reference():
+    rs = [rec(0, 1.0, 1.0, reference="s"), rec(1, 1.4, 0.9), rec(2, 2.0, 2.0, reference="m"), rec(3, 2.5, 1.9), rec(4, 9.0, 5.0)]
+    sel = select_tiers(rs, "flops_g", {"s": 1.0, "m": 2.0, "tiny": 0.1}, OBJ, DIR)
+    assert sel["s"].record.number == 1 and sel["s"].reference.number == 0
+    assert sel["m"].record.number == 3 and sel["m"].reference.number == 2
+    assert sel["tiny"].record is None and sel["tiny"].reference is None
+    front = {r.number for r in pareto_front(rs, OBJ, DIR)}
+    assert {sel["s"].record.number, sel["m"].record.number} <= front
+
+
+def test_tier_ties_go_to_the_cheaper_candidate():
+    sel = select_tiers([rec(0, 1.0, 1.0), rec(1, 1.0, 0.5)], "flops_g", {"t": 1.0}, OBJ, DIR)
+    assert sel["t"].record.number == 1
+
