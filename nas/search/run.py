@@ -108,7 +108,8 @@ def _interruptible() -> Iterator[None]:
     """SIGTERM (e.g. a scheduler's preemption) stops the search like Ctrl-C; Optuna's failed-trial
     warning for the interrupted trial is dropped (the trial is re-run on resume)."""
     quiet = _QuietInterrupt()
-    optuna_logger = logging.getLogger("optuna")
+    # logger filters only see records created on that logger: the one Optuna's optimize loop logs to
+    optuna_logger = logging.getLogger("optuna.study._optimize")
     optuna_logger.addFilter(quiet)
     previous = None
     if threading.current_thread() is threading.main_thread():
@@ -213,6 +214,7 @@ def _run_search(cfg: SearchConfig, out_dir: str | os.PathLike, space: SearchSpac
                     )
             except KeyboardInterrupt:
                 interrupted = True
+                session.fail_own_running()  # interrupted while Optuna was telling: nothing stays RUNNING
                 log.warning("interrupted: the study is consistent; run the same command again to resume")
             finally:
                 progress.close()

@@ -156,6 +156,18 @@ class Session:
             log.info("re-enqueued %d interrupted or stale trial(s)", n)
         return n
 
+    def fail_own_running(self) -> int:
+        """After an interruption: fail (and mark) this process's trials that are still RUNNING."""
+        me = worker_id()
+        n = 0
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            w = t.user_attrs.get("worker")
+            if isinstance(w, dict) and w.get("host") == me["host"] and w.get("pid") == me["pid"]:
+                self.storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+                self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                n += 1
+        return n
+
     # ---- trials ------------------------------------------------------------------------------
     def sample(self, trial: optuna.trial.BaseTrial) -> ArchConfig:
         arch = self.space.sample(trial)

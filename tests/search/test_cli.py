@@ -1,0 +1,134 @@
+"""`python -m nas.search` as users run it: the missing-space error, Ctrl-C and resume, multirun with the
+basic sweeper, and the `nas` sweeper (one job per candidate) on the basic and submitit-local launchers."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tiny_args(space: Path, cache: Path, **extra) -> list[str]:
+    args = {
+        "space.name": str(space),
+        "tiers": "null",
+        "proxy.input_hw": 64,
+        "proxy.batch_size": 2,
+        "proxy.batch": "random",
+        "proxy.n_reference": 3,
+        "proxy.cache_dir": str(cache),
+        "strategy.population_size": 4,
+        "threads": 1,
+        "progress": "false",
+        **extra,
+    }
+    return ["+space=yolo_nas", *(f"{k}={v}" for k, v in args.items())]
+
+
+def nas_search(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "nas.search", *args], cwd=ROOT, capture_output=True, text=True, timeout=600, **kw
+    )
+
+
+def test_missing_space_lists_the_available_ones(tmp_path):
+    p = nas_search(f"hydra.run.dir={tmp_path / 'run'}")
+    assert p.returncode == 2
+    assert "add +space=NAME (available: yolo_nas)" in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "run").exists(), "a mistyped command leaves no run directory behind"
+
+
+def test_bad_value_is_a_clear_error(tmp_path, tiny_space_path, proxy_cache):
+    p = nas_search(*tiny_args(tiny_space_path, proxy_cache, **{"strategy": "nsga2", "strategy.name": "annealing"}),
+                   f"hydra.run.dir={tmp_path}")
+    assert p.returncode == 2 and "error: unknown strategy 'annealing'; available strategies" in p.stderr
+
+
+def _complete(db: Path, name: str) -> list[optuna.trial.FrozenTrial]:
+    if not db.exists():
+        return []
+    try:
+        study = optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
+    except KeyError:
+        return []
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path, tiny_space_path, proxy_cache):
+    run_dir, name = tmp_path / "run", "sigint"
+    args = [*tiny_args(tiny_space_path, proxy_cache, name=name), f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nas.search", *args, "n_trials=500"], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 300
+    while len(_complete(run_dir / "study.db", name)) < 5:
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "no progress"
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in out + err and "interrupted" in out + err
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{run_dir / 'study.db'}")
+    states = [t.state for t in study.get_trials()]
+    assert TrialState.RUNNING not in states, "Ctrl-C leaves no running trial behind"
+    report = json.loads((run_dir / "report.json").read_text())
+    n_done = report["trials"]["complete"]
+    assert report["interrupted"] and n_done >= 5
+    before = {t.number: t.user_attrs["digest"] for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    # the same command with a target just above what is done: finishes, nothing finished is re-evaluated
+    p = nas_search(*args, f"n_trials={n_done + 2}")
+    assert p.returncode == 0, p.stderr
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{run_dir / 'study.db'}")
+    after = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(after) == n_done + 2
+    assert {t.number: t.user_attrs["digest"] for t in after if t.number in before} == before
+    interrupted = [t for t in study.get_trials() if t.user_attrs.get("interrupted")]
+    for t in interrupted:  # re-run once
+        assert [r.state for r in study.get_trials() if r.user_attrs.get("retry_of") == t.number] == [TrialState.COMPLETE]
+    assert not json.loads((run_dir / "report.json").read_text())["interrupted"]
+
+
+@pytest.mark.slow
+def test_multirun_with_the_basic_sweeper(tmp_path, tiny_space_path, proxy_cache):
+    p = nas_search("-m", *tiny_args(tiny_space_path, proxy_cache, n_trials=4), "strategy=nsga2,random", "seed=0,1",
+                   f"hydra.sweep.dir={tmp_path}")
+    assert p.returncode == 0, p.stderr
+    reports = sorted(tmp_path.glob("*/report.json"))
+    assert len(reports) == 4
+    names = {json.loads(r.read_text())["study"] for r in reports}
+    assert names == {f"tiny_space-{s}-seed{i}" for s in ("nsga2", "random") for i in (0, 1)}
+
+
+@pytest.mark.parametrize("launcher", ["basic", pytest.param("submitit_local", marks=pytest.mark.slow)])
+def test_nas_sweeper_runs_one_job_per_candidate(tmp_path, tiny_space_path, proxy_cache, launcher):
+    p = nas_search("-m", *tiny_args(tiny_space_path, proxy_cache, n_trials=5), "hydra/sweeper=nas",
+                   "hydra.sweeper.n_jobs=3", f"hydra/launcher={launcher}", f"hydra.sweep.dir={tmp_path}")
+    assert p.returncode == 0, p.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["trials"]["complete"] == 5 and report["pareto_size"] >= 1
+    assert sorted(p.name for p in (tmp_path / "candidates").glob("*.yaml")) == [f"trial_{i:05d}.yaml" for i in range(5)]
+    jobs = [json.loads(f.read_text()) for f in tmp_path.glob("*/objectives.json")]
+    assert len(jobs) == 5, "every candidate was evaluated by its own Hydra job"
+    for tier in ("tiny_s", "tiny_m", "tiny_l"):
+        assert (tmp_path / "selected" / f"{tier}.yaml").is_file()
+    study = optuna.load_study(study_name="tiny_space-nsga2-seed0", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    digests = {t.user_attrs["digest"] for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    assert digests == {j["digest"] for j in jobs}
+
+
+def test_nas_sweeper_refuses_setting_sweeps(tmp_path, tiny_space_path, proxy_cache):
+    p = nas_search("-m", *tiny_args(tiny_space_path, proxy_cache, n_trials=2), "hydra/sweeper=nas", "seed=0,1",
+                   f"hydra.sweep.dir={tmp_path}")
+    assert p.returncode != 0 and "does not sweep ['seed=0,1']" in p.stderr

@@ -1,0 +1,71 @@
+"""The Hydra configs compose against the structured schema: every group option, typos fail, overlays apply."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ValidationError
+
+import nas.search.__main__ as app
+from nas.search import SearchConfig
+from nas.search.config import register_configs
+
+CONF = Path(app.__file__).resolve().parent.parent / "conf"
+GROUPS = ("proxy", "strategy", "data", "storage", "logger")
+
+
+@pytest.fixture
+def compose_cfg():
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        yield lambda *overrides: compose("config", overrides=list(overrides), return_hydra_config=False)
+    GlobalHydra.instance().clear()
+
+
+def test_default_config_is_a_search_config(compose_cfg):
+    cfg = compose_cfg("+space=yolo_nas")
+    obj = OmegaConf.to_object(cfg)
+    assert isinstance(obj, SearchConfig)
+    assert obj.space.name == "yolo_nas" and obj.strategy.name == "nsga2" and obj.storage.kind == "sqlite"
+    assert obj.name == "yolo_nas-nsga2-seed0" == obj.study_name
+    assert set(obj.tiers) == {"yolo_nas_s", "yolo_nas_m", "yolo_nas_l"}
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_group_option_composes(compose_cfg, group):
+    for option in sorted(p.stem for p in (CONF / group).glob("*.yaml")):
+        obj = OmegaConf.to_object(compose_cfg("+space=yolo_nas", f"{group}={option}"))
+        assert isinstance(obj, SearchConfig), option
+
+
+def test_experiment_overlays_compose(compose_cfg):
+    obj = OmegaConf.to_object(compose_cfg("+space=yolo_nas", "+experiment=smoke", "strategy=tpe", "seed=2"))
+    assert obj.n_trials == 12 and obj.proxy.input_hw == 64 and obj.name == "yolo_nas-smoke-tpe-seed2"
+
+
+@pytest.mark.parametrize("override", ["proxy.inpt_hw=64", "n_trails=3", "strategy.population=4", "seed=abc"])
+def test_typos_fail_at_compose_time(compose_cfg, override):
+    with pytest.raises((ConfigCompositionException, ValidationError)):
+        OmegaConf.to_object(compose_cfg("+space=yolo_nas", override))
+
+
+def test_unknown_group_option_lists_the_choices(compose_cfg):
+    with pytest.raises(ConfigCompositionException, match="nsga2"):
+        compose_cfg("+space=yolo_nas", "strategy=cmaes")
+
+
+def test_without_a_space_the_name_is_missing(compose_cfg):
+    cfg = compose_cfg()
+    assert OmegaConf.is_missing(cfg.space, "name")
+    assert app.available_space_options() == ["yolo_nas"]
+
+
+def test_space_by_path_names_the_study_by_its_stem(compose_cfg, tiny_space_path):
+    obj = OmegaConf.to_object(compose_cfg("+space=yolo_nas", f"space.name={tiny_space_path}", "strategy=random"))
+    assert obj.name == "tiny_space-random-seed0"
