@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -27,17 +28,28 @@ def redact(url: str) -> str:
 
 
 def _rdb(cfg: StorageConfig, url: str, engine_kwargs: dict) -> optuna.storages.RDBStorage:
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         # A trial of a worker that died is failed after the grace period and enqueued again, once.
         retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1) if cfg.heartbeat_interval_s else None
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=cfg.heartbeat_interval_s or None,
-            grace_period=cfg.grace_period_s if cfg.heartbeat_interval_s else None,
-            heartbeat_stale_trial_callback=retry,
-        )
+        for attempt in range(3):
+            try:
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=cfg.heartbeat_interval_s or None,
+                    grace_period=cfg.grace_period_s if cfg.heartbeat_interval_s else None,
+                    heartbeat_stale_trial_callback=retry,
+                )
+            except (IntegrityError, ProgrammingError):
+                # Workers started together on an empty database race to create Optuna's tables; the
+                # loser sees a duplicate-type/table error and finds the tables there on the next try.
+                if attempt == 2:
+                    raise
+                time.sleep(1.0 + attempt)
+    raise AssertionError("unreachable")
 
 
 def make_storage(cfg: StorageConfig, out_dir: str | os.PathLike) -> tuple[optuna.storages.BaseStorage, str]:

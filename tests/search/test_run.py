@@ -139,3 +139,11 @@ def test_python_api(tiny_space, proxy_cache, tmp_path):
     assert res.paths["report_json"].is_file() and set(res.selected) == {"tiny_s", "tiny_m", "tiny_l"}
     with pytest.raises(ConfigError, match="unknown field"):
         nas.search.run(tiny_space, n_trials=1, out_dir=tmp_path, storage="memory", n_trails=3)
+
+
+def test_postgres_without_a_url_says_where_to_put_it(tiny_cfg, tmp_path, monkeypatch):
+    monkeypatch.delenv("NAS_STORAGE_URL", raising=False)
+    with pytest.raises(ConfigError, match="NAS_STORAGE_URL"):
+        run_search(dataclasses.replace(tiny_cfg, storage=StorageConfig(kind="postgres")), tmp_path)
+    with pytest.raises(ConfigError, match="expects a postgresql:// URL"):
+        run_search(dataclasses.replace(tiny_cfg, storage=StorageConfig(kind="postgres", url="mysql://x@y/z")), tmp_path)
