@@ -7,9 +7,9 @@ Otherwise weights are transferred by structured slicing, tensor by tensor under 
   k; blocks beyond the source's depth keep their fresh initialization), as in once-for-all's elastic depth;
 - channels: the leading channels of every dimension (min of both sizes); channels the source lacks keep
   their initialization;
-- concatenations are sliced per segment, aligned by meaning (CSP: conv2 branch, intermediate outputs by
-  block index; SPP: identity and each pool by kernel size; PAN: upsampled / skip inputs), so a wider or
-  narrower branch never shifts the channels of the next one;
+- concatenations are sliced per segment, aligned by meaning (CSP: the conv2 branch, the last block's
+  output at any depth, intermediate outputs by block index; SPP: identity and each pool by kernel size;
+  PAN: upsampled / skip inputs), so a wider or narrower branch never shifts the channels of the next one;
 - a tensor whose block type differs (e.g. qarepvgg vs repvgg 1x1 branch) or whose grouping differs (head
   `first_conv_group_size`) is not inherited.
 
@@ -77,9 +77,10 @@ _SPP_OUT = "backbone.context_module.cv2.conv.weight"
 
 
 def _csp_segments(num_blocks: int, hidden: int, concat: bool) -> list[tuple[str, int]]:
-    # CSPLayer.conv3 input: cat(*bottleneck outputs, conv2(x)); with intermediates the first is conv1(x)
-    blocks = [("in", hidden), *((f"b{i}", hidden) for i in range(1, num_blocks + 1))] if concat else [(f"b{num_blocks}", hidden)]
-    return [*blocks, ("conv2", hidden)]
+    # CSPLayer.conv3 input: cat(*bottleneck outputs, conv2(x)); with intermediates the first is conv1(x).
+    # The last block's output is "last" at any depth (elastic depth: conv3 reads whichever block ends).
+    inner = [("in", hidden), *((f"b{i}", hidden) for i in range(1, num_blocks))] if concat else []
+    return [*inner, ("last", hidden), ("conv2", hidden)]
 
 
 def _segments(arch: ArchConfig, key: str) -> list[tuple[str, int]] | None:
