@@ -10,7 +10,7 @@ import numpy as np
 
 from nas.space import ArchConfig
 
-__all__ = ["Selection", "TrialRecord", "pareto_front", "select_tiers"]
+__all__ = ["Selection", "TrialRecord", "hypervolume_2d", "pareto_front", "select_tiers"]
 
 
 @dataclass(frozen=True)
@@ -102,3 +102,15 @@ def select_tiers(
         ref = next((r for r in sorted(records, key=lambda r: r.number) if r.reference == tier), None)
         out[tier] = Selection(tier, float(budget), min(fits, key=key) if fits else None, ref)
     return out
+
+
+def hypervolume_2d(points: Sequence[tuple[float, float]], ref_cost: float, ref_score: float) -> float:
+    """Area dominated by (cost, score) points (cost minimized, score maximized) inside the reference box
+    cost <= ref_cost, score >= ref_score."""
+    pts = sorted((c, s) for c, s in points if c <= ref_cost and s >= ref_score)
+    area, best = 0.0, ref_score
+    for i, (c, s) in enumerate(pts):
+        best = max(best, s)
+        nxt = pts[i + 1][0] if i + 1 < len(pts) else ref_cost
+        area += (nxt - c) * (best - ref_score)
+    return area

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from nas.search.select import TrialRecord, pareto_front, select_tiers
 from tests.search.tiny import tiny_arch
 
@@ -40,3 +42,20 @@ def test_tier_ties_go_to_the_cheaper_candidate():
     sel = select_tiers([rec(0, 1.0, 1.0), rec(1, 1.0, 0.5)], "flops_g", {"t": 1.0}, OBJ, DIR)
     assert sel["t"].record.number == 1
 
+
+
+def test_hypervolume_2d_matches_a_grid_count():
+    import numpy as np
+
+    from nas.search.select import hypervolume_2d
+
+    rng = np.random.default_rng(0)
+    pts = [(float(c), float(s)) for c, s in rng.random((12, 2))]
+    grid = (np.arange(400) + 0.5) / 400
+    cc, ss = np.meshgrid(grid, grid, indexing="ij")
+    covered = np.zeros_like(cc, dtype=bool)
+    for c, s in pts:
+        covered |= (cc >= c) & (ss <= s)
+    assert hypervolume_2d(pts, 1.0, 0.0) == pytest.approx(covered.mean(), abs=5e-3)
+    assert hypervolume_2d([(2.0, 0.5)], 1.0, 0.0) == 0.0  # outside the reference box
+    assert hypervolume_2d([], 1.0, 0.0) == 0.0
