@@ -16,7 +16,6 @@ Writes <out>/results.json, <out>/results.md and <out>/hv_vs_trials.png.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import multiprocessing as mp
 import platform
@@ -29,9 +28,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from nas.search import ProxyConfig, SearchConfig, SpaceConfig, StorageConfig, StrategyConfig, run_search  # noqa: E402
-from nas.search.select import hypervolume_2d  # noqa: E402
-from nas.space.io import write_text_atomic  # noqa: E402
+from nas.search import ProxyConfig, SearchConfig, SpaceConfig, StorageConfig, StrategyConfig, run_search
+from nas.search.select import hypervolume_2d
+from nas.space.io import write_text_atomic
 
 HERE = Path(__file__).resolve().parent
 
@@ -100,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--n-trials", type=int, default=150)
     ap.add_argument("--random-trials", type=int, default=1000)
-    ap.add_argument("--workers", type=int, default=2, help="runs in parallel processes, 1 thread each (they share the cache)")
+    ap.add_argument(
+        "--workers", type=int, default=2, help="runs in parallel processes, 1 thread each (they share the cache)"
+    )
     ap.add_argument("--proxy-hw", type=int, default=ProxyConfig.input_hw)
     ap.add_argument("--proxy-batch", default=ProxyConfig.batch)
     ap.add_argument("--cache-dir", default=str(HERE / ".cache"), help="proxy cache (by architecture digest)")
@@ -129,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         summary[st] = {
             "hv_at": {k: float(np.mean([c[k - 1] for c in cs])) / target for k in checkpoints if k <= len(cs[0])},
             "trials_to_random_final": reach,
-            "median_trials_to_random_final": float(np.median([r for r in reach if r is not None])) if all(r is not None for r in reach) else None,
+            "median_trials_to_random_final": float(np.median([r for r in reach if r is not None]))
+            if all(r is not None for r in reach)
+            else None,
         }
     result = {
         "space": args.space,

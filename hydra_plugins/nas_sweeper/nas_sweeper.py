@@ -50,7 +50,9 @@ class NasSweeper(Sweeper):
         if OmegaConf.is_missing(cfg.space, "name"):
             from nas.search.__main__ import available_space_options
 
-            raise ValueError(f"no search space selected: add +space=NAME (available: {', '.join(available_space_options())})")
+            raise ValueError(
+                f"no search space selected: add +space=NAME (available: {', '.join(available_space_options())})"
+            )
         return to_search_config(cfg)
 
     def sweep(self, arguments: list[str]) -> Any:
@@ -84,5 +86,10 @@ class NasSweeper(Sweeper):
             return out
 
         result = driver.run(launch)
-        log.info("sweep finished: %d trials, Pareto front %d, outputs in %s", len(result.trials), len(result.pareto), sweep_dir)
+        log.info(
+            "sweep finished: %d trials, Pareto front %d, outputs in %s",
+            len(result.trials),
+            len(result.pareto),
+            sweep_dir,
+        )
         return result.report

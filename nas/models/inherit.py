@@ -146,7 +146,9 @@ def _copy(dst: Tensor, src: Tensor, segs: tuple[list[tuple[str, int]], list[tupl
         s_off[label] = (off, size)
         off += size
     if off != src.shape[1] or sum(s for _, s in t_segs) != dst.shape[1]:
-        raise CheckpointError(f"internal: concatenation segments {t_segs} / {s_segs} do not match shapes {dst.shape} / {src.shape}")
+        raise CheckpointError(
+            f"internal: concatenation segments {t_segs} / {s_segs} do not match shapes {dst.shape} / {src.shape}"
+        )
     rest = tuple(slice(0, min(a, b)) for a, b in zip(dst.shape[2:], src.shape[2:]))
     n_out = min(dst.shape[0], src.shape[0])
     copied, t = 0, 0
@@ -256,7 +258,9 @@ def _auto_source(arch: ArchConfig) -> Source:
     raise WeightsNotFoundError("no released weights found for weights=auto:\n  " + "\n  ".join(missing))
 
 
-def inherit_weights(arch: ArchConfig | str, source: Source = "auto", seed: int = 0) -> tuple[dict[str, Tensor], InheritReport]:
+def inherit_weights(
+    arch: ArchConfig | str, source: Source = "auto", seed: int = 0
+) -> tuple[dict[str, Tensor], InheritReport]:
     """A state_dict for `arch` and what it inherited from `source` (a released name, `auto`, a checkpoint
     path, or an `(ArchConfig, state_dict)` pair). Parts not inherited keep a `seed`-ed fresh init."""
     from nas.models import build
@@ -272,7 +276,9 @@ def inherit_weights(arch: ArchConfig | str, source: Source = "auto", seed: int =
         try:
             model.load_state_dict(dict(sd), strict=True)
         except RuntimeError as e:
-            raise CheckpointError(f"{where}: its architecture equals {arch.name} but its weights do not load strictly: {e}") from None
+            raise CheckpointError(
+                f"{where}: its architecture equals {arch.name} but its weights do not load strictly: {e}"
+            ) from None
         n = sum(p.numel() for p in model.parameters())
         k = len(list(model.parameters()))
         return dict(model.state_dict()), InheritReport(where, source_arch.name, True, n, n, k, 0, 0)

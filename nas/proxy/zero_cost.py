@@ -22,9 +22,10 @@ The batch is explicit (`random_batch` or `synthetic_batch`); `make_batch` picks 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,9 +40,9 @@ __all__ = [
     "BATCH_KINDS",
     "COMBINE_METHODS",
     "DEFAULT_PROXIES",
-    "Measurement",
     "PROXIES",
     "PROXY_VERSION",
+    "Measurement",
     "ProxyBatch",
     "combine",
     "compute_proxies",
@@ -240,28 +241,38 @@ def detection_loss(model: nn.Module, batch: ProxyBatch) -> Tensor:
 
 
 class _Context:
-    """One architecture's seeded initial weights, shared by the proxies (each starts from them again)."""
+    """One architecture's seeded initial model, shared by the proxies without copying its weights.
+
+    The proxies run in the fixed order `_ORDER`: those reading the initial weights (`initial()`) first,
+    without changing them (train-mode passes run with frozen BN statistics); then synflow, which makes the
+    weights |theta| in float64; then zen, which re-initializes every weight it uses anyway.
+    """
 
     def __init__(self, arch: ArchConfig, batch: ProxyBatch, seed: int):
         self.arch, self.batch, self.seed = arch, batch, seed
         self.model = _init_model(arch, seed)
-        self._initial = {k: v.clone() for k, v in self.model.state_dict().items()}
-        self._dirty = False
+        self._pristine = True
         self._loss_grads: tuple[float, float] | None = None
 
-    def fresh(self) -> nn.Module:
+    def initial(self) -> nn.Module:
         """The model at its initial weights and BN statistics, in train mode, without gradients."""
-        if self._dirty:
-            self.model.load_state_dict(self._initial)
-        self._dirty = True
+        if not self._pristine:
+            raise RuntimeError("internal: a proxy reading the initial weights ran after one that changes them")
+        self.model.zero_grad(set_to_none=True)
+        return self.model.train()
+
+    def consume(self) -> nn.Module:
+        """The model for a proxy that changes its weights; later proxies must not read the initial ones."""
+        self._pristine = False
         self.model.zero_grad(set_to_none=True)
         return self.model.train()
 
     def loss_grads(self) -> tuple[float, float]:
         """(snip, grad_norm) from one backward pass of the detection loss."""
         if self._loss_grads is None:
-            model = self.fresh()
-            detection_loss(model, self.batch).backward()
+            model = self.initial()
+            with _frozen_bn_stats(model):
+                detection_loss(model, self.batch).backward()
             snip = grad_norm = 0.0
             for m in _weighted_layers(model):
                 g = m.weight.grad
@@ -274,9 +285,22 @@ class _Context:
         return self._loss_grads
 
 
+@contextlib.contextmanager
+def _frozen_bn_stats(model: nn.Module) -> Iterator[None]:
+    """Train-mode BN (batch statistics) that leaves its running statistics unchanged (momentum 0)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    before = [m.momentum for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, mom in zip(bns, before):
+            m.momentum = mom
+
+
 def _synflow(ctx: _Context) -> float:
-    # Runs last (see `_ORDER`): it leaves the model in float64 with |weights|.
-    model = ctx.fresh().eval().double()
+    model = ctx.consume().eval().double()
     with torch.no_grad():
         for p in model.parameters():
             p.abs_()
@@ -291,7 +315,7 @@ def _synflow(ctx: _Context) -> float:
 
 
 def _naswot(ctx: _Context) -> float:
-    model = ctx.fresh()
+    model = ctx.initial()
     n = ctx.batch.images.shape[0]
     kernel = torch.zeros(n, n, dtype=torch.float64)
 
@@ -301,7 +325,7 @@ def _naswot(ctx: _Context) -> float:
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.ReLU)]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _frozen_bn_stats(model):
             model(ctx.batch.images)
     finally:
         for h in handles:
@@ -311,7 +335,9 @@ def _naswot(ctx: _Context) -> float:
 
 
 def _zen(ctx: _Context, alpha: float = 0.01) -> float:
-    model = ctx.fresh()
+    # Needs no initial weights: it re-initializes every conv and BN (BN statistics are batch statistics in
+    # train mode; the shortcut scales alpha are 1 at init and after synflow's abs).
+    model = ctx.consume().float()
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(ctx.seed)
         for m in model.modules():
@@ -366,8 +392,8 @@ PROXIES: dict[str, Callable[[_Context], float]] = {
 }
 
 
-# Cheap and non-destructive first; synflow (float64, |weights|) last so that nothing needs restoring after it.
-_ORDER = ("params", "flops", "naswot", "snip", "grad_norm", "zen", "synflow")
+# Proxies reading the initial weights first, then synflow (|weights|, float64), then zen (re-initializes).
+_ORDER = ("params", "flops", "naswot", "snip", "grad_norm", "synflow", "zen")
 
 
 def check_proxies(names: Sequence[str]) -> tuple[str, ...]:
@@ -415,7 +441,10 @@ def measure(
 
 
 def combine(
-    values: Mapping[str, float], reference: Sequence[Mapping[str, float]], proxies: Sequence[str], method: str = "zscore"
+    values: Mapping[str, float],
+    reference: Sequence[Mapping[str, float]],
+    proxies: Sequence[str],
+    method: str = "zscore",
 ) -> float:
     """One score from several proxies, relative to a fixed reference population of proxy values.
 
@@ -434,7 +463,9 @@ def combine(
             raise ConfigError(f"proxy {p!r} is not finite on any reference architecture; drop it from the proxies")
         v = float(values[p])
         if method == "rank":
-            parts.append(0.0 if not math.isfinite(v) else (float((ref < v).sum()) + 0.5 * float((ref == v).sum())) / ref.size)
+            parts.append(
+                0.0 if not math.isfinite(v) else (float((ref < v).sum()) + 0.5 * float((ref == v).sum())) / ref.size
+            )
             continue
         sd = float(ref.std())
         if not math.isfinite(v):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from nas.errors import ConfigError
 
@@ -45,8 +45,8 @@ class ProxyConfig:
     batch_size: int = 4
     batch: str = "synthetic"  # synthetic: first images of `data` (nas.data); random: seeded noise + random boxes
     seed: int = 0  # weight init and random batch; part of the objective, not of the search seed
-    n_reference: int = 13  # seeded random architectures added to the space's references to normalize the score
-    cache_dir: Optional[str] = None  # proxy values cached by arch digest; None: $NAS_CACHE_DIR or ~/.cache/...
+    n_reference: int = 10  # seeded random architectures added to the space's references to normalize the score
+    cache_dir: str | None = None  # proxy values cached by arch digest; None: $NAS_CACHE_DIR or ~/.cache/...
 
 
 @dataclass
@@ -56,7 +56,7 @@ class StrategyConfig:
     name: str = "nsga2"  # nsga2 | tpe | random | gp
     population_size: int = 16  # nsga2
     crossover_prob: float = 0.9  # nsga2
-    mutation_prob: Optional[float] = None  # nsga2 (None: 1 / #dimensions)
+    mutation_prob: float | None = None  # nsga2 (None: 1 / #dimensions)
     n_startup_trials: int = 10  # tpe, gp
     multivariate: bool = True  # tpe
 
@@ -74,11 +74,11 @@ class StorageConfig:
     """Where the Optuna study lives; resuming means pointing at the same storage + study name."""
 
     kind: str = "sqlite"  # sqlite | postgres | journal | memory
-    url: Optional[str] = None  # sqlite/postgres URL; default sqlite:///<out_dir>/study.db, postgres: $url_env
-    path: Optional[str] = None  # journal file; default <out_dir>/study.journal
+    url: str | None = None  # sqlite/postgres URL; default sqlite:///<out_dir>/study.db, postgres: $url_env
+    path: str | None = None  # journal file; default <out_dir>/study.journal
     url_env: str = "NAS_STORAGE_URL"
-    heartbeat_interval_s: Optional[int] = 30  # RDB storages: a dead worker's trial is failed and retried
-    grace_period_s: Optional[int] = 120
+    heartbeat_interval_s: int | None = 30  # RDB storages: a dead worker's trial is failed and retried
+    grace_period_s: int | None = 120
 
 
 @dataclass
@@ -87,9 +87,9 @@ class LoggerConfig:
 
     name: str = "none"  # none | wandb
     project: str = "yolo-nas-search"
-    entity: Optional[str] = None
+    entity: str | None = None
     mode: str = "offline"  # offline | online | disabled
-    group: Optional[str] = None
+    group: str | None = None
     tags: list[str] = field(default_factory=list)
 
 
@@ -105,19 +105,21 @@ class SearchConfig:
     data: DataConfig = field(default_factory=DataConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
-    name: Optional[str] = None  # study name (and Hydra run-dir name); default <space>-<strategy>-seed<seed>
+    name: str | None = None  # study name (and Hydra run-dir name); default <space>-<strategy>-seed<seed>
     objectives: list[str] = field(default_factory=lambda: ["proxy_score", "flops_g"])
-    cost: Optional[str] = None  # objective the tier budgets apply to; default: the first minimized objective
+    cost: str | None = None  # objective the tier budgets apply to; default: the first minimized objective
     n_trials: int = 60  # finished trials in the study (a resumed study only runs the missing ones)
-    timeout_s: Optional[float] = None
+    timeout_s: float | None = None
     seed: int = 0
-    tiers: Optional[dict[str, Optional[float]]] = None  # None: one tier per reference of the space
-    max_cost: Optional[float] = None  # constraint cost <= max_cost; None: the largest tier budget
+    tiers: dict[str, float | None] | None = None  # None: one tier per reference of the space
+    max_cost: float | None = None  # constraint cost <= max_cost; None: the largest tier budget
     constrain: bool = True  # pass the cost budget to the sampler as an Optuna constraint
     enqueue_references: bool = True  # the space's references (released S/M/L) are the first trials
     progress: bool = True
-    threads: Optional[int] = None  # torch CPU threads during the search (None: torch's default)
-    candidate: Optional[str] = None  # sweeper jobs: evaluate this ArchConfig YAML and return its objectives
+    # torch CPU threads during the search (None: torch's default). Proxy batches are small: one thread loses
+    # little on a quiet machine and is many times faster than several on a busy one. Restored afterwards.
+    threads: int | None = 1
+    candidate: str | None = None  # sweeper jobs: evaluate this ArchConfig YAML and return its objectives
 
     @property
     def study_name(self) -> str:

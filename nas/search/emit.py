@@ -77,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         opts[k] = v
     unknown = sorted(set(opts) - {"weights", "out"})
     if unknown or "weights" not in opts:
-        print(f"error: {'unknown option(s) ' + str(unknown) if unknown else 'weights=... is required'}\n{_usage()}", file=sys.stderr)
+        print(
+            f"error: {'unknown option(s) ' + str(unknown) if unknown else 'weights=... is required'}\n{_usage()}",
+            file=sys.stderr,
+        )
         return 2
     from nas.errors import NasError
     from nas.models.inherit import save_inherited

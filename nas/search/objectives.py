@@ -43,7 +43,9 @@ def check_objectives(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     if bad:
         raise ConfigError(f"unknown objective {bad[0]!r}; available objectives: {', '.join(OBJECTIVES)}")
     if len(set(names)) != len(names) or len(names) < 2:
-        raise ConfigError(f"objectives={list(names)}: need at least two distinct objectives, e.g. [proxy_score, latency_ms]")
+        raise ConfigError(
+            f"objectives={list(names)}: need at least two distinct objectives, e.g. [proxy_score, latency_ms]"
+        )
     if not any(OBJECTIVES[n] == "minimize" for n in names):
         raise ConfigError(f"objectives={list(names)}: need a cost to minimize (latency_ms, flops_g or params_m)")
     return names
@@ -121,7 +123,9 @@ class Evaluator:
             )
         self.hardware = _hardware_name(cfg.hardware)
         if "latency_ms" in self.objectives and self.hardware is None:
-            raise ConfigError("objective latency_ms needs a hardware: add hardware=cpu_ort (or another nas.latency hardware)")
+            raise ConfigError(
+                "objective latency_ms needs a hardware: add hardware=cpu_ort (or another nas.latency hardware)"
+            )
         self._predictor: Any = None
         self.cost_input_hw = COST_INPUT_HW
         cache_root = Path(self.proxy.cache_dir).expanduser() if self.proxy.cache_dir else default_cache_dir()

@@ -30,12 +30,27 @@ def _fmt(v: Any) -> Any:
 
 def write_csv(path: str | os.PathLike, records: Sequence[TrialRecord], space: SearchSpace) -> Path:
     """One row per record: identity, every metric, raw proxies, then the value of every dimension."""
-    metrics = sorted({k for r in records for k in r.values}, key=lambda k: (k not in UNITS, list(UNITS).index(k) if k in UNITS else 0, k))
+    metrics = sorted(
+        {k for r in records for k in r.values},
+        key=lambda k: (k not in UNITS, list(UNITS).index(k) if k in UNITS else 0, k),
+    )
     proxies = sorted({k for r in records for k in r.proxies})
     dims = [d.path for d in space.dimensions]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["trial", "name", "digest", "reference", "feasible", *metrics, *(f"proxy.{p}" for p in proxies), "eval_s", *dims])
+    w.writerow(
+        [
+            "trial",
+            "name",
+            "digest",
+            "reference",
+            "feasible",
+            *metrics,
+            *(f"proxy.{p}" for p in proxies),
+            "eval_s",
+            *dims,
+        ]
+    )
     for r in records:
         try:
             values = space.values_of(r.arch)
@@ -75,10 +90,16 @@ def plot_pareto(
     fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=120)
     feas = [r for r in records if r.feasible]
     infeas = [r for r in records if not r.feasible]
-    ax.scatter([r.values[cost] for r in feas], [r.values[score] for r in feas], s=12, c="0.6", label=f"trials ({len(feas)})")
+    ax.scatter(
+        [r.values[cost] for r in feas], [r.values[score] for r in feas], s=12, c="0.6", label=f"trials ({len(feas)})"
+    )
     if infeas:
         ax.scatter(
-            [r.values[cost] for r in infeas], [r.values[score] for r in infeas], s=12, c="0.8", marker="x",
+            [r.values[cost] for r in infeas],
+            [r.values[score] for r in infeas],
+            s=12,
+            c="0.8",
+            marker="x",
             label=f"over budget ({len(infeas)})",
         )
     # the 2-D front of (cost, score) among the feasible trials, drawn as a staircase
@@ -90,19 +111,31 @@ def plot_pareto(
     if stair:
         ax.step([r.values[cost] for r in stair], [r.values[score] for r in stair], where="post", c="tab:blue", lw=1.2)
     ax.scatter(
-        [r.values[cost] for r in front], [r.values[score] for r in front], s=22, c="tab:blue",
-        label=f"Pareto front ({len(front)})", zorder=3,
+        [r.values[cost] for r in front],
+        [r.values[score] for r in front],
+        s=22,
+        c="tab:blue",
+        label=f"Pareto front ({len(front)})",
+        zorder=3,
     )
     for sel in selections.values():
         ax.axvline(sel.budget, c="0.7", ls="--", lw=0.8, zorder=0)
         if sel.reference is not None:
             r = sel.reference
             ax.scatter([r.values[cost]], [r.values[score]], marker="*", s=160, c="tab:orange", edgecolors="k", zorder=4)
-            ax.annotate(r.arch.name, (r.values[cost], r.values[score]), textcoords="offset points", xytext=(6, -12), fontsize=8)
+            ax.annotate(
+                r.arch.name, (r.values[cost], r.values[score]), textcoords="offset points", xytext=(6, -12), fontsize=8
+            )
         if sel.record is not None:
             r = sel.record
             ax.scatter([r.values[cost]], [r.values[score]], marker="D", s=50, c="tab:red", edgecolors="k", zorder=5)
-            ax.annotate(f"selected {sel.tier}", (r.values[cost], r.values[score]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+            ax.annotate(
+                f"selected {sel.tier}",
+                (r.values[cost], r.values[score]),
+                textcoords="offset points",
+                xytext=(6, 4),
+                fontsize=8,
+            )
     ax.scatter([], [], marker="*", s=100, c="tab:orange", edgecolors="k", label="released (reference)")
     ax.scatter([], [], marker="D", s=40, c="tab:red", edgecolors="k", label="selected per tier")
     unit = UNITS.get(cost, "")
@@ -133,7 +166,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"- objectives: {', '.join(f'{o} ({d})' for o, d in zip(objectives, report['directions']))}; tier cost: `{report['cost']}`",
         f"- trials: {report['trials']['complete']} complete ({report['trials']}); Pareto front: {report['pareto_size']}",
         f"- search time: {report['search_time_s']:.1f} s this session; evaluation time over all trials: {report['eval_time_s']:.1f} s",
-        f"- storage: `{report['storage']}`" + (" (interrupted: resume with the same command)" if report["interrupted"] else ""),
+        f"- storage: `{report['storage']}`"
+        + (" (interrupted: resume with the same command)" if report["interrupted"] else ""),
         "",
         "| tier | budget | | " + " | ".join(objectives) + " | trial | file |",
         "|---|---|---|" + "---|" * len(objectives) + "---|---|",
@@ -142,10 +176,14 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         for label in ("reference", "selected"):
             row = t.get(label)
             if row is None:
-                lines.append(f"| {tier} | {t['budget']:.4g} | {label} | " + " | ".join("-" for _ in objectives) + " | - | - |")
+                lines.append(
+                    f"| {tier} | {t['budget']:.4g} | {label} | " + " | ".join("-" for _ in objectives) + " | - | - |"
+                )
                 continue
             vals = " | ".join(f"{row['values'][o]:.4g}" for o in objectives)
-            lines.append(f"| {tier} | {t['budget']:.4g} | {label} `{row['name']}` | {vals} | {row['trial']} | {row.get('path', '')} |")
+            lines.append(
+                f"| {tier} | {t['budget']:.4g} | {label} `{row['name']}` | {vals} | {row['trial']} | {row.get('path', '')} |"
+            )
     lines += ["", "Proxy scores are zero-cost estimates, not measured accuracy (see docs/search.md).", ""]
     return "\n".join(lines)
 

@@ -80,9 +80,7 @@ class _QuietInterrupt(logging.Filter):
         if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
             self.after_interrupt = True
             return False
-        if self.after_interrupt and "failed with value" in record.getMessage():
-            return False
-        return True
+        return not (self.after_interrupt and "failed with value" in record.getMessage())
 
 
 @contextlib.contextmanager
@@ -139,7 +137,9 @@ class _Progress:
         if enabled:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, initial=min(len(self.records), total), desc=session.cfg.study_name, unit="trial")
+            self.bar = tqdm(
+                total=total, initial=min(len(self.records), total), desc=session.cfg.study_name, unit="trial"
+            )
             self._postfix()
 
     def _postfix(self) -> None:
@@ -174,9 +174,7 @@ def _config_dict(cfg: SearchConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def run_search(
-    cfg: SearchConfig, out_dir: str | os.PathLike, space: SearchSpace | None = None
-) -> SearchResult:
+def run_search(cfg: SearchConfig, out_dir: str | os.PathLike, space: SearchSpace | None = None) -> SearchResult:
     """Run (or resume) the search of `cfg`, writing every output under `out_dir`."""
     with torch_threads(cfg.threads):
         return _run_search(cfg, out_dir, space)
@@ -190,7 +188,11 @@ def _run_search(cfg: SearchConfig, out_dir: str | os.PathLike, space: SearchSpac
     done = session.n_complete()
     log.info(
         "study %r in %s: %d finished trial(s), target %d; objectives %s; budgets %s",
-        cfg.study_name, session.storage_desc, done, cfg.n_trials, list(session.objectives),
+        cfg.study_name,
+        session.storage_desc,
+        done,
+        cfg.n_trials,
+        list(session.objectives),
         {k: round(v, 4) for k, v in session.budgets.items()},
     )
     if cfg.enqueue_references:
@@ -245,7 +247,9 @@ def finalize(session: Session, search_time_s: float, interrupted: bool, tracker:
     paths["pareto_csv"] = report.write_csv(out_dir / "pareto.csv", front, session.space)
     if records:
         title = f"{cfg.study_name}: {len(records)} trials, {ev.cost} on {ev.hardware or 'no hardware (analytic)'}"
-        paths["pareto_png"] = report.plot_pareto(out_dir / "pareto.png", records, front, selections, ev.cost, title=title)
+        paths["pareto_png"] = report.plot_pareto(
+            out_dir / "pareto.png", records, front, selections, ev.cost, title=title
+        )
 
     def row(r: TrialRecord | None, path: Path | None = None) -> dict[str, Any] | None:
         if r is None:
@@ -264,7 +268,11 @@ def finalize(session: Session, search_time_s: float, interrupted: bool, tracker:
         ref_row = row(sel.reference)
         delta = None
         if sel.record is not None and sel.reference is not None:
-            delta = {k: sel.record.values[k] - sel.reference.values[k] for k in sel.record.values if k in sel.reference.values}
+            delta = {
+                k: sel.record.values[k] - sel.reference.values[k]
+                for k in sel.record.values
+                if k in sel.reference.values
+            }
         tiers[tier] = {"budget": sel.budget, "reference": ref_row, "selected": sel_row, "delta": delta}
     counts = session.counts()
     rep = {
@@ -297,7 +305,9 @@ def finalize(session: Session, search_time_s: float, interrupted: bool, tracker:
     if tracker is not None:
         rows = [{"trial": r.number, "name": r.arch.name, **r.values} for r in front]
         tracker.log_summary(rep, rows, paths.get("pareto_png"))
-    return SearchResult(cfg.study_name, session.storage_desc, out_dir, records, front, selections, rep, paths, interrupted)
+    return SearchResult(
+        cfg.study_name, session.storage_desc, out_dir, records, front, selections, rep, paths, interrupted
+    )
 
 
 def _versions() -> dict[str, str]:

@@ -42,7 +42,9 @@ class TrialRecord:
 def _signed(records: Sequence[TrialRecord], objectives: Sequence[str], directions: Sequence[str]) -> np.ndarray:
     """Objective matrix in minimization form."""
     sign = np.array([-1.0 if d == "maximize" else 1.0 for d in directions])
-    return np.array([[r.values[o] for o in objectives] for r in records], dtype=np.float64).reshape(-1, len(sign)) * sign
+    return (
+        np.array([[r.values[o] for o in objectives] for r in records], dtype=np.float64).reshape(-1, len(sign)) * sign
+    )
 
 
 def pareto_front(

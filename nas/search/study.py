@@ -145,7 +145,9 @@ class Session:
             if stale:
                 self.storage.set_trial_user_attr(t._trial_id, "stale", True)
                 self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            redo = stale or (t.state == TrialState.FAIL and (t.user_attrs.get("interrupted") or t.user_attrs.get("stale")))
+            redo = stale or (
+                t.state == TrialState.FAIL and (t.user_attrs.get("interrupted") or t.user_attrs.get("stale"))
+            )
             if redo and t.number not in retried and t.params:
                 attrs: dict[str, Any] = {"retry_of": t.number}
                 if t.user_attrs.get("reference"):

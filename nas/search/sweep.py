@@ -35,7 +35,13 @@ def evaluate_candidate(cfg: SearchConfig, path: str | os.PathLike, out_dir: str 
     with torch_threads(cfg.threads):
         arch = load_arch(path)
         ev = Evaluator(cfg, load_space(cfg.space.name)).evaluate(arch)
-    result = {"digest": arch.digest(), "values": ev.values, "proxies": ev.proxies, "eval_s": ev.eval_s, "cached": ev.cached}
+    result = {
+        "digest": arch.digest(),
+        "values": ev.values,
+        "proxies": ev.proxies,
+        "eval_s": ev.eval_s,
+        "cached": ev.cached,
+    }
     import json
 
     write_text_atomic(Path(out_dir) / "objectives.json", json.dumps(result, indent=2) + "\n")

@@ -42,7 +42,9 @@ def test_an_exact_copy_checks_every_key():
 
 
 def test_narrower_shallower_target_takes_the_leading_slices():
-    big = tiny_arch("big", {"backbone.stem.out_channels": 1, "backbone.stages.0.out_channels": 1, "backbone.stages.1.num_blocks": 1})
+    big = tiny_arch(
+        "big", {"backbone.stem.out_channels": 1, "backbone.stages.0.out_channels": 1, "backbone.stages.1.num_blocks": 1}
+    )
     small = tiny_arch("small")
     src = seeded_state(big)
     sd, rep = inherit_weights(small, (big, src))
@@ -52,7 +54,10 @@ def test_narrower_shallower_target_takes_the_leading_slices():
     w = "backbone.stage1.downsample.branch_3x3.conv.weight"  # [16, 8] from [24, 16]
     assert torch.equal(sd[w], src[w][:16, :8])
     assert not any(k.startswith("backbone.stage2.blocks.bottlenecks.1.") for k in sd)  # one block of two
-    assert torch.equal(sd["backbone.stage2.blocks.bottlenecks.0.cv1.post_bn.running_var"], src["backbone.stage2.blocks.bottlenecks.0.cv1.post_bn.running_var"])
+    assert torch.equal(
+        sd["backbone.stage2.blocks.bottlenecks.0.cv1.post_bn.running_var"],
+        src["backbone.stage2.blocks.bottlenecks.0.cv1.post_bn.running_var"],
+    )
     # the inherited network runs
     model = build(small)
     model.load_state_dict(sd)
@@ -92,17 +97,33 @@ def test_concatenations_are_sliced_per_segment():
 def test_head_grouping_is_respected():
     dense, grouped = tiny_arch("dense"), tiny_arch("grouped", {"heads.heads.0.first_conv_group_size": 2})
     src = seeded_state(grouped)
-    sd, rep = inherit_weights(dense, (grouped, src))
+    sd, _ = inherit_weights(dense, (grouped, src))
     # dense target: its only 3x3 conv is the source's last (dense) conv, not the grouped first one
     assert torch.equal(sd["heads.head1.cls_convs.0.seq.conv.weight"], src["heads.head1.cls_convs.1.seq.conv.weight"])
-    sd2, rep2 = inherit_weights(grouped, (dense, seeded_state(dense)))
+    _, rep2 = inherit_weights(grouped, (dense, seeded_state(dense)))
     assert rep2.tensors_new > 0 and rep2.fraction < 1.0  # the grouped conv has no source
 
 
 def test_closest_prefers_the_source_that_covers_most():
-    m = tiny_arch("m", {"backbone.stem.out_channels": 1, "backbone.stages.0.out_channels": 1, "backbone.stages.1.num_blocks": 1})
-    cands = [tiny_arch("s"), m, tiny_arch("l", {p: 1 for p in ("backbone.stem.out_channels", "backbone.stages.0.out_channels",
-                                                            "backbone.stages.1.num_blocks", "backbone.stages.2.out_channels")})]
+    m = tiny_arch(
+        "m", {"backbone.stem.out_channels": 1, "backbone.stages.0.out_channels": 1, "backbone.stages.1.num_blocks": 1}
+    )
+    cands = [
+        tiny_arch("s"),
+        m,
+        tiny_arch(
+            "l",
+            {
+                p: 1
+                for p in (
+                    "backbone.stem.out_channels",
+                    "backbone.stages.0.out_channels",
+                    "backbone.stages.1.num_blocks",
+                    "backbone.stages.2.out_channels",
+                )
+            },
+        ),
+    ]
     ranked = closest(m.replace(name="same_as_m"), cands)
     assert ranked[0] == ("m", 1.0)
     assert [f for _, f in ranked] == sorted((f for _, f in ranked), reverse=True)
@@ -123,4 +144,6 @@ def test_checkpoint_sources_and_inherited_checkpoint_round_trip(tmp_path):
     rep = save_inherited(dst_arch, tmp_path / "src.pt", tmp_path / "dst.pt")
     arch, sd = ckpt.load_checkpoint(tmp_path / "dst.pt")
     assert arch == dst_arch and rep.fraction == 1.0
-    assert torch.equal(sd["backbone.stem.conv.branch_3x3.conv.weight"], src["backbone.stem.conv.branch_3x3.conv.weight"][:8])
+    assert torch.equal(
+        sd["backbone.stem.conv.branch_3x3.conv.weight"], src["backbone.stem.conv.branch_3x3.conv.weight"][:8]
+    )

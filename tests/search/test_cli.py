@@ -48,8 +48,10 @@ def test_missing_space_lists_the_available_ones(tmp_path):
 
 
 def test_bad_value_is_a_clear_error(tmp_path, tiny_space_path, proxy_cache):
-    p = nas_search(*tiny_args(tiny_space_path, proxy_cache, **{"strategy": "nsga2", "strategy.name": "annealing"}),
-                   f"hydra.run.dir={tmp_path}")
+    p = nas_search(
+        *tiny_args(tiny_space_path, proxy_cache, **{"strategy": "nsga2", "strategy.name": "annealing"}),
+        f"hydra.run.dir={tmp_path}",
+    )
     assert p.returncode == 2 and "error: unknown strategy 'annealing'; available strategies" in p.stderr
 
 
@@ -68,8 +70,11 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path, tiny_space_
     run_dir, name = tmp_path / "run", "sigint"
     args = [*tiny_args(tiny_space_path, proxy_cache, name=name), f"hydra.run.dir={run_dir}"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nas.search", *args, "n_trials=500"], cwd=ROOT, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "nas.search", *args, "n_trials=500"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.time() + 300
     while len(_complete(run_dir / "study.db", name)) < 5:
@@ -96,14 +101,21 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path, tiny_space_
     assert {t.number: t.user_attrs["digest"] for t in after if t.number in before} == before
     interrupted = [t for t in study.get_trials() if t.user_attrs.get("interrupted")]
     for t in interrupted:  # re-run once
-        assert [r.state for r in study.get_trials() if r.user_attrs.get("retry_of") == t.number] == [TrialState.COMPLETE]
+        assert [r.state for r in study.get_trials() if r.user_attrs.get("retry_of") == t.number] == [
+            TrialState.COMPLETE
+        ]
     assert not json.loads((run_dir / "report.json").read_text())["interrupted"]
 
 
 @pytest.mark.slow
 def test_multirun_with_the_basic_sweeper(tmp_path, tiny_space_path, proxy_cache):
-    p = nas_search("-m", *tiny_args(tiny_space_path, proxy_cache, n_trials=4), "strategy=nsga2,random", "seed=0,1",
-                   f"hydra.sweep.dir={tmp_path}")
+    p = nas_search(
+        "-m",
+        *tiny_args(tiny_space_path, proxy_cache, n_trials=4),
+        "strategy=nsga2,random",
+        "seed=0,1",
+        f"hydra.sweep.dir={tmp_path}",
+    )
     assert p.returncode == 0, p.stderr
     reports = sorted(tmp_path.glob("*/report.json"))
     assert len(reports) == 4
@@ -113,8 +125,14 @@ def test_multirun_with_the_basic_sweeper(tmp_path, tiny_space_path, proxy_cache)
 
 @pytest.mark.parametrize("launcher", ["basic", pytest.param("submitit_local", marks=pytest.mark.slow)])
 def test_nas_sweeper_runs_one_job_per_candidate(tmp_path, tiny_space_path, proxy_cache, launcher):
-    p = nas_search("-m", *tiny_args(tiny_space_path, proxy_cache, n_trials=5), "hydra/sweeper=nas",
-                   "hydra.sweeper.n_jobs=3", f"hydra/launcher={launcher}", f"hydra.sweep.dir={tmp_path}")
+    p = nas_search(
+        "-m",
+        *tiny_args(tiny_space_path, proxy_cache, n_trials=5),
+        "hydra/sweeper=nas",
+        "hydra.sweeper.n_jobs=3",
+        f"hydra/launcher={launcher}",
+        f"hydra.sweep.dir={tmp_path}",
+    )
     assert p.returncode == 0, p.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["trials"]["complete"] == 5 and report["pareto_size"] >= 1
@@ -129,6 +147,11 @@ def test_nas_sweeper_runs_one_job_per_candidate(tmp_path, tiny_space_path, proxy
 
 
 def test_nas_sweeper_refuses_setting_sweeps(tmp_path, tiny_space_path, proxy_cache):
-    p = nas_search("-m", *tiny_args(tiny_space_path, proxy_cache, n_trials=2), "hydra/sweeper=nas", "seed=0,1",
-                   f"hydra.sweep.dir={tmp_path}")
+    p = nas_search(
+        "-m",
+        *tiny_args(tiny_space_path, proxy_cache, n_trials=2),
+        "hydra/sweeper=nas",
+        "seed=0,1",
+        f"hydra.sweep.dir={tmp_path}",
+    )
     assert p.returncode != 0 and "does not sweep ['seed=0,1']" in p.stderr

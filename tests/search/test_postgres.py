@@ -55,7 +55,9 @@ def postgres_url():
         shutil.chown(base, "postgres")
     port = _free_port()
     run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
-    opts = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=50"
+    opts = (
+        f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=50"
+    )
     run(str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(base / "server.log"), "-w", "start")
     try:
         import psycopg2
@@ -89,17 +91,34 @@ def test_two_workers_share_one_study(postgres_url, tiny_space_path, proxy_cache,
     # the reference population is computed once here, so both workers start on the search itself
     from tests.search.tiny import tiny_config
 
-    run_search(dataclasses.replace(tiny_config(tiny_space_path, proxy_cache), storage=StorageConfig(kind="memory"), n_trials=0), tmp_path / "warm")
+    run_search(
+        dataclasses.replace(
+            tiny_config(tiny_space_path, proxy_cache), storage=StorageConfig(kind="memory"), n_trials=0
+        ),
+        tmp_path / "warm",
+    )
     n = 12
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(tiny_space_path), str(proxy_cache), postgres_url, str(tmp_path / f"w{i}"), str(n)],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-c",
+                WORKER,
+                str(tiny_space_path),
+                str(proxy_cache),
+                postgres_url,
+                str(tmp_path / f"w{i}"),
+                str(n),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for i in range(2)
     ]
     for p in procs:
-        out, err = p.communicate(timeout=600)
+        _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
     study = optuna.load_study(study_name="shared", storage=postgres_url)
     trials = study.get_trials()
@@ -114,7 +133,9 @@ def test_two_workers_share_one_study(postgres_url, tiny_space_path, proxy_cache,
 
 
 def test_resume_on_postgres(postgres_url, tiny_cfg, tmp_path):
-    cfg = dataclasses.replace(tiny_cfg, name="resumed", storage=StorageConfig(kind="postgres", url=postgres_url), n_trials=3)
+    cfg = dataclasses.replace(
+        tiny_cfg, name="resumed", storage=StorageConfig(kind="postgres", url=postgres_url), n_trials=3
+    )
     first = run_search(cfg, tmp_path / "a")
     second = run_search(dataclasses.replace(cfg, n_trials=5), tmp_path / "b")
     assert [r.number for r in second.trials] == list(range(5))

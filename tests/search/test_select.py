@@ -10,10 +10,20 @@ from tests.search.tiny import tiny_arch
 OBJ, DIR = ("proxy_score", "flops_g"), ("maximize", "minimize")
 
 
-def rec(n: int, score: float, cost: float, feasible: bool = True, reference: str | None = None, arch=None) -> TrialRecord:
-    arch = arch or tiny_arch(f"a{n}", {"heads.heads.0.first_conv_group_size": n % 3, "backbone.stem.out_channels": (n // 3) % 2,
-                                       "backbone.stages.0.out_channels": (n // 6) % 2})
-    return TrialRecord(n, arch, {"proxy_score": score, "flops_g": cost, "params_m": 1.0}, feasible=feasible, reference=reference)
+def rec(
+    n: int, score: float, cost: float, feasible: bool = True, reference: str | None = None, arch=None
+) -> TrialRecord:
+    arch = arch or tiny_arch(
+        f"a{n}",
+        {
+            "heads.heads.0.first_conv_group_size": n % 3,
+            "backbone.stem.out_channels": (n // 3) % 2,
+            "backbone.stages.0.out_channels": (n // 6) % 2,
+        },
+    )
+    return TrialRecord(
+        n, arch, {"proxy_score": score, "flops_g": cost, "params_m": 1.0}, feasible=feasible, reference=reference
+    )
 
 
 def test_pareto_front_keeps_only_non_dominated_feasible_records():
@@ -29,7 +39,13 @@ def test_pareto_front_counts_an_architecture_once():
 
 
 def test_tiers_pick_the_best_score_under_each_budget_and_know_their_reference():
-    rs = [rec(0, 1.0, 1.0, reference="s"), rec(1, 1.4, 0.9), rec(2, 2.0, 2.0, reference="m"), rec(3, 2.5, 1.9), rec(4, 9.0, 5.0)]
+    rs = [
+        rec(0, 1.0, 1.0, reference="s"),
+        rec(1, 1.4, 0.9),
+        rec(2, 2.0, 2.0, reference="m"),
+        rec(3, 2.5, 1.9),
+        rec(4, 9.0, 5.0),
+    ]
     sel = select_tiers(rs, "flops_g", {"s": 1.0, "m": 2.0, "tiny": 0.1}, OBJ, DIR)
     assert sel["s"].record.number == 1 and sel["s"].reference.number == 0
     assert sel["m"].record.number == 3 and sel["m"].reference.number == 2
@@ -41,7 +57,6 @@ def test_tiers_pick_the_best_score_under_each_budget_and_know_their_reference():
 def test_tier_ties_go_to_the_cheaper_candidate():
     sel = select_tiers([rec(0, 1.0, 1.0), rec(1, 1.0, 0.5)], "flops_g", {"t": 1.0}, OBJ, DIR)
     assert sel["t"].record.number == 1
-
 
 
 def test_hypervolume_2d_matches_a_grid_count():

@@ -41,6 +41,8 @@ def test_wandb_online_without_credentials_fails_before_any_prompt(tiny_cfg, tmp_
     pytest.importorskip("wandb")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    cfg = dataclasses.replace(tiny_cfg, storage=StorageConfig(kind="memory"), n_trials=1, logger=LoggerConfig(name="wandb", mode="online"))
-    with pytest.raises(ConfigError, match="logger.mode=offline"):
+    cfg = dataclasses.replace(
+        tiny_cfg, storage=StorageConfig(kind="memory"), n_trials=1, logger=LoggerConfig(name="wandb", mode="online")
+    )
+    with pytest.raises(ConfigError, match=r"logger\.mode=offline"):
         run_search(cfg, tmp_path)
