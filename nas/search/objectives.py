@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ OBJECTIVES: dict[str, str] = {
     "flops_g": "minimize",
     "params_m": "minimize",
 }
+log = logging.getLogger("nas.search")
 COST_INPUT_HW = 640  # resolution of `flops_g` when the hardware does not name one
 _MACS_PROBE_HW = 64  # conv MACs scale exactly with pixels at multiples of 32: count small, scale up
 
@@ -122,12 +124,14 @@ class Evaluator:
                 f"proxy.combine={self.proxy.combine!r}; choose one of {', '.join(zero_cost.COMBINE_METHODS)}"
             )
         self.hardware = _hardware_name(cfg.hardware)
+        self._hardware_spec = cfg.hardware  # a name or the composed hardware YAML (with any overrides)
         if "latency_ms" in self.objectives and self.hardware is None:
             raise ConfigError(
                 "objective latency_ms needs a hardware: add hardware=cpu_ort (or another nas.latency hardware)"
             )
         self._predictor: Any = None
-        self.cost_input_hw = COST_INPUT_HW
+        self._hw: Any = None
+        self.cost_input_hw = self._hardware_input_hw() if self.hardware is not None else COST_INPUT_HW
         cache_root = Path(self.proxy.cache_dir).expanduser() if self.proxy.cache_dir else default_cache_dir()
         self.cache = DiskCache(cache_root / "proxy")
         self._batch: zero_cost.ProxyBatch | None = None
@@ -148,7 +152,7 @@ class Evaluator:
             "dimensions": _hash([[d.path, list(map(str, d.choices))] for d in self.space.dimensions]),
             "objectives": list(self.objectives),
             "cost": self.cost,
-            "hardware": self.hardware,
+            "hardware": self._hardware_spec,
             "proxy": proxy,
             "data": dataclasses.asdict(self.cfg.data) if self.proxy.batch == "synthetic" else None,
             "proxy_version": zero_cost.PROXY_VERSION,
@@ -201,19 +205,41 @@ class Evaluator:
     def reference(self) -> list[dict[str, float]]:
         """Raw proxy values of the reference population (computed once, then cached)."""
         if self._reference is None:
-            self._reference = [self.measure(a)[0]["proxies"] for a in self.reference_archs()]
+            archs = self.reference_archs()
+            todo = sum(self.cache.get(self._measure_key(a)) is None for a in archs)
+            if todo:
+                log.info(
+                    "proxy reference population: evaluating %d of %d architectures (cached afterwards)",
+                    todo,
+                    len(archs),
+                )
+            self._reference = [self.measure(a)[0]["proxies"] for a in archs]
         return self._reference
+
+    def hardware_target(self) -> Any:
+        """nas.latency's Hardware of the configured target."""
+        if self._hw is None:
+            try:
+                from nas.latency import load_hardware
+            except ImportError as e:
+                raise ConfigError(
+                    f"hardware={self.hardware!r} needs the nas.latency package ({e}); "
+                    "leave hardware unset and use objectives=[proxy_score,flops_g]"
+                ) from None
+            self._hw = load_hardware(self._hardware_spec)
+        return self._hw
+
+    def _hardware_input_hw(self) -> int:
+        h, w = self.hardware_target().input_hw
+        if h != w:
+            raise ConfigError(f"hardware {self.hardware!r}: input_hw {h}x{w}; flops_g assumes a square input")
+        return int(h)
 
     def latency_ms(self, arch: ArchConfig) -> float:
         if self._predictor is None:
-            try:
-                from nas.latency import load_hardware, load_predictor
-            except ImportError as e:
-                raise ConfigError(
-                    f"objective latency_ms needs the nas.latency package ({e}); "
-                    "use objectives=[proxy_score,flops_g] meanwhile"
-                ) from None
-            self._predictor = load_predictor(load_hardware(self.hardware))
+            from nas.latency import load_predictor
+
+            self._predictor = load_predictor(self.hardware_target())
         return float(self._predictor.predict(arch))
 
     # ---- evaluation --------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from nas.errors import ConfigError
 from nas.search.config import SearchConfig
 from nas.search.objectives import Evaluation, Evaluator
 from nas.search.run import SearchResult, finalize, torch_threads
-from nas.search.study import Session
+from nas.search.study import Session, worker_id
 from nas.space import load_arch, load_space
 from nas.space.io import write_text_atomic
 
@@ -88,13 +88,15 @@ class CandidateSweep:
             batch = []
             for _ in range(min(self.n_jobs, remaining)):
                 trial = self.session.study.ask()
+                trial.set_user_attr("worker", worker_id())  # a killed sweeper's trials are re-run on resume
                 arch = self.session.sample(trial)
                 path = write_text_atomic(self.candidates_dir / f"trial_{trial.number:05d}.yaml", arch.to_yaml())
                 batch.append((trial, arch, path))
             try:
                 outcomes = launch([p for _, _, p in batch])
             except BaseException:
-                for trial, _, _ in batch:  # a consistent study: nothing stays RUNNING
+                for trial, _, _ in batch:  # a consistent study: nothing stays RUNNING; re-run on resume
+                    trial.set_user_attr("interrupted", True)
                     self.session.study.tell(trial, state=TrialState.FAIL)
                 raise
             for (trial, arch, _), out in zip(batch, outcomes):

@@ -161,3 +161,23 @@ def test_postgres_without_a_url_says_where_to_put_it(tiny_cfg, tmp_path, monkeyp
         run_search(dataclasses.replace(tiny_cfg, storage=StorageConfig(kind="postgres")), tmp_path)
     with pytest.raises(ConfigError, match="expects a postgresql:// URL"):
         run_search(dataclasses.replace(tiny_cfg, storage=StorageConfig(kind="postgres", url="mysql://x@y/z")), tmp_path)
+
+
+def test_latency_objective_uses_the_hardware_predictor(tiny_cfg, tmp_path):
+    cfg = dataclasses.replace(
+        tiny_cfg, storage=StorageConfig(kind="memory"), hardware="cpu_ort", objectives=["proxy_score", "latency_ms"], n_trials=4
+    )
+    try:
+        import nas.latency  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match="needs the nas.latency package"):
+            run_search(cfg, tmp_path)
+        return
+    from nas.latency import load_predictor
+
+    res = run_search(cfg, tmp_path)
+    pred = load_predictor("cpu_ort")
+    for r in res.trials:
+        assert r.values["latency_ms"] == pytest.approx(pred.predict(r.arch))
+    assert res.report["cost"] == "latency_ms" and res.report["cost_input_hw"] == 640
+    assert res.report["tiers"]["tiny_s"]["budget"] == pytest.approx(pred.predict(res.trials[0].arch))
