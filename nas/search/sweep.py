@@ -81,6 +81,10 @@ class CandidateSweep:
         self.session.recover()
 
     def run(self, launch: Launch) -> SearchResult:
+        with torch_threads(self.cfg.threads):
+            return self._run(launch)
+
+    def _run(self, launch: Launch) -> SearchResult:
         t0 = time.perf_counter()
         self.prepare()
         failures = 0
