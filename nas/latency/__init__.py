@@ -1,0 +1,28 @@
+"""Hardware latency: timing harness, per-unit lookup tables measured on the target, calibrated predictor.
+
+    >>> from nas.latency import load_predictor
+    >>> load_predictor("cpu_ort").predict(load_arch("yolo_nas_s"))  # ms on the shipped CPU table
+
+Imports no torch; the harness (`nas.latency.runtimes`) imports torch and onnxruntime where used.
+"""
+
+from nas.latency.hardware import Hardware, TimingSettings, available_hardware, load_hardware
+from nas.latency.predictor import Calibration, LatencyPredictor, load_predictor
+from nas.latency.tables import LatencyTable, build_table
+from nas.latency.units import Unit, count_flops, count_params, decompose
+
+__all__ = [
+    "Calibration",
+    "Hardware",
+    "LatencyPredictor",
+    "LatencyTable",
+    "TimingSettings",
+    "Unit",
+    "available_hardware",
+    "build_table",
+    "count_flops",
+    "count_params",
+    "decompose",
+    "load_hardware",
+    "load_predictor",
+]
