@@ -74,7 +74,9 @@ class LatencyTable:
         try:
             data = json.loads(p.read_text())
         except json.JSONDecodeError as e:
-            raise ConfigError(f"{p}: not a valid latency table ({e}); delete it and rebuild with `{build_command(hw)}`")
+            raise ConfigError(
+                f"{p}: not a valid latency table ({e}); delete it and rebuild with `{build_command(hw)}`"
+            ) from None
         if not isinstance(data, dict) or data.get("format") != FORMAT or "units" not in data:
             raise ConfigError(f"{p}: not a latency table of format {FORMAT}; rebuild with `{build_command(hw)}`")
         table = cls(hw, p, data)

@@ -23,7 +23,7 @@ def test_shipped_hardware():
 
 
 def test_unknown_name_lists_the_available_ones():
-    with pytest.raises(ConfigError, match="unknown hardware 'tpu'.*cpu_ort, cpu_torch, h100_fp16"):
+    with pytest.raises(ConfigError, match=r"unknown hardware 'tpu'.*cpu_ort, cpu_torch, h100_fp16"):
         load_hardware("tpu")
 
 
@@ -66,7 +66,7 @@ def test_overrides_and_settings():
     )
     assert hw.settings != load_hardware("cpu_ort").settings
     assert "device" not in hw.settings  # a description, not a measurement setting
-    with pytest.raises(ConfigError, match="unknown hardware override"):
+    with pytest.raises(ConfigError, match=r"unknown hardware override"):
         load_hardware("cpu_ort", colour="red")
     assert str(load_hardware("cpu_ort")) == "cpu_ort (onnxruntime cpu fp32, batch 1, 640x640, threads 2)"
     assert isinstance(load_hardware(hw), Hardware)

@@ -103,7 +103,7 @@ def test_make_runtime_per_hardware():
 
 def test_int8_is_reported_as_not_available_yet():
     hw = load_hardware("cpu_ort", precision="int8")
-    with pytest.raises(RuntimeUnavailableError, match="not available yet.*quantization"):
+    with pytest.raises(RuntimeUnavailableError, match=r"not available yet.*quantization"):
         make_runtime(hw)
 
 

@@ -99,10 +99,10 @@ def test_a_table_measured_with_other_settings_is_refused(tmp_path, tiny_space):
     data = json.loads(hw.table_path.read_text())
     data["environment"]["cpu"] = "some other CPU"
     hw.table_path.write_text(json.dumps(data))
-    with pytest.raises(ConfigError, match="another environment.*some other CPU.*out=PATH"):
+    with pytest.raises(ConfigError, match=r"another environment.*some other CPU.*out=PATH"):
         build_table(hw, tiny_space, calib=0, progress=False, timer=fake_timer())
     hw.table_path.write_text("{not json")
-    with pytest.raises(ConfigError, match="not a valid latency table.*python -m nas.latency build"):
+    with pytest.raises(ConfigError, match=r"not a valid latency table.*python -m nas.latency build"):
         LatencyTable.load(hw)
 
 
