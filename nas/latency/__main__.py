@@ -108,8 +108,10 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{r['hardware']['name']}: {p['within_10pct']:.1%} within ±10%, {p['within_5pct']:.1%} within ±5%, "
                 f"MAPE {p['mape_pct']:.2f}%, Kendall τ {p['kendall_tau']:.3f}, Spearman ρ {p['spearman_rho']:.3f} "
-                f"(n={p['n']}); noise floor: {nf['within_10pct']:.0%} of re-measurements within ±10%"
+                f"(n={p['n']})"
             )
+            if nf["n"]:
+                print(f"  noise floor: {nf['within_10pct']:.0%} of {nf['n']} re-measurements within ±10% of the first")
             for name, b in r["baselines"].items():
                 print(f"  baseline {name}: {b['within_10pct']:.1%} within ±10%, τ {b['kendall_tau']:.3f}")
             print(f"wrote {r['out']}/validation.json and validation.png")

@@ -194,12 +194,14 @@ class LatencyPredictor:
         missing = {u.key: u for u in smap.units() if u not in self.table}
         if missing:
             raise self.table.miss(list(missing.values()), self.space.name)
-        out = []
-        for slot in smap.slots:
+        merged: dict[tuple[int, ...], tuple[tuple[int, ...], np.ndarray]] = {}
+        for slot in smap.slots:  # slots reading the same dimensions are added up once, here
             contrib = np.array([unit_features(us, self.table) @ w if us else 0.0 for us in slot.units])
             strides = tuple(int(s) for s in np.cumprod((1, *slot.shape[::-1]))[-2::-1]) if slot.dims else ()
-            out.append((slot.dims, strides, contrib))
-        return out
+            if slot.dims in merged:
+                contrib = contrib + merged[slot.dims][1]
+            merged[slot.dims] = (strides, contrib)
+        return [(dims, strides, contrib) for dims, (strides, contrib) in merged.items()]
 
     def predict_many(self, archs: np.ndarray | Sequence[ArchConfig]) -> np.ndarray:
         """Predicted ms for a choice-index matrix [N, D] of `self.space` or a list of architectures."""

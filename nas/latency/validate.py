@@ -71,6 +71,28 @@ def validation_archs(space: Any, n: int, seed: int, exclude: set[str]) -> list[A
     return archs
 
 
+def _noise_floor(first: Sequence[float], again: Sequence[float], predicted: Sequence[float]) -> dict[str, Any]:
+    """How well a measurement predicts a re-measurement of the same network: the best any predictor can do."""
+    if not len(again):
+        return {"n": 0}
+    ratio = np.asarray(again) / np.asarray(first)
+    return {
+        "n": len(ratio),
+        "within_5pct": float(np.mean(np.abs(ratio - 1) <= 0.05)),
+        "within_10pct": float(np.mean(np.abs(ratio - 1) <= 0.10)),
+        "median_abs_diff_pct": float(100 * np.median(np.abs(ratio - 1))),
+        # log-ratio of two independent measurements has twice the variance of one
+        "cv_single_measurement": float(np.std(np.log(ratio)) / np.sqrt(2)) if len(ratio) > 1 else 0.0,
+        "predictor_within_10pct_of_remeasured": metrics(predicted, again)["within_10pct"],
+    }
+
+
+def _noise_note(noise: dict[str, Any]) -> str:
+    if not noise["n"]:
+        return ""
+    return f"noise floor: {noise['within_10pct']:.0%} of {noise['n']} re-measurements within ±10%"
+
+
 def _scatter(path: Path, rows: list[dict], title: str) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -148,7 +170,6 @@ def validate(
                 "params_m": count_params(a) / 1e6,
             }
         )
-    ratio = np.array(again) / np.array(measured[:k])
     result = {
         "hardware": hw.to_dict(),
         "environment": table.data.get("environment", {}),
@@ -159,14 +180,7 @@ def validate(
         "predictor": metrics(predicted, measured),
         "baselines": {name: metrics(v, measured) for name, v in baselines.items()},
         "references": {r["name"]: r for r in rows if r["reference"]},
-        "noise_floor": {
-            "n": k,
-            "within_5pct": float(np.mean(np.abs(ratio - 1) <= 0.05)),
-            "within_10pct": float(np.mean(np.abs(ratio - 1) <= 0.10)),
-            "median_abs_diff_pct": float(100 * np.median(np.abs(ratio - 1))),
-            "cv_single_measurement": float(np.std(np.log(ratio)) / np.sqrt(2)) if k > 1 else 0.0,
-            "predictor_within_10pct_on_remeasured": metrics(predicted[:k], again)["within_10pct"] if k else None,
-        },
+        "noise_floor": _noise_floor(measured[:k], again, predicted[:k]),
         "measure_seconds": round(elapsed, 1),
         "rows": rows,
     }
@@ -176,7 +190,7 @@ def validate(
     m = result["predictor"]
     title = (
         f"{hw}\n{m['within_10pct']:.1%} within ±10%, MAPE {m['mape_pct']:.1f}%, "
-        f"τ {m['kendall_tau']:.3f}, n={m['n']} (noise floor: {result['noise_floor']['within_10pct']:.0%} within ±10%)"
+        f"Kendall τ {m['kendall_tau']:.3f}, n={m['n']}\n" + _noise_note(result["noise_floor"])
     )
     _scatter(out_dir / "validation.png", rows, title)
     result["out"] = str(out_dir)
