@@ -185,27 +185,20 @@ class LatencyPredictor:
         return float(b + self.features(arch) @ w)
 
     @functools.cached_property
-    def _slots(self) -> list[tuple[tuple[int, ...], tuple[int, ...], np.ndarray]]:
-        """Per slot: (dims, strides, calibrated contribution per flat combination)."""
-        from nas.latency.spacemap import SpaceMap
+    def _slot_sum(self) -> Any:
+        """Calibrated contribution of every slot over the space, for `predict_many` on index matrices."""
+        from nas.latency.spacemap import SlotSum, SpaceMap
 
         w, _ = self._weights()
         smap = SpaceMap(self.space, self.hardware.input_hw)
         missing = {u.key: u for u in smap.units() if u not in self.table}
         if missing:
             raise self.table.miss(list(missing.values()), self.space.name)
-        merged: dict[tuple[int, ...], tuple[tuple[int, ...], np.ndarray]] = {}
-        for slot in smap.slots:  # slots reading the same dimensions are added up once, here
-            contrib = np.array([unit_features(us, self.table) @ w if us else 0.0 for us in slot.units])
-            strides = tuple(int(s) for s in np.cumprod((1, *slot.shape[::-1]))[-2::-1]) if slot.dims else ()
-            if slot.dims in merged:
-                contrib = contrib + merged[slot.dims][1]
-            merged[slot.dims] = (strides, contrib)
-        return [(dims, strides, contrib) for dims, (strides, contrib) in merged.items()]
+        return SlotSum(smap, lambda units: float(unit_features(units, self.table) @ w))
 
     def predict_many(self, archs: np.ndarray | Sequence[ArchConfig]) -> np.ndarray:
         """Predicted ms for a choice-index matrix [N, D] of `self.space` or a list of architectures."""
-        if isinstance(archs, np.ndarray) and archs.dtype.kind in "iu":
+        if isinstance(archs, np.ndarray):
             return self._predict_indices(archs)
         archs = list(archs)
         from nas.latency.spacemap import choice_indices
@@ -215,26 +208,7 @@ class LatencyPredictor:
         return np.array([self.predict(a) for a in archs])
 
     def _predict_indices(self, idx: np.ndarray) -> np.ndarray:
-        dims = self.space.dimensions
-        if idx.ndim != 2 or idx.shape[1] != len(dims):
-            raise SpaceError(
-                f"expected a choice-index matrix [N, {len(dims)}] of space {self.space.name!r}, got {idx.shape}"
-            )
-        sizes = np.array([len(d.choices) for d in dims])
-        if len(idx) and (idx.min() < 0 or (idx >= sizes).any()):
-            col = int(np.argmax((idx < 0).any(0) | (idx >= sizes).any(0)))
-            raise SpaceError(f"choice index out of range for {dims[col].path} (it has {sizes[col]} choices)")
-        _, b = self._weights()
-        total = np.full(len(idx), b, dtype=np.float64)
-        for sdims, strides, contrib in self._slots:
-            if not sdims:
-                total += contrib[0]
-                continue
-            flat = idx[:, sdims[0]] * strides[0]
-            for d, s in zip(sdims[1:], strides[1:]):
-                flat = flat + idx[:, d] * s
-            total += contrib[flat]
-        return total
+        return self._weights()[1] + self._slot_sum(idx)
 
 
 def load_predictor(

@@ -212,10 +212,19 @@ class OrtCPURuntime(Runtime):
 
     def prepare(self, module: nn.Module, inputs: Sequence[Tensor]) -> Callable[[], Any]:
         sess = self.session(onnx_bytes(module, inputs))
-        feeds = {i.name: x.numpy() for i, x in zip(sess.get_inputs(), inputs)}
+        feeds = {i.name: np.ascontiguousarray(x.numpy()) for i, x in zip(sess.get_inputs(), inputs)}
+        # Inputs and outputs bound once to fixed buffers: a timed run neither allocates nor copies its
+        # outputs, as inside a whole network (where a block's output stays in the runtime's arena).
+        outputs = [np.empty_like(y) for y in sess.run(None, feeds)]
+        binding = sess.io_binding()
+        for name, x in feeds.items():
+            binding.bind_cpu_input(name, x)
+        for o, y in zip(sess.get_outputs(), outputs):
+            binding.bind_output(o.name, "cpu", 0, y.dtype, list(y.shape), y.ctypes.data)
 
         def run() -> Any:
-            return sess.run(None, feeds)
+            sess.run_with_iobinding(binding)
+            return outputs
 
         return run
 

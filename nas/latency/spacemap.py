@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ from nas.latency.units import SLOTS, Unit, check_input_hw, flat_values
 from nas.space.schema import ArchConfig
 from nas.space.space import SearchSpace
 
-__all__ = ["SlotTable", "SpaceMap", "choice_indices"]
+__all__ = ["SlotSum", "SlotTable", "SpaceMap", "choice_indices"]
 
 _MAX_SLOT_COMBOS = 1_000_000  # guards against a slot that reads half the space (a decomposition bug)
 
@@ -99,3 +99,45 @@ def choice_indices(space: SearchSpace, archs: Iterable[ArchConfig] | Sequence[Ar
         values = space.values_of(a)
         rows.append([d.index(values[d.path]) for d in space.dimensions])
     return np.asarray(rows, dtype=np.intp).reshape(-1, len(space.dimensions))
+
+
+class SlotSum:
+    """Vectorized sum over the slots of `value(slot units)` for a choice-index matrix [N, D].
+
+    Each slot's values are computed once per combination of the choices it reads; slots reading the
+    same dimensions are added up in advance. A batch is then one gather and add per distinct group.
+    """
+
+    def __init__(self, smap: SpaceMap, value: Callable[[tuple[Unit, ...]], float]):
+        self.space = smap.space
+        merged: dict[tuple[int, ...], tuple[tuple[int, ...], np.ndarray]] = {}
+        for slot in smap.slots:
+            contrib = np.array([value(us) if us else 0.0 for us in slot.units], dtype=np.float64)
+            strides = tuple(int(s) for s in np.cumprod((1, *slot.shape[::-1]))[-2::-1]) if slot.dims else ()
+            if slot.dims in merged:
+                contrib = contrib + merged[slot.dims][1]
+            merged[slot.dims] = (strides, contrib)
+        self._groups = [(dims, strides, contrib) for dims, (strides, contrib) in merged.items()]
+        self._sizes = np.array([len(d.choices) for d in self.space.dimensions])
+
+    def __call__(self, idx: np.ndarray) -> np.ndarray:
+        dims = self.space.dimensions
+        idx = np.asarray(idx)
+        if idx.ndim != 2 or idx.shape[1] != len(dims) or idx.dtype.kind not in "iu":
+            raise SpaceError(
+                f"expected an integer choice-index matrix [N, {len(dims)}] of space {self.space.name!r}, "
+                f"got {idx.dtype} {idx.shape}"
+            )
+        if len(idx) and (idx.min() < 0 or (idx >= self._sizes).any()):
+            col = int(np.argmax((idx < 0).any(0) | (idx >= self._sizes).any(0)))
+            raise SpaceError(f"choice index out of range for {dims[col].path} (it has {self._sizes[col]} choices)")
+        total = np.zeros(len(idx), dtype=np.float64)
+        for sdims, strides, contrib in self._groups:
+            if not sdims:
+                total += contrib[0]
+                continue
+            flat = idx[:, sdims[0]] * strides[0]
+            for d, s in zip(sdims[1:], strides[1:]):
+                flat = flat + idx[:, d] * s
+            total += contrib[flat]
+        return total

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from nas.errors import ConfigError
+from nas.latency.counting import count_flops, count_params
 from nas.latency.modules import deployed_model, unit_module
-from nas.latency.units import check_input_hw, count_flops, count_params, decompose
+from nas.latency.units import check_input_hw, decompose
 from nas.models import build, fuse
 from nas.space import load_arch, load_space
 
@@ -94,3 +95,20 @@ def test_input_size_checks():
     for bad in (100, [640], (640, 0), "640"):
         with pytest.raises(ConfigError, match="multiples of 32"):
             check_input_hw(bad)
+
+
+def test_count_predictors_vectorized_equal_scalar(space):
+    from nas.latency.counting import CountPredictor
+    from nas.latency.spacemap import choice_indices
+
+    rng = np.random.default_rng(5)
+    archs = [space.random(rng) for _ in range(20)] + list(space.references.values())
+    idx = choice_indices(space, archs)
+    for what, fn in (("flops", lambda a: count_flops(a, 320) / 1e9), ("params", lambda a: count_params(a, True) / 1e6)):
+        pred = CountPredictor(what, 320, space)
+        expected = np.array([fn(a) for a in archs])
+        np.testing.assert_allclose(pred.predict_many(idx), expected, rtol=1e-12)
+        np.testing.assert_allclose(pred.predict_many(archs), expected, rtol=1e-12)
+        assert pred.predict(archs[-3]) == pytest.approx(expected[-3])
+    with pytest.raises(ValueError, match="flops"):
+        CountPredictor("latency")
