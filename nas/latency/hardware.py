@@ -107,8 +107,9 @@ class Hardware:
         path = Path(name).expanduser()
         if path.is_absolute():
             return path
-        if self.source and Path(self.source).parent.resolve() != hardware_dir().resolve():
-            return Path(self.source).parent / path  # a user's own hardware file: its table sits beside it
+        src = Path(self.source) if self.source else None
+        if src is not None and src.is_file() and src.parent.resolve() != hardware_dir().resolve():
+            return src.parent / path  # a user's own hardware file: its table sits beside it
         return tables_dir() / path
 
     @property

@@ -37,8 +37,9 @@ def build_command(hw: Hardware, space: str | None = None) -> str:
     """The command that fills a table for `hw` (quoted in error messages)."""
     from nas.latency.hardware import hardware_dir
 
-    shipped = not hw.source or Path(hw.source).resolve().parent == hardware_dir().resolve()
-    return f"python -m nas.latency build hardware={hw.name if shipped else hw.source}" + (
+    src = Path(hw.source) if hw.source else None
+    own_file = src is not None and src.is_file() and src.resolve().parent != hardware_dir().resolve()
+    return f"python -m nas.latency build hardware={hw.source if own_file else hw.name}" + (
         f" space={space}" if space else ""
     )
 

@@ -20,6 +20,7 @@ def test_shipped_hardware():
     assert h100.input_hw == (640, 640) and h100.threads is None
     assert ort.table_path == tables_dir() / "cpu_ort.json"
     assert ort == load_hardware(hardware_dir() / "cpu_ort.yaml") == load_hardware(ort.to_dict())
+    assert load_hardware(ort.to_dict()).table_path == ort.table_path  # a mapping (Hydra) names a shipped table
 
 
 def test_unknown_name_lists_the_available_ones():

@@ -138,3 +138,25 @@ def test_environment_names_the_machine_and_libraries():
     assert env["cpu"] and env["cpu_count"] >= 1
     assert {"torch", "onnxruntime", "onnx", "numpy", "python"} <= set(env)
     assert "onnxruntime" not in environment(load_hardware("cpu_torch"))
+
+
+def test_the_cuda_path_modules_run_in_fp16():
+    """What TorchCUDARuntime does to a module (`.to(dtype=float16)`), checked on the CPU for every unit kind."""
+    from nas.latency.modules import deployed_model, unit_module
+    from nas.latency.units import decompose
+
+    from .conftest import tiny_arch
+
+    arch = tiny_arch()
+    units = {u.kind: u for u in decompose(arch, 64)}
+    assert set(units) == {"conv", "upsample", "csp_in", "bottlenecks", "concat_conv", "spp", "decode"}
+    cases = [unit_module(u) for u in units.values()] + [deployed_model(arch, (64, 64))]
+    for module, inputs in cases:
+        with torch.inference_mode():
+            ref = module(*inputs)
+            half = module.to(torch.float16)(*(x.half() for x in inputs))
+        flat_ref, flat_half = torch.utils._pytree.tree_leaves(ref), torch.utils._pytree.tree_leaves(half)
+        assert flat_half[0].dtype == torch.float16  # (the training-time anchors stay float32 by design)
+        for r, h in zip(flat_ref, flat_half):
+            if isinstance(r, torch.Tensor) and r.is_floating_point():
+                torch.testing.assert_close(h.float(), r, rtol=2e-2, atol=0.25)

@@ -117,3 +117,17 @@ def test_missing_entry_says_how_to_build_it(tmp_path):
     msg = str(e.value)
     assert unit.key in msg and "tiny_torch.json" in msg
     assert "python -m nas.latency build hardware=tiny_torch space=tiny" in msg
+
+
+def test_the_fix_for_an_own_hardware_file_names_the_file(tmp_path):
+    import yaml
+
+    from .conftest import tiny_hw_dict
+
+    path = tmp_path / "my_box.yaml"
+    path.write_text(yaml.safe_dump(tiny_hw_dict("my_box", "torch")))
+    with pytest.raises(LatencyTableMissError, match=f"build hardware={path}"):
+        LatencyTable.load(load_hardware(path))
+    as_mapping = load_hardware(yaml.safe_load(path.read_text()))  # e.g. Hydra's cfg.hardware
+    with pytest.raises(LatencyTableMissError, match="build hardware=my_box"):
+        LatencyTable.load(as_mapping)
