@@ -14,7 +14,7 @@ USAGE = """usage: python -m nas.latency COMMAND key=value ...
             networks; resumable (run it again after an interruption)
   validate  hardware=NAME|PATH [n=100] [seed=1] [noise=20] [space=yolo_nas] [out=DIR]
             measure held-out networks end to end; writes DIR/validation.json and validation.png
-  info      hardware=NAME|PATH [space=yolo_nas]     table status and predictions for the references
+  info      hardware=NAME|PATH [space=yolo_nas] [out=PATH]   table status, ETA, predictions for S/M/L
   list                                              available hardware
 """
 
@@ -22,7 +22,7 @@ _INTS = {"limit", "calib", "seed", "n", "noise"}
 _KEYS = {
     "build": {"hardware", "space", "limit", "calib", "seed", "out"},
     "validate": {"hardware", "space", "n", "seed", "noise", "out"},
-    "info": {"hardware", "space"},
+    "info": {"hardware", "space", "out"},
     "list": set(),
 }
 
@@ -49,7 +49,7 @@ def _parse(command: str, args: list[str]) -> dict[str, Any]:
     return out
 
 
-def _info(hardware: str, space: str = "yolo_nas") -> None:
+def _info(hardware: str, space: str = "yolo_nas", out: str | None = None) -> None:
     from nas.latency.hardware import load_hardware
     from nas.latency.spacemap import SpaceMap
     from nas.latency.tables import LatencyTable, build_command
@@ -58,7 +58,7 @@ def _info(hardware: str, space: str = "yolo_nas") -> None:
     hw = load_hardware(hardware)
     sp = load_space(space)
     print(hw)
-    table = LatencyTable.load(hw, must_exist=False)
+    table = LatencyTable.load(hw, out, must_exist=False)
     units = SpaceMap(sp, hw.input_hw).units()
     have = sum(u in table for u in units)
     print(f"table {table.path}: {have}/{len(units)} units of space {sp.name!r} measured")
@@ -68,11 +68,13 @@ def _info(hardware: str, space: str = "yolo_nas") -> None:
     fit = table.data.get("calibration", {}).get("fit")
     n_cal = len(table.calibration_archs)
     if have < len(units) or fit is None:
-        print(f"incomplete ({n_cal} calibration networks); continue with `{build_command(hw, sp.name)}`")
+        eta = table.eta_s(units)
+        left = f"; the missing units take ~{eta / 60:.0f} min at the rate measured so far" if eta else ""
+        print(f"incomplete ({n_cal} calibration networks{left}); continue with `{build_command(hw, sp.name, out)}`")
         return
     from nas.latency.predictor import load_predictor
 
-    pred = load_predictor(hw, space=sp)
+    pred = load_predictor(hw, space=sp, path=out)
     feats = ", ".join(f"{c:+.4g}*{f}" for f, c in zip(pred.calibration.features, pred.calibration.coef))
     print(f"calibration on {n_cal} networks: {pred.calibration.intercept:+.4g} {feats}")
     print(f"  (leave-one-out relative RMSE {pred.calibration.loo_rel_rmse:.2%})")
@@ -98,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
 
             table = build_table(**kw)
             print(f"{table.path}: {len(table)} units, {len(table.calibration_archs)} calibration networks")
+            if kw.get("limit") is not None:
+                _info(kw["hardware"], kw.get("space", "yolo_nas"), kw.get("out"))
             if "fit" in table.data["calibration"]:
                 print(f"calibration: {table.data['calibration']['fit']}")
         elif command == "validate":

@@ -212,14 +212,17 @@ class LatencyPredictor:
 
 
 def load_predictor(
-    hardware: Hardware | str | os.PathLike | dict = "cpu_ort", space: Any = None, calibrated: bool = True
+    hardware: Hardware | str | os.PathLike | dict = "cpu_ort",
+    space: Any = None,
+    calibrated: bool = True,
+    path: str | os.PathLike | None = None,
 ) -> LatencyPredictor:
-    """The predictor of a hardware target from its shipped (or own) table.
+    """The predictor of a hardware target from its shipped (or own) table, or the table at `path`.
 
     `calibrated=False` uses the raw lookup-table sum (e.g. on a table whose calibration is not built yet).
     """
     hw = load_hardware(hardware)
-    table = LatencyTable.load(hw)
+    table = LatencyTable.load(hw, path)
     calibration = None
     if calibrated:
         fit = table.data.get("calibration", {}).get("fit")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -33,15 +34,14 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
-def build_command(hw: Hardware, space: str | None = None) -> str:
+def build_command(hw: Hardware, space: str | None = None, out: str | os.PathLike | None = None) -> str:
     """The command that fills a table for `hw` (quoted in error messages)."""
     from nas.latency.hardware import hardware_dir
 
     src = Path(hw.source) if hw.source else None
     own_file = src is not None and src.is_file() and src.resolve().parent != hardware_dir().resolve()
-    return f"python -m nas.latency build hardware={hw.source if own_file else hw.name}" + (
-        f" space={space}" if space else ""
-    )
+    cmd = f"python -m nas.latency build hardware={hw.source if own_file else hw.name}"
+    return cmd + (f" space={space}" if space else "") + (f" out={out}" if out else "")
 
 
 class LatencyTable:
@@ -126,6 +126,19 @@ class LatencyTable:
     def calibration_archs(self) -> dict[str, dict[str, Any]]:
         """{arch digest: {"arch": ArchConfig dict, "measured_ms": ..., "timing": ...}}."""
         return self.data["calibration"]["archs"]
+
+    def eta_s(self, units: Iterable[Unit]) -> float | None:
+        """Seconds to time the missing ones of `units` at the rate measured so far (s ~ a + b * GMACs)."""
+        todo = [u for u in units if u not in self]
+        done = [(e["gmacs"], e["build_s"]) for e in self.units.values() if "build_s" in e and "gmacs" in e]
+        if not todo:
+            return 0.0
+        if len(done) < 5:
+            return None
+        x, secs = np.array(done, dtype=float).T
+        coef, *_ = np.linalg.lstsq(np.column_stack([np.ones_like(x), x]), secs, rcond=None)
+        a, b = max(coef[0], 0.0), max(coef[1], 0.0)
+        return float(sum(a + b * u.macs / 1e9 for u in todo))
 
     def calibration_set(self) -> tuple[list[ArchConfig], np.ndarray]:
         archs, ms = [], []
@@ -220,7 +233,11 @@ def build_table(
     last = time.monotonic()
     try:
         for u in tqdm(todo, desc=f"{hw.name} units", disable=not progress, unit="unit", smoothing=0.05):
-            table.units[u.key] = time_unit(u)
+            t0 = time.monotonic()
+            entry = time_unit(u)
+            entry["build_s"] = round(time.monotonic() - t0, 4)  # export + warm-up + timing: for ETAs
+            entry["gmacs"] = round(u.macs / 1e9, 6)
+            table.units[u.key] = entry
             if time.monotonic() - last >= save_every_s:
                 table.save()
                 last = time.monotonic()

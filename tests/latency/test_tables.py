@@ -21,7 +21,9 @@ def test_a_real_tiny_table(tiny_table, tiny_space):
     units = SpaceMap(tiny_space, 64).units()
     assert len(tiny_table) == len(units) and all(u in tiny_table for u in units)
     entry = tiny_table.units[units[0].key]
-    assert set(entry) == {"median_ms", "p10_ms", "p90_ms", "iqr_ms", "cv", "n"} and entry["median_ms"] > 0
+    assert set(entry) == {"median_ms", "p10_ms", "p90_ms", "iqr_ms", "cv", "n", "gmacs", "build_s"}
+    assert entry["median_ms"] > 0 and entry["build_s"] > 0
+    assert tiny_table.eta_s(units) == 0.0
     data = json.loads(tiny_table.path.read_text())
     assert data["hardware"]["input_hw"] == [64, 64] and data["hardware"]["threads"] == 1
     assert {"cpu", "torch", "python", "numpy"} <= set(data["environment"])
@@ -56,6 +58,8 @@ def test_resume_after_an_interruption_times_only_what_is_missing(tmp_path, tiny_
     calls.clear()
     build_table(hw, tiny_space, limit=3, calib=0, progress=False, timer=fake_timer(calls))
     assert len(calls) == 3 and len(LatencyTable.load(hw)) == 10
+    eta = LatencyTable.load(hw).eta_s(SpaceMap(tiny_space, 64).units())
+    assert eta is not None and eta >= 0
     calls.clear()
     table = build_table(hw, tiny_space, calib=3, progress=False, timer=fake_timer(calls))
     assert len(calls) == total - 10 and len(table) == total
