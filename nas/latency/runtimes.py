@@ -267,8 +267,13 @@ class TorchCUDARuntime(Runtime):
             torch.cuda.current_stream().wait_stream(side)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
-                module(*xs)
-        return graph.replay
+                static_out = module(*xs)  # lives in the graph's memory pool; kept for the caller
+
+        def run() -> Any:
+            graph.replay()
+            return static_out
+
+        return run
 
 
 def _no_grad_call(module: nn.Module, xs: tuple) -> Any:
