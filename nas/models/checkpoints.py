@@ -162,7 +162,9 @@ def _torch_load(path: Path) -> tuple[Any, bool]:
                 "super-gradients / torch.nn classes are allowed; nothing from the file was executed"
             ) from None
         except Exception as e:
-            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {_short(e)}") from None
+            raise CheckpointError(
+                f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {_short(e)}"
+            ) from None
 
 
 def _short(e: BaseException) -> str:
@@ -263,7 +265,9 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     else:
         diff = shape_diff(expected_shapes(arch), shapes_of(sd))
         if diff:
-            raise CheckpointError(f"{p}: the state_dict does not match its recorded architecture {arch.name!r}:\n{diff}")
+            raise CheckpointError(
+                f"{p}: the state_dict does not match its recorded architecture {arch.name!r}:\n{diff}"
+            )
     return Checkpoint(arch=arch, state_dict=sd, format=fmt, path=p, meta=meta)
 
 
@@ -283,9 +287,7 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tens
     return model
 
 
-def load_model(
-    path: str | os.PathLike, fuse: bool | str = False, arch: ArchConfig | str | None = None
-) -> nn.Module:
+def load_model(path: str | os.PathLike, fuse: bool | str = False, arch: ArchConfig | str | None = None) -> nn.Module:
     """Build the checkpoint's architecture (or `arch`), load its weights strictly, return it in eval mode.
 
     fuse: False, True / "full" or "partial" (see `nas.models.fuse`).

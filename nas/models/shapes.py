@@ -64,7 +64,9 @@ def shape_diff(expected: Shapes, given: Shapes, limit: int = 5) -> str:
     missing = [k for k in expected if k not in given]
     unexpected = [k for k in given if k not in expected]
     mismatched = [
-        f"{k}: checkpoint {list(given[k])} vs model {list(s)}" for k, s in expected.items() if k in given and given[k] != s
+        f"{k}: checkpoint {list(given[k])} vs model {list(s)}"
+        for k, s in expected.items()
+        if k in given and given[k] != s
     ]
     lines = []
     for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
@@ -122,7 +124,7 @@ class _Reader:
             return "conv", in_c, out_c
         raise CheckpointError(f"cannot infer the architecture: no (QA)RepVGG or Conv block under {prefix!r}")
 
-    def csp(self, prefix: str) -> tuple[int, int, bool, str]:
+    def csp(self, prefix: str) -> tuple[int, int, int, bool, str]:
         """(out channels, num_blocks, hidden channels, concat_intermediates, block type) of a CSP layer."""
         hidden = self.get(prefix + "conv1.conv.weight")[0]
         out_c, conv3_in = self.get(prefix + "conv3.conv.weight")[:2]
@@ -148,7 +150,7 @@ def _infer_from_shapes(shapes: Shapes) -> ArchConfig:
     stages = []
     for i in range(1, 5):
         p = f"backbone.stage{i}."
-        ds_block, _, ds_out = r.block(p + "downsample.")
+        ds_block, _, _ = r.block(p + "downsample.")
         out_c, n, hidden, concat, block = r.csp(p + "blocks.")
         if block != ds_block:
             raise CheckpointError(
