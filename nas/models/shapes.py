@@ -76,10 +76,18 @@ def shape_diff(expected: Shapes, given: Shapes, limit: int = 5) -> str:
     return "\n".join(lines)
 
 
+@functools.cache
 def _released() -> dict[str, ArchConfig]:
     from nas.space.io import released_archs
 
     return released_archs()
+
+
+def _same_but_classes(expected: Shapes, shapes: Shapes) -> bool:
+    """Equal key sets, and equal shapes except for the class-prediction convs."""
+    if expected.keys() != shapes.keys():
+        return False
+    return all(s == shapes[k] or ".cls_pred." in k for k, s in expected.items())
 
 
 class _Reader:
@@ -196,6 +204,12 @@ def infer_arch(state_dict: Mapping[str, torch.Tensor]) -> ArchConfig:
     the key that is missing or the keys that no architecture explains.
     """
     shapes = shapes_of(state_dict)
+    if not any(k.startswith(("backbone.", "neck.", "heads.")) for k in shapes):
+        first = list(shapes)[:3]
+        raise CheckpointError(
+            f"not a YOLO-NAS state_dict: none of its {len(shapes)} keys starts with backbone./neck./heads. "
+            f"(first keys: {first})"
+        )
     released = _released()
     for arch in released.values():
         if expected_shapes(arch) == shapes:
@@ -205,6 +219,8 @@ def infer_arch(state_dict: Mapping[str, torch.Tensor]) -> ArchConfig:
     except SpaceError as e:
         raise CheckpointError(f"cannot infer the architecture: the shapes give an invalid ArchConfig: {e}") from None
     for name, rel in released.items():  # a released model fine-tuned on another class count
+        if not _same_but_classes(expected_shapes(rel), shapes):
+            continue
         relabelled = rel.replace(heads=dataclasses.replace(rel.heads, num_classes=arch.num_classes))
         if expected_shapes(relabelled) == shapes:
             return relabelled.replace(name=f"{name}_{arch.num_classes}cls")
