@@ -340,7 +340,9 @@ def save_checkpoint(
     sd = model_or_state_dict.state_dict() if isinstance(model_or_state_dict, nn.Module) else model_or_state_dict
     diff = shape_diff(expected_shapes(arch), shapes_of(sd))
     if diff:
-        raise CheckpointError(f"{path}: the weights do not fit architecture {arch.name!r} (another architecture, or a fused model?):\n{diff}")
+        raise CheckpointError(
+            f"{path}: the weights do not fit architecture {arch.name!r} (another architecture, or a fused model?):\n{diff}"
+        )
     meta = dict(meta or {})
     _check_meta(meta, f"{path}: meta")
     meta.setdefault("format_version", FORMAT_VERSION)

@@ -42,8 +42,8 @@ def test_fused_equals_unfused_released(seeded, name, mode):
 
 @pytest.mark.parametrize("name", RELEASED)
 def test_fused_key_and_parameter_counts_equal_super_gradients(name):
-    torch.manual_seed(0)
-    model = build(name)
+    with torch.device("meta"):  # counts need shapes only
+        model = build(name)
     # Our "full" also folds the BatchNorm of every plain Conv-BN-ReLU (super-gradients' full fusion keeps
     # them): each folded BN drops 5 keys and 2C parameters and adds a C-channel conv bias.
     conv_bns = [m.bn if isinstance(m, Conv) else m.seq.bn for m in model.modules() if isinstance(m, (Conv, HeadConv))]
