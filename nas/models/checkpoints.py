@@ -151,8 +151,12 @@ def _torch_load(path: Path) -> tuple[Any, bool]:
     with open(path, "rb") as f:  # a file object keeps torch.load from dispatching on the file name
         try:
             return torch.load(f, map_location="cpu", weights_only=True), False
-        except Exception:  # a refused global (a pickled model) or a corrupt file: the second try tells which
-            pass
+        except Exception as e:  # a refused global (a pickled model) or a corrupt file: the second try tells which
+            if os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "0").lower() in ("1", "y", "yes", "true"):
+                raise CheckpointError(
+                    f"{path}: not loadable with weights_only=True ({_short(e)}); the restricted unpickler for "
+                    "pickled models cannot run while TORCH_FORCE_WEIGHTS_ONLY_LOAD is set: unset it"
+                ) from None
     with open(path, "rb") as f:
         try:
             return torch.load(f, map_location="cpu", weights_only=False, pickle_module=unpickle), True
@@ -168,8 +172,11 @@ def _torch_load(path: Path) -> tuple[Any, bool]:
 
 
 def _short(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
+    """The first sentence of an underlying error, for a one-line reason."""
+    lines = str(e).strip().splitlines()
+    first = lines[0] if lines else ""
+    cut = first.find(". ")
+    return f"{type(e).__name__}: {first[: cut + 1] if cut > 0 else first}"[:240]
 
 
 def _as_state_dict(obj: Any, where: str, path: Path) -> OrderedDict[str, torch.Tensor]:

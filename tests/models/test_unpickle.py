@@ -230,3 +230,11 @@ def test_garbage_files_are_rejected(tmp_path, name, content):
         load_checkpoint(path)
     assert str(path) in str(e.value)
     _assert_no_chained_traceback(e.value)
+
+
+def test_forced_weights_only_mode_is_explained(tmp_path, monkeypatch):
+    path = tmp_path / "model.pt"
+    torch.save(build(ArchConfig.from_dict(_tiny())), path)
+    monkeypatch.setenv("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "1")
+    with pytest.raises(CheckpointError, match="TORCH_FORCE_WEIGHTS_ONLY_LOAD is set: unset it"):
+        load_checkpoint(path)
