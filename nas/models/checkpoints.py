@@ -16,6 +16,7 @@ When the file does not record the architecture it is inferred from the key shape
 from __future__ import annotations
 
 import os
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -157,7 +158,9 @@ def _torch_load(path: Path) -> tuple[Any, bool]:
                     f"{path}: not loadable with weights_only=True ({_short(e)}); the restricted unpickler for "
                     "pickled models cannot run while TORCH_FORCE_WEIGHTS_ONLY_LOAD is set: unset it"
                 ) from None
-    with open(path, "rb") as f:
+    with open(path, "rb") as f, warnings.catch_warnings():
+        # torch's legacy format compares each pickled module class with its source; placeholders have none
+        warnings.filterwarnings("ignore", message="Couldn't retrieve source code for container")
         try:
             return torch.load(f, map_location="cpu", weights_only=False, pickle_module=unpickle), True
         except unpickle.RefusedGlobal as e:

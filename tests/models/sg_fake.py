@@ -290,7 +290,7 @@ for job in json.loads(sys.argv[2]):
     assert list(model.state_dict()) == list(sd), "fake super-gradients key order differs from nas.models.build"
     model.load_state_dict(sd, strict=True)
     model.eval()
-    torch.save(model, job["out"])
+    torch.save(model, job["out"], _use_new_zipfile_serialization=not job.get("legacy", False))
 print("ok")
 """
 
@@ -310,7 +310,7 @@ def write_fake_sg(root: Path) -> Path:
 
 def write_ultralytics_checkpoints(jobs: list[dict], workdir: Path) -> None:
     """Pickle whole fake-SG models in a subprocess. A job: source (our own-format checkpoint), out, cls
-    (YoloNAS_S|M|L), era ("3.1.1" or "3.6"), class_names."""
+    (YoloNAS_S|M|L), era ("3.1.1" or "3.6"), class_names, optional legacy (torch's pre-1.6 file format)."""
     sg_root = write_fake_sg(workdir / "fake_sg")
     env = dict(os.environ, PYTHONPATH=str(sg_root))
     proc = subprocess.run(

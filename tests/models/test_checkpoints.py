@@ -72,11 +72,24 @@ def files(tmp_path_factory, s_model, tiny_model):
     jobs = [
         {"source": str(own_s), "out": str(root / "yolo_nas_s.pt"), "cls": "YoloNAS_S", "era": "3.1.1"},
         {"source": str(own_tiny), "out": str(root / "tiny_ultra.pt"), "cls": "YoloNAS_M", "era": "3.6"},
+        {
+            "source": str(own_tiny),
+            "out": str(root / "tiny_legacy.pt"),
+            "cls": "YoloNAS_L",
+            "era": "3.1.1",
+            "legacy": True,
+        },
     ]
     for job in jobs:
         job["class_names"] = COCO_LIKE
     write_ultralytics_checkpoints(jobs, root)
-    return {"own_s": own_s, "own_tiny": own_tiny, "ultra_s": root / "yolo_nas_s.pt", "ultra_tiny": jobs[1]["out"]}
+    return {
+        "own_s": own_s,
+        "own_tiny": own_tiny,
+        "ultra_s": root / "yolo_nas_s.pt",
+        "ultra_tiny": jobs[1]["out"],
+        "ultra_tiny_legacy": jobs[2]["out"],
+    }
 
 
 # ---------------------------------------------------------------- ultralytics pickles
@@ -118,12 +131,14 @@ def test_ultralytics_s_loads_fused(files, s_model, x_small):
     torch.testing.assert_close(boxes, ref_boxes, rtol=1e-6, atol=1e-4)
 
 
-def test_ultralytics_pickle_of_a_non_released_arch(files, tiny_model):
-    arch, sd = load_checkpoint(files["ultra_tiny"])
+@pytest.mark.parametrize("key", ["ultra_tiny", "ultra_tiny_legacy"])
+def test_ultralytics_pickle_of_a_non_released_arch(files, tiny_model, key):
+    assert zipfile.is_zipfile(files[key]) == (key == "ultra_tiny")
+    arch, sd = load_checkpoint(files[key])
     assert arch == tiny_model.arch  # inferred from the shapes alone
     _assert_same_state(sd, tiny_model.state_dict())
     x = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(1))
-    _assert_equal_outputs(_outputs(load_model(files["ultra_tiny"]), x), _outputs(tiny_model, x))
+    _assert_equal_outputs(_outputs(load_model(files[key]), x), _outputs(tiny_model, x))
 
 
 # ---------------------------------------------------------------- super-gradients .pth
@@ -182,6 +197,20 @@ def test_super_gradients_layouts(tmp_path, tiny_model, layout, legacy, monkeypat
     arch, loaded = load_checkpoint(path)
     assert arch == tiny_model.arch
     _assert_same_state(loaded, sd)
+
+
+def test_super_gradients_training_checkpoint_with_numpy_metrics(tmp_path, tiny_model):
+    # torch's weights_only loader refuses numpy scalars; the restricted unpickler keeps them inert.
+    import numpy as np
+
+    path = tmp_path / "ckpt_best.pth"
+    sd = tiny_model.state_dict()
+    torch.save({"net": sd, "acc": np.float64(0.5), "metrics": {"mAP@0.50": np.float32(0.3)}, "epoch": 7}, path)
+    with pytest.raises(Exception, match="numpy"):
+        torch.load(path, weights_only=True)
+    ckpt = read_checkpoint(path)
+    assert ckpt.format == "super-gradients" and ckpt.meta == {"source_key": "net", "epoch": 7}
+    _assert_same_state(ckpt.state_dict, sd)
 
 
 def test_plain_state_dict_of_a_released_model(tmp_path, s_model):
