@@ -9,13 +9,14 @@ timing an unfused network, or eager `predict()` with pre/post-processing, measur
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import platform
 import statistics
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -146,6 +147,10 @@ class Runtime:
     def prepare(self, module: nn.Module, inputs: Sequence[Tensor]) -> Callable[[], Any]:
         raise NotImplementedError
 
+    def context(self) -> contextlib.AbstractContextManager:
+        """Process-wide settings (threads, ...) held while measuring, restored afterwards."""
+        return contextlib.nullcontext()
+
 
 class TorchCPURuntime(Runtime):
     name = "torch-cpu-fp32"
@@ -153,11 +158,22 @@ class TorchCPURuntime(Runtime):
     def __init__(self, threads: int):
         self.threads = threads
 
+    @contextlib.contextmanager
+    def context(self) -> Iterator[None]:
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        torch.set_flush_denormal(True)
+        try:
+            yield
+        finally:
+            torch.set_flush_denormal(False)
+            torch.set_num_threads(threads)
+
     def prepare(self, module: nn.Module, inputs: Sequence[Tensor]) -> Callable[[], Any]:
         import torch
 
-        torch.set_num_threads(self.threads)
-        torch.set_flush_denormal(True)
         module = module.eval()
         xs = tuple(inputs)
 
@@ -299,8 +315,9 @@ def make_runtime(hw: Hardware) -> Runtime:
 
 def measure(module: nn.Module, inputs: Sequence[Tensor], runtime: Runtime, settings: TimingSettings) -> Timing:
     """Time one module on one runtime."""
-    run = runtime.prepare(module, inputs)
-    return time_runner(run, settings, runtime.sync)
+    with runtime.context():
+        run = runtime.prepare(module, inputs)
+        return time_runner(run, settings, runtime.sync)
 
 
 def measure_noise(

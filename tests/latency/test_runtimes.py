@@ -64,7 +64,9 @@ def test_time_runner_counts_warmup_repeats_and_min_time():
 @pytest.mark.parametrize("runtime", [TorchCPURuntime(1), OrtCPURuntime(1)], ids=["torch", "onnxruntime"])
 def test_measure_a_tiny_model(runtime):
     m, x = tiny_model()
+    before = torch.get_num_threads()
     t = measure(m, x, runtime, FAST)
+    assert torch.get_num_threads() == before  # the runtime's thread count is held only while measuring
     assert len(t.samples_ms) == 5
     assert 0 < t.p10_ms <= t.median_ms <= t.p90_ms
     assert t.cv >= 0
