@@ -104,6 +104,17 @@ def test_calibration_recovers_a_known_linear_relation():
         fit_calibration(x[:2], y[:2])
 
 
+def test_calibration_weights_are_non_negative_so_predictions_stay_positive():
+    rng = np.random.default_rng(1)
+    x = np.column_stack(
+        [rng.uniform(10, 100, 30), rng.uniform(1, 50, 30), rng.uniform(1, 9, 30), rng.integers(50, 90, 30)]
+    )
+    y = 2.0 * x[:, 0] - 15.0 - 0.2 * x[:, 3]  # a negative intercept / unit weight would fit these best
+    cal = fit_calibration(x, y)
+    assert cal.intercept >= 0 and min(cal.coef) >= 0 and cal.weights()[0] > 0
+    assert cal.apply(np.array([[0.01, 0.0, 0.0, 1.0]]))[0] > 0
+
+
 def test_bad_index_matrices_are_refused(fake):
     d = len(fake.space.dimensions)
     with pytest.raises(SpaceError, match=rf"\[N, {d}\]"):
