@@ -24,9 +24,6 @@ __all__ = [
     "register_configs",
 ]
 
-# Optional[...] rather than `X | None` below: OmegaConf reads these annotations at runtime on Python 3.10.
-
-
 @dataclass
 class SpaceConfig:
     """The search space: a shipped space name (`yolo_nas`) or the path of a space YAML."""
@@ -106,7 +103,8 @@ class SearchConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     name: str | None = None  # study name (and Hydra run-dir name); default <space>-<strategy>-seed<seed>
-    objectives: list[str] = field(default_factory=lambda: ["proxy_score", "flops_g"])
+    # None: [proxy_score, latency_ms] with a hardware, else [proxy_score, flops_g]
+    objectives: list[str] | None = None
     cost: str | None = None  # objective the tier budgets apply to; default: the first minimized objective
     n_trials: int = 60  # finished trials in the study (a resumed study only runs the missing ones)
     timeout_s: float | None = None

@@ -111,7 +111,10 @@ class Evaluator:
 
     def __init__(self, cfg: SearchConfig, space: SearchSpace):
         self.cfg, self.space = cfg, space
-        self.objectives = check_objectives(cfg.objectives)
+        self.hardware = _hardware_name(cfg.hardware)
+        self._hardware_spec = cfg.hardware  # a name or the composed hardware YAML (with any overrides)
+        default = ["proxy_score", "latency_ms" if self.hardware is not None else "flops_g"]
+        self.objectives = check_objectives(cfg.objectives if cfg.objectives is not None else default)
         self.cost = cfg.cost or next(n for n in self.objectives if OBJECTIVES[n] == "minimize")
         if self.cost not in self.objectives or OBJECTIVES[self.cost] != "minimize":
             raise ConfigError(f"cost={self.cost!r} must be one of the minimized objectives {list(self.objectives)}")
@@ -123,8 +126,6 @@ class Evaluator:
             raise ConfigError(
                 f"proxy.combine={self.proxy.combine!r}; choose one of {', '.join(zero_cost.COMBINE_METHODS)}"
             )
-        self.hardware = _hardware_name(cfg.hardware)
-        self._hardware_spec = cfg.hardware  # a name or the composed hardware YAML (with any overrides)
         if "latency_ms" in self.objectives and self.hardware is None:
             raise ConfigError(
                 "objective latency_ms needs a hardware: add hardware=cpu_ort (or another nas.latency hardware)"

@@ -362,8 +362,6 @@ def run(
     space_obj = space if isinstance(space, SearchSpace) else None
     proxy_cfg = proxy if isinstance(proxy, ProxyConfig) else ProxyConfig(name=proxy)
     strategy_cfg = strategy if isinstance(strategy, StrategyConfig) else StrategyConfig(name=strategy)
-    if objectives is None:
-        objectives = ["proxy_score", "latency_ms" if hardware is not None else "flops_g"]
     cfg = replace(
         SearchConfig(),
         space=SpaceConfig(name=space_obj.name if space_obj is not None else str(space)),
@@ -373,7 +371,7 @@ def run(
         storage=_storage_config(storage),
         n_trials=n_trials,
         seed=seed,
-        objectives=list(objectives),
+        objectives=None if objectives is None else list(objectives),
         **options,
     )
     return run_search(cfg, out_dir, space=space_obj)

@@ -69,3 +69,13 @@ def test_without_a_space_the_name_is_missing(compose_cfg):
 def test_space_by_path_names_the_study_by_its_stem(compose_cfg, tiny_space_path):
     obj = OmegaConf.to_object(compose_cfg("+space=yolo_nas", f"space.name={tiny_space_path}", "strategy=random"))
     assert obj.name == "tiny_space-random-seed0"
+
+
+def test_hardware_group_sets_the_cost_resolution(compose_cfg, tiny_space):
+    from nas.search.objectives import Evaluator
+
+    obj = OmegaConf.to_object(compose_cfg("+space=yolo_nas", "hardware=cpu_ort", "hardware.input_hw=[320,320]"))
+    assert isinstance(obj.hardware, dict) and obj.hardware["name"] == "cpu_ort"
+    ev = Evaluator(obj, tiny_space)
+    assert ev.hardware == "cpu_ort" and ev.cost_input_hw == 320
+    assert ev.fingerprint()["hardware"]["input_hw"] == [320, 320]  # overrides are part of the study's identity
