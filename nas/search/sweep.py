@@ -68,10 +68,9 @@ class CandidateSweep:
         self.cfg, self.n_jobs, self.max_failures = cfg, n_jobs, max_failures
         self.sweep_dir = Path(sweep_dir)
         # Only this process writes to the study (jobs just evaluate), so no heartbeat is needed.
-        cfg = dataclasses.replace(cfg, storage=dataclasses.replace(cfg.storage, heartbeat_interval_s=None))
-        self.cfg = cfg
-        self.session = Session(cfg, self.sweep_dir)
+        self.cfg = dataclasses.replace(cfg, storage=dataclasses.replace(cfg.storage, heartbeat_interval_s=None))
         self.candidates_dir = self.sweep_dir / "candidates"
+        self.session: Session
 
     def prepare(self) -> None:
         """References first; the proxy reference population is computed here once, so jobs find it cached."""
@@ -82,6 +81,7 @@ class CandidateSweep:
 
     def run(self, launch: Launch) -> SearchResult:
         with torch_threads(self.cfg.threads):
+            self.session = Session(self.cfg, self.sweep_dir)  # evaluates the references: under `threads` too
             return self._run(launch)
 
     def _run(self, launch: Launch) -> SearchResult:
