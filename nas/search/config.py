@@ -24,6 +24,7 @@ __all__ = [
     "register_configs",
 ]
 
+
 @dataclass
 class SpaceConfig:
     """The search space: a shipped space name (`yolo_nas`) or the path of a space YAML."""

@@ -175,7 +175,7 @@ def test_latency_objective_uses_the_hardware_predictor(tiny_cfg, tiny_space):
     try:
         pred = load_predictor("cpu_ort")
     except LatencyTableMissError as e:  # no measured table shipped yet: the same clear error from the search
-        with pytest.raises(LatencyTableMissError, match="python -m nas.latency build hardware=cpu_ort"):
+        with pytest.raises(LatencyTableMissError, match=r"python -m nas\.latency build hardware=cpu_ort"):
             ev.latency_ms(s)
         pytest.skip(f"no cpu_ort latency table: {e}")
     assert ev.latency_ms(s) == pytest.approx(pred.predict(s))
