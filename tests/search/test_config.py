@@ -79,3 +79,16 @@ def test_hardware_group_sets_the_cost_resolution(compose_cfg, tiny_space):
     ev = Evaluator(obj, tiny_space)
     assert ev.hardware == "cpu_ort" and ev.cost_input_hw == 320
     assert ev.fingerprint()["hardware"]["input_hw"] == [320, 320]  # overrides are part of the study's identity
+
+
+def test_slurm_overlay_selects_the_nas_sweeper_and_submitit():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=["+space=yolo_nas", "+experiment=slurm", "hydra.launcher.partition=gpu"],
+                      return_hydra_config=True)  # fmt: skip
+    GlobalHydra.instance().clear()
+    assert cfg.hydra.sweeper._target_ == "hydra_plugins.nas_sweeper.nas_sweeper.NasSweeper"
+    assert cfg.hydra.sweeper.n_jobs == 32
+    assert "SlurmLauncher" in cfg.hydra.launcher._target_ and cfg.hydra.launcher.partition == "gpu"
