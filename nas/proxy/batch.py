@@ -16,6 +16,7 @@ from nas.errors import ConfigError
 __all__ = [
     "BATCH_KINDS",
     "ProxyBatch",
+    "check_hw",
     "detection_loss",
     "make_batch",
     "random_batch",
