@@ -69,15 +69,15 @@ def letterbox(
     r = min(new_hw[0] / h, new_hw[1] / w)
     if not scaleup:
         r = min(r, 1.0)
-    new_w, new_h = int(round(w * r)), int(round(h * r))
+    new_w, new_h = round(w * r), round(h * r)
     dw, dh = new_hw[1] - new_w, new_hw[0] - new_h
     if auto:
         dw, dh = dw % stride, dh % stride
     dw, dh = dw / 2, dh / 2
     if (w, h) != (new_w, new_h):
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
-    left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
+    top, bottom = round(dh - 0.1), round(dh + 0.1)
+    left, right = round(dw - 0.1), round(dw + 0.1)
     image = _pad(image, top, bottom, left, right, pad_value)
     return image, (top, left)
 
@@ -88,7 +88,9 @@ def _pad(image: np.ndarray, top: int, bottom: int, left: int, right: int, value:
     return cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(value,) * 3)
 
 
-def predict_transform(image: np.ndarray, imgsz: int, auto: bool = True, stride: int = 32) -> tuple[np.ndarray, Geometry]:
+def predict_transform(
+    image: np.ndarray, imgsz: int, auto: bool = True, stride: int = 32
+) -> tuple[np.ndarray, Geometry]:
     """ultralytics predictor input: letterbox to `imgsz` with minimal stride padding (`auto`)."""
     out, pad_tl = letterbox(image, (imgsz, imgsz), auto=auto, stride=stride)
     return out, Geometry(image.shape[:2], out.shape[:2], pad_tl)
@@ -146,7 +148,7 @@ def sg_transform(
     """super-gradients' COCO protocol: longest side to `resize_to` (round), centre pad to `input_hw` (//2 split)."""
     h0, w0 = image.shape[:2]
     scale = min(resize_to / h0, resize_to / w0)
-    h, w = int(round(h0 * scale)), int(round(w0 * scale))
+    h, w = round(h0 * scale), round(w0 * scale)
     if scale != 1:
         image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
     top, left = (input_hw[0] - h) // 2, (input_hw[1] - w) // 2

@@ -27,9 +27,10 @@ class ModelInfo:
 
     def __str__(self) -> str:
         state = "unfused" if self.fused == "none" else f"fused ({self.fused})"
+        gflops = f"{self.gflops:.1f}" if self.gflops >= 1 else f"{self.gflops:.3f}"
         return (
             f"{self.name} summary ({state}): {self.layers:,} layers, {self.parameters:,} parameters, "
-            f"{self.gradients:,} gradients, {self.gflops:.1f} GFLOPs at {self.imgsz}x{self.imgsz}"
+            f"{self.gradients:,} gradients, {gflops} GFLOPs at {self.imgsz}x{self.imgsz}"
         )
 
 

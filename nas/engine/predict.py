@@ -90,7 +90,11 @@ def predict_iter(
         )
         t3 = time.perf_counter()
         n = len(chunk)
-        speed = {"preprocess": (t1 - t0) * 1e3 / n, "inference": (t2 - t1) * 1e3 / n, "postprocess": (t3 - t2) * 1e3 / n}
+        speed = {
+            "preprocess": (t1 - t0) * 1e3 / n,
+            "inference": (t2 - t1) * 1e3 / n,
+            "postprocess": (t3 - t2) * 1e3 / n,
+        }
         for im, (_, geometry), det in zip(chunk, pairs, dets):
             det = det.cpu()
             scale_boxes(det[:, :4], geometry)

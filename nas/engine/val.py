@@ -9,9 +9,12 @@ multi-label NMS with conf 0.01 and a 1,000-candidate cap) - the protocol of the 
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -74,7 +77,12 @@ def _coco_rows(det: torch.Tensor, geometry: Geometry, image_id: Any, category_id
     xywh = torch.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2, boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], 1)  # fmt: skip
     xywh[:, :2] -= xywh[:, 2:] / 2  # centre -> top-left corner
     return [
-        {"image_id": image_id, "category_id": category_ids[int(c)], "bbox": [round(v, 3) for v in b], "score": round(s, 5)}
+        {
+            "image_id": image_id,
+            "category_id": category_ids[int(c)],
+            "bbox": [round(v, 3) for v in b],
+            "score": round(s, 5),
+        }
         for b, s, c in zip(xywh.tolist(), det[:, 4].tolist(), det[:, 5].tolist())
     ]
 
@@ -92,11 +100,14 @@ def validate(
     protocol: str = "ultralytics",
     half: bool = False,
     verbose: bool = True,
+    save_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """COCO metrics of `model` (eval mode, on its device) on `dataset` (a `nas.data` DetectionDataset).
 
     conf=None takes the protocol's default (ultralytics 0.001, sg 0.01). Returns the dict of
     `nas.proxy.evaluate.coco_evaluate` plus "protocol", "imgsz", "num_detections" and "speed_ms".
+    With `save_dir`, the COCO detections and the metrics are written there as predictions.json and
+    metrics.json.
     """
     from tqdm import tqdm
 
@@ -137,9 +148,7 @@ def validate(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t1 = time.perf_counter()
-        dets = non_max_suppression(
-            boxes.float(), scores.float(), conf, iou, max_det, multi_label=True, max_nms=max_nms
-        )
+        dets = non_max_suppression(boxes.float(), scores.float(), conf, iou, max_det, multi_label=True, max_nms=max_nms)
         t2 = time.perf_counter()
         t_forward, t_nms = t_forward + t1 - t0, t_nms + t2 - t1
         for i, det, geometry in zip(indices, dets, geometries):
@@ -154,9 +163,20 @@ def validate(
         num_detections=len(detections),
         speed_ms={"inference": t_forward * 1e3 / n, "nms": t_nms * 1e3 / n, "total": total * 1e3 / n},
     )
+    if save_dir is not None:
+        from nas.space.io import write_text_atomic
+
+        write_text_atomic(Path(save_dir) / "predictions.json", json.dumps(detections))
+        write_text_atomic(Path(save_dir) / "metrics.json", json.dumps(metrics, indent=1, default=_jsonable))
     if verbose:
         print(format_metrics(metrics, dataset))
     return metrics
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return value.tolist()
+    return str(value)
 
 
 def model_outputs_classes(model: nn.Module) -> int:
@@ -189,7 +209,9 @@ def format_metrics(metrics: dict[str, Any], dataset: Any) -> str:
 
 def _ap_pair(row: Any) -> tuple[float, float]:
     if isinstance(row, dict):
-        return float(row.get("mAP50_95", row.get("AP", float("nan")))), float(row.get("mAP50", row.get("AP50", float("nan"))))
+        return float(row.get("mAP50_95", row.get("AP", float("nan")))), float(
+            row.get("mAP50", row.get("AP50", float("nan")))
+        )
     return float(row), float("nan")
 
 

@@ -155,7 +155,9 @@ def export_onnx(
     device = next(m.parameters()).device
     dtype = torch.float16 if half else torch.float32
     if half and device.type != "cuda":
-        raise ValueError("half=True traces the model in fp16, which needs it on a CUDA device; move it with .to('cuda')")
+        raise ValueError(
+            "half=True traces the model in fp16, which needs it on a CUDA device; move it with .to('cuda')"
+        )
     m = m.to(dtype).requires_grad_(False)
     graph = _Detect(m, nms, conf, iou, max_det)
     x = torch.rand(batch, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device=device, dtype=dtype)
