@@ -191,36 +191,28 @@ def model_outputs_classes(model: nn.Module) -> int:
 
 
 def format_metrics(metrics: dict[str, Any], dataset: Any) -> str:
-    """The printed val table: one row for all classes, then one per class (AP50-95, AP50)."""
-    per_class = metrics.get("per_class") or {}
+    """The printed val table: all classes, then one row per class with ground truth (AP50-95, AP50)."""
     counts = _instance_counts(dataset)
-    lines = [f"{'class':>22} {'images':>8} {'instances':>10} {'mAP50-95':>9} {'mAP50':>7} {'mAP75':>7}"]
-    lines.append(
-        f"{'all':>22} {metrics['num_images']:>8} {int(sum(counts.values())):>10} "
-        f"{metrics['mAP50_95']:>9.4f} {metrics['mAP50']:>7.4f} {metrics['mAP75']:>7.4f}"
-    )
-    for name, row in per_class.items():
-        ap, ap50 = _ap_pair(row)
-        lines.append(f"{name:>22} {'':>8} {counts.get(name, 0):>10} {ap:>9.4f} {ap50:>7.4f} {'':>7}")
+    head = f"{'class':>22} {'images':>8} {'instances':>10} {'mAP50-95':>9} {'mAP50':>7} {'mAP75':>7}"
+    lines = [
+        head,
+        f"{'all':>22} {metrics['num_images']:>8} {sum(counts.values()):>10} "
+        f"{metrics['mAP50_95']:>9.4f} {metrics['mAP50']:>7.4f} {metrics['mAP75']:>7.4f}",
+    ]
+    ap50 = metrics.get("per_class_AP50", {})
+    for name, ap in metrics.get("per_class", {}).items():
+        lines.append(f"{name:>22} {'':>8} {counts.get(name, 0):>10} {ap:>9.4f} {ap50.get(name, float('nan')):>7.4f}")
     speed = metrics["speed_ms"]
     lines.append(f"speed: {speed['inference']:.1f} ms inference, {speed['nms']:.1f} ms NMS per image")
     return "\n".join(lines)
 
 
-def _ap_pair(row: Any) -> tuple[float, float]:
-    if isinstance(row, dict):
-        return float(row.get("mAP50_95", row.get("AP", float("nan")))), float(
-            row.get("mAP50", row.get("AP50", float("nan")))
-        )
-    return float(row), float("nan")
-
-
 def _instance_counts(dataset: Any) -> dict[str, int]:
-    gt = dataset.coco_gt()
+    """Non-crowd ground-truth objects per class name."""
+    names = {cid: dataset.names[k] for k, cid in enumerate(dataset.category_ids)}
     counts: dict[str, int] = {}
-    id_to_name = {cid: dataset.names[i] for i, cid in enumerate(dataset.category_ids)}
-    for ann in gt.dataset.get("annotations", []) if hasattr(gt, "dataset") else gt.get("annotations", []):
-        name = id_to_name.get(ann["category_id"])
-        if name is not None:
+    for ann in dataset.coco_gt().dataset.get("annotations", []):
+        name = names.get(ann["category_id"])
+        if name is not None and not ann.get("iscrowd", 0):
             counts[name] = counts.get(name, 0) + 1
     return counts
