@@ -159,7 +159,7 @@ def export_onnx(
             "half=True traces the model in fp16, which needs it on a CUDA device; move it with .to('cuda')"
         )
     m = m.to(dtype).requires_grad_(False)
-    graph = _Detect(m, nms, conf, iou, max_det)
+    graph = _Detect(m, nms, conf, iou, max_det).eval()  # the exporter restores this mode afterwards
     x = torch.rand(batch, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device=device, dtype=dtype)
     names = _NMS_OUTPUTS + _RAW if nms else ["boxes", "scores"]
     axes = None
