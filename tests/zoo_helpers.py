@@ -18,7 +18,9 @@ def tiny_arch(num_classes: int = 80, name: str = "tiny") -> ArchConfig:
     a["name"] = name
     a["backbone"]["stem"]["out_channels"] = 8
     for st in a["backbone"]["stages"]:
-        st.update(out_channels=st["out_channels"] // 8, hidden_channels=max(8, st["hidden_channels"] // 8), num_blocks=1)
+        st.update(
+            out_channels=st["out_channels"] // 8, hidden_channels=max(8, st["hidden_channels"] // 8), num_blocks=1
+        )
     a["backbone"]["context"]["out_channels"] = 96
     for st in a["neck"]["up"] + a["neck"]["down"]:
         st.update(out_channels=st["out_channels"] // 8, hidden_channels=8, num_blocks=1)
@@ -31,7 +33,6 @@ def tiny_arch(num_classes: int = 80, name: str = "tiny") -> ArchConfig:
 def tiny_model(num_classes: int = 80, seed: int = 0) -> nn.Module:
     """The tiny network with seeded, spread-out weights (scores vary, so NMS has real work), eval mode."""
     from nas.models import build
-
     from tests.helpers import seeded_fill
 
     torch.manual_seed(seed)

@@ -103,7 +103,7 @@ def test_to_tensor_is_rgb_in_unit_range():
 @pytest.mark.parametrize("hw", [(480, 640), (540, 960), (500, 333), (1080, 1920), (333, 777)])
 def test_scale_boxes_round_trip_predict(hw):
     h0, w0 = hw
-    out, geometry = predict_transform(_img(h0, w0), 640)
+    _, geometry = predict_transform(_img(h0, w0), 640)
     r = min(640 / h0, 640 / w0)
     top, left = geometry.pad_tl
     boxes0 = torch.tensor([[0.25 * w0, 0.1 * h0, 0.75 * w0, 0.9 * h0], [1.0, 2.0, 3.5, 4.5]], dtype=torch.float64)
@@ -112,7 +112,7 @@ def test_scale_boxes_round_trip_predict(hw):
 
 
 def test_scale_boxes_uses_val_gains_and_clips():
-    out, geometry = val_transform(_img(500, 333), 640, (672, 480))
+    _, geometry = val_transform(_img(500, 333), 640, (672, 480))
     sy, sx = geometry.gain_hw
     assert sx == 427 / 333 and sy == 640 / 500
     top, left = geometry.pad_tl

@@ -50,7 +50,9 @@ def test_export_unfused_and_the_model_is_left_untouched(model, tmp_path):
 
 def test_export_with_nms_matches_torch_postprocessing(model, tmp_path):
     conf, iou, max_det = 0.3, 0.6, 20
-    result = export_onnx(model, tmp_path / "nms.onnx", imgsz=128, batch=2, nms=True, conf=conf, iou=iou, max_det=max_det)
+    result = export_onnx(
+        model, tmp_path / "nms.onnx", imgsz=128, batch=2, nms=True, conf=conf, iou=iou, max_det=max_det
+    )
     assert result.ok, result.mismatches
     assert result.max_abs_diff["nms_boxes"] == 0.0 and result.max_abs_diff["nms_scores"] == 0.0
     proto = onnx.load(str(result.path))
