@@ -35,7 +35,12 @@ def select_device(device: str | int | torch.device) -> torch.device:
         dev = device
     else:
         text = str(device).strip().lower()
-        dev = torch.device(f"cuda:{text}" if text.isdigit() else text)
+        try:
+            dev = torch.device(f"cuda:{text}" if text.isdigit() else text)
+        except RuntimeError:
+            dev = None
+        if dev is None or dev.type not in ("cpu", "cuda"):
+            raise ConfigError(f"device={device!r}: expected 'cpu', 'cuda', 'cuda:N' or a CUDA index")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(
@@ -43,8 +48,6 @@ def select_device(device: str | int | torch.device) -> torch.device:
             )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ConfigError(f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
-    elif dev.type != "cpu":
-        raise ConfigError(f"device={device!r}: expected 'cpu', 'cuda', 'cuda:N' or a CUDA index")
     return dev
 
 

@@ -116,6 +116,12 @@ def increment_dir(path: Path, exist_ok: bool = False) -> Path:
     return path
 
 
+def check_imgsz(imgsz: int) -> int:
+    from nas.engine.predict import check_imgsz as check
+
+    return check(imgsz)
+
+
 def _model(args: dict[str, Any]):
     from nas.api import NAS
 
@@ -126,11 +132,15 @@ def _model(args: dict[str, Any]):
 
 
 def _run_predict(args: dict[str, Any]) -> int:
+    from nas.engine.sources import resolve_source
+
+    check_imgsz(args["imgsz"])  # bad input fails before anything is loaded or created
+    source = resolve_source(args["source"]) if args["source"] is not None else None
     model = _model(args)
     save_dir = increment_dir(Path(args["project"]) / "predict" / args["name"], args["exist_ok"])
     records = []
     results = model.predict(
-        args["source"],
+        source,
         conf=args["conf"],
         iou=args["iou"],
         imgsz=args["imgsz"],
@@ -156,14 +166,16 @@ def _run_predict(args: dict[str, Any]) -> int:
 
 
 def _run_val(args: dict[str, Any]) -> int:
-    model = _model(args)
-    save_dir = increment_dir(Path(args["project"]) / "val" / args["name"], args["exist_ok"])
     from nas.data import load_dataset
     from nas.engine.val import validate
 
+    check_imgsz(args["imgsz"])
+    dataset = load_dataset(args["data"], split=args["split"])
+    model = _model(args)
+    save_dir = increment_dir(Path(args["project"]) / "val" / args["name"], args["exist_ok"])
     metrics = validate(
         model.model,
-        load_dataset(args["data"], split=args["split"]),
+        dataset,
         imgsz=args["imgsz"],
         batch=args["batch"],
         conf=args["conf"],

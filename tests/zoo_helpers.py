@@ -85,13 +85,16 @@ class GroundTruthModel(nn.Module):
     that image lies in the input (the rows/columns that are not all padding value 114), maps the image's
     ground-truth boxes there with its own arithmetic, shifted by `shift_frac` of each box's width, and
     emits them with score 1 for the true class, in YOLO-NAS's output format.
+
+    uniform_scale=True maps boxes with the long side's scale on both axes, as super-gradients maps its
+    ground truth (its resize rounds each side, so the short side's pixels are scaled slightly differently).
     """
 
-    def __init__(self, dataset, num_classes: int, shift_frac: float = 0.0):
+    def __init__(self, dataset, num_classes: int, shift_frac: float = 0.0, uniform_scale: bool = False):
         super().__init__()
         self.arch = tiny_arch(num_classes)
         self.weight = nn.Parameter(torch.zeros(1))
-        self.dataset, self.shift_frac = dataset, shift_frac
+        self.dataset, self.shift_frac, self.uniform_scale = dataset, shift_frac, uniform_scale
         thumbs = []
         for rec in dataset.images:
             rgb = cv2.imread(str(rec.path))[..., ::-1]
@@ -109,6 +112,8 @@ class GroundTruthModel(nn.Module):
         boxes = torch.as_tensor(np.asarray(boxes, dtype=np.float64)).reshape(-1, 4).clone()
         boxes[:, [0, 2]] += self.shift_frac * (boxes[:, 2] - boxes[:, 0])[:, None]
         sx, sy = w / rec.width, h / rec.height
+        if self.uniform_scale:
+            sx = sy = max(w, h) / max(rec.width, rec.height)
         mapped = boxes * torch.tensor([sx, sy, sx, sy], dtype=torch.float64) + torch.tensor([left, top, left, top])
         scores = torch.zeros(len(boxes), self.arch.num_classes)
         scores[torch.arange(len(boxes)), torch.as_tensor(np.asarray(classes), dtype=torch.long)] = 1.0
@@ -122,3 +127,12 @@ class GroundTruthModel(nn.Module):
         for k, (b, s) in enumerate(dets):
             boxes[k, : len(b)], scores[k, : len(s)] = b, s
         return (boxes.to(x.device), scores.to(x.device)), ()
+
+
+def make_checkpoint(path: Path, num_classes: int, names: list[str] | None = None, seed: int = 0) -> Path:
+    """A checkpoint in this project's format (core's `save_checkpoint`) of the tiny architecture."""
+    from nas.models import save_checkpoint
+
+    model = tiny_model(num_classes, seed)
+    meta = {"class_names": list(names)} if names else None
+    return save_checkpoint(path, model, model.arch, meta=meta)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import torch
@@ -43,12 +44,17 @@ def count_flops(model: nn.Module, imgsz: int | tuple[int, int] = 640, by_module:
     from fvcore.nn import FlopCountAnalysis
 
     h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
+    if h % 32 or w % 32 or h < 32 or w < 32:
+        from nas.errors import ConfigError
+
+        raise ConfigError(f"imgsz={imgsz!r}: expected a positive multiple of 32 (e.g. 320, 640)")
     param = next(model.parameters())
     x = torch.zeros(1, 3, h, w, device=param.device, dtype=param.dtype)
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fvcore calls the deprecated torch.jit API
             analysis = FlopCountAnalysis(model, x)
             analysis.unsupported_ops_warnings(False)
             analysis.uncalled_modules_warnings(False)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from nas.errors import ConfigError
 from nas.models.postprocess import MAX_WH, nms, xywh2xyxy, xyxy2xywh
 
 __all__ = ["DEFAULT_OPSET", "ExportResult", "export_onnx", "onnx_predict"]
@@ -146,7 +147,7 @@ def export_onnx(
 
     h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
     if h % 32 or w % 32 or h < 32 or w < 32:
-        raise ValueError(f"imgsz {imgsz} must be positive multiples of 32")
+        raise ConfigError(f"imgsz={imgsz!r}: expected a positive multiple of 32 (e.g. 320, 640)")
     m = copy.deepcopy(model).eval()
     if fuse:
         from nas.models.reparam import fuse as fuse_model

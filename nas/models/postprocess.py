@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 MAX_WH = 7680  # ultralytics' class offset: boxes of different classes never overlap after it
-_BLOCK = 512
+_BLOCK = 128  # small enough that elementwise ops stay below torch's parallel grain (no thread stalls)
 
 
 def xyxy2xywh(x: Tensor) -> Tensor:
@@ -109,17 +109,23 @@ def nms(
     return order[torch.cat(kept_pos)]
 
 
+@cache
+def _upper_mask(n: int, device: torch.device) -> Tensor:
+    """Strict upper triangle (i < j); cached, as triu on every block costs a parallel region."""
+    return torch.ones(n, n, dtype=torch.bool, device=device).triu_(1)
+
+
 def _greedy_block(boxes: Tensor, alive: Tensor, iou_threshold: float) -> Tensor:
     """Greedy keep-mask of score-sorted boxes: the fixed point of keep[j] = alive[j] and no kept i < j overlaps j.
 
     Iterating from keep = alive fixes at least one more leading position per step, so it converges in at
     most len(boxes) steps (a few in practice); the fixed point is unique, hence the greedy answer.
     """
-    over = (box_iou(boxes, boxes) > iou_threshold).triu_(diagonal=1).float()
+    n = len(boxes)
+    over = (box_iou(boxes, boxes) > iou_threshold) & _upper_mask(n, boxes.device)
     keep = alive
-    for _ in range(len(boxes) + 1):
-        suppressed = (keep.float()[None, :] @ over).squeeze(0) > 0
-        new = alive & ~suppressed
+    for _ in range(n + 1):
+        new = alive & ~(over & keep[:, None]).any(dim=0)
         if torch.equal(new, keep):
             return keep
         keep = new

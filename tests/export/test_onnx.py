@@ -91,7 +91,7 @@ def test_dynamic_export_with_nms_runs_any_batch_and_size(model, tmp_path):
 
 
 def test_export_rejects_bad_requests(model, tmp_path):
-    with pytest.raises(ValueError, match="multiples of 32"):
+    with pytest.raises(ValueError, match="multiple of 32"):
         export_onnx(model, tmp_path / "x.onnx", imgsz=100)
     with pytest.raises(ValueError, match="CUDA"):
         export_onnx(model, tmp_path / "x.onnx", imgsz=64, half=True)
