@@ -53,7 +53,7 @@ def _int_list(text: str) -> list[int]:
 
 
 _TYPE_NAMES = {
-    _bool: "true/false",
+    _bool: "true or false",
     _int: "an integer",
     _float: "a number",
     _str: "a string",
