@@ -116,10 +116,12 @@ def increment_dir(path: Path, exist_ok: bool = False) -> Path:
     return path
 
 
-def check_imgsz(imgsz: int) -> int:
-    from nas.engine.predict import check_imgsz as check
+def check_inputs(args: dict[str, Any]) -> None:
+    """Validate sizes and thresholds before a model is loaded or a run directory created."""
+    from nas.engine.predict import check_imgsz, check_thresholds
 
-    return check(imgsz)
+    check_imgsz(args["imgsz"])
+    check_thresholds(args["conf"], args["iou"], args["max_det"])
 
 
 def _model(args: dict[str, Any]):
@@ -134,7 +136,7 @@ def _model(args: dict[str, Any]):
 def _run_predict(args: dict[str, Any]) -> int:
     from nas.engine.sources import resolve_source
 
-    check_imgsz(args["imgsz"])  # bad input fails before anything is loaded or created
+    check_inputs(args)
     source = resolve_source(args["source"]) if args["source"] is not None else None
     model = _model(args)
     save_dir = increment_dir(Path(args["project"]) / "predict" / args["name"], args["exist_ok"])
@@ -169,7 +171,7 @@ def _run_val(args: dict[str, Any]) -> int:
     from nas.data import load_dataset
     from nas.engine.val import validate
 
-    check_imgsz(args["imgsz"])
+    check_inputs(args)
     dataset = load_dataset(args["data"], split=args["split"])
     model = _model(args)
     save_dir = increment_dir(Path(args["project"]) / "val" / args["name"], args["exist_ok"])

@@ -94,7 +94,7 @@ def test_info_counts_and_fused_state(capsys):
     fused = model.fuse().info(imgsz=64, detailed=True)
     out = capsys.readouterr().out
     assert fused.fused == "full" and fused.parameters < info.parameters and fused.gflops < info.gflops
-    assert "backbone.stem.conv.rbr_reparam" in out and "fused (full)" in out
+    assert "backbone.stem.conv.rbr_reparam" in out and "fused: full" in out
 
 
 @pytest.mark.slow

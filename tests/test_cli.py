@@ -101,7 +101,7 @@ def test_val_info_export_modes(ckpt, tmp_path, capsys):
     metrics = json.loads((tmp_path / "runs" / "val" / "exp" / "metrics.json").read_text())
     assert 0.0 <= metrics["mAP50_95"] <= 1.0 and metrics["protocol"] == "ultralytics"
     assert main(["info", f"model={ckpt}", "imgsz=64", "fuse=true"]) == 0
-    assert "fused (full)" in capsys.readouterr().out
+    assert "fused: full" in capsys.readouterr().out
     onnx_file = tmp_path / "out" / "m.onnx"
     assert main(["export", f"model={ckpt}", "imgsz=64", "nms=true", f"file={onnx_file}"]) == 0
     assert onnx_file.is_file() and "matches torch" in capsys.readouterr().out
@@ -120,6 +120,8 @@ def test_runtime_errors_have_no_traceback(ckpt, tmp_path, monkeypatch, capsys):
             == 2
         )
         assert "multiple of 32" in capsys.readouterr().err
+    assert main(["predict", f"model={ckpt}", "conf=2", f"project={tmp_path}"]) == 2
+    assert "conf=2.0: expected a number in [0, 1]" in capsys.readouterr().err
     assert not (tmp_path / "predict").exists() and not (tmp_path / "val").exists()  # no empty run dirs
     if not torch.cuda.is_available():
         assert main(["info", f"model={ckpt}", "device=cuda"]) == 2

@@ -29,7 +29,7 @@ class ModelInfo:
         return asdict(self)
 
     def __str__(self) -> str:
-        state = "unfused" if self.fused == "none" else f"fused ({self.fused})"
+        state = "unfused" if self.fused == "none" else f"fused: {self.fused}"
         gflops = f"{self.gflops:.1f}" if self.gflops >= 1 else f"{self.gflops:.3f}"
         return (
             f"{self.name} summary ({state}): {self.layers:,} layers, {self.parameters:,} parameters, "

@@ -15,13 +15,21 @@ from nas.engine.sources import Image, iter_images, resolve_source
 from nas.errors import ConfigError
 from nas.models.postprocess import non_max_suppression
 
-__all__ = ["check_imgsz", "model_outputs", "predict_iter"]
+__all__ = ["check_imgsz", "check_thresholds", "model_outputs", "predict_iter"]
 
 
 def check_imgsz(imgsz: int, stride: int = 32) -> int:
     if isinstance(imgsz, bool) or not isinstance(imgsz, int) or imgsz < stride or imgsz % stride:
         raise ConfigError(f"imgsz={imgsz!r}: expected a positive multiple of {stride} (e.g. 320, 640)")
     return imgsz
+
+
+def check_thresholds(conf: float | None, iou: float, max_det: int) -> None:
+    for name, v in (("conf", conf), ("iou", iou)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1):
+            raise ConfigError(f"{name}={v!r}: expected a number in [0, 1]")
+    if isinstance(max_det, bool) or not isinstance(max_det, int) or max_det < 1:
+        raise ConfigError(f"max_det={max_det!r}: expected a positive integer")
 
 
 def model_outputs(out: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,6 +72,7 @@ def predict_iter(
     super-gradients' resize to imgsz - 4 and centre pad to imgsz x imgsz.
     """
     check_imgsz(imgsz)
+    check_thresholds(conf, iou, max_det)
     if preprocess not in PREPROCESS_MODES:
         raise ConfigError(f"preprocess={preprocess!r}; expected one of {', '.join(PREPROCESS_MODES)}")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from nas.data.transforms import Geometry, rect_batch_shapes, scale_boxes, sg_transform, to_tensor, val_transform
-from nas.engine.predict import check_imgsz, model_outputs
+from nas.engine.predict import check_imgsz, check_thresholds, model_outputs
 from nas.engine.sources import read_image
 from nas.errors import ConfigError, DataError
 from nas.models.postprocess import non_max_suppression
@@ -116,6 +116,7 @@ def validate(
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol={protocol!r}; expected one of {', '.join(PROTOCOLS)}")
     check_imgsz(imgsz)
+    check_thresholds(conf, iou, max_det)
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ConfigError(f"batch={batch!r}: expected a positive integer")
     default_conf, max_nms = PROTOCOLS[protocol]
