@@ -6,6 +6,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataError",
+    "DatasetNotFoundError",
     "LatencyTableMissError",
     "NasError",
     "SpaceError",
@@ -27,6 +28,10 @@ class ConfigError(NasError, ValueError):
 
 class DataError(NasError, ValueError):
     """A dataset file is missing, malformed or inconsistent."""
+
+
+class DatasetNotFoundError(DataError, FileNotFoundError):
+    """A dataset's images are not on disk; the message says what to place where (nothing is downloaded)."""
 
 
 class CheckpointError(NasError, RuntimeError):

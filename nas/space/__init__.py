@@ -13,6 +13,7 @@ from nas.space.schema import (
     StageConfig,
     StemConfig,
 )
+from nas.space.space import Dimension, SearchSpace, available_spaces, load_space
 
 __all__ = [
     "BLOCK_TYPES",
@@ -20,12 +21,16 @@ __all__ = [
     "ArchConfig",
     "BackboneConfig",
     "ContextConfig",
+    "Dimension",
     "HeadConfig",
     "HeadsConfig",
     "NeckConfig",
     "NeckStageConfig",
+    "SearchSpace",
     "StageConfig",
     "StemConfig",
+    "available_spaces",
     "load_arch",
+    "load_space",
     "released_archs",
 ]

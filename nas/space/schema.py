@@ -8,6 +8,7 @@ hashing, so an emitted architecture that equals a released one compares equal to
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -104,7 +105,7 @@ class _Node:
         unknown = sorted(set(data) - set(fields))
         if unknown:
             raise SpaceError(f"{where}: unknown key(s) {unknown}; allowed keys: {list(fields)}")
-        hints = typing.get_type_hints(cls)
+        hints = _hints(cls)
         kwargs: dict[str, Any] = {}
         for name, f in fields.items():
             sub = f"{path}.{name}" if path else name
@@ -118,6 +119,11 @@ class _Node:
         except _FieldError as e:
             sub = f"{path}.{e.field_name}" if path else e.field_name
             raise SpaceError(f"{sub}: {e.message}") from None
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
 
 
 def _to_plain(v: Any) -> Any:

@@ -1,0 +1,1 @@
+"""Accuracy proxies of an architecture; `evaluate` scores detections by pycocotools."""
