@@ -11,9 +11,17 @@ import torch
 
 from nas.cli import MODES, increment_dir, main, parse_args
 from nas.errors import ConfigError
-from tests.zoo_helpers import make_checkpoint, write_image
+from tests.zoo_helpers import make_checkpoint, synthetic_root, write_image
 
 SYNTHETIC_NAMES = ["circle", "ellipse", "triangle", "square", "hexagon", "star", "ring", "cross"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _datasets_dir(tmp_path_factory):
+    """Keep the synthetic set in the test session's temp folder, not in the user's cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NAS_DATASETS_DIR", str(synthetic_root(tmp_path_factory)))
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,15 @@ from torch import nn
 from nas.space import ArchConfig, load_arch
 
 
+def synthetic_root(tmp_path_factory) -> Path:
+    """Where the tests keep the synthetic set: one folder per session, shared by xdist workers (as tests/data do)."""
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER") is not None:
+        return tmp_path_factory.getbasetemp().parent / "datasets"
+    return tmp_path_factory.getbasetemp() / "datasets"
+
+
 def tiny_arch(num_classes: int = 80, name: str = "tiny") -> ArchConfig:
     """A YOLO-NAS-shaped network with ~250k parameters (one block per stage, narrow channels)."""
     a = load_arch("yolo_nas_s").to_dict()
