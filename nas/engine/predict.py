@@ -15,7 +15,7 @@ from nas.engine.sources import Image, iter_images, resolve_source
 from nas.errors import ConfigError
 from nas.models.postprocess import non_max_suppression
 
-__all__ = ["check_imgsz", "check_thresholds", "model_outputs", "predict_iter"]
+__all__ = ["check_device", "check_imgsz", "check_thresholds", "forward", "model_outputs", "predict_iter"]
 
 
 def check_imgsz(imgsz: int, stride: int = 32) -> int:
@@ -30,6 +30,20 @@ def check_thresholds(conf: float | None, iou: float, max_det: int) -> None:
             raise ConfigError(f"{name}={v!r}: expected a number in [0, 1]")
     if isinstance(max_det, bool) or not isinstance(max_det, int) or max_det < 1:
         raise ConfigError(f"max_det={max_det!r}: expected a positive integer")
+
+
+def forward(model: nn.Module, x: torch.Tensor, half: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(boxes, scores) in fp32; half=True runs the forward under CUDA fp16 autocast (the model is not converted)."""
+    with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=half):
+        boxes, scores = model_outputs(model(x))
+    return boxes.float(), scores.float()
+
+
+def check_device(model: nn.Module, half: bool) -> torch.device:
+    device = next(model.parameters()).device
+    if half and device.type != "cuda":
+        raise ConfigError("half=True needs the model on a CUDA device (device=cuda); fp16 on CPU is not supported")
+    return device
 
 
 def model_outputs(out: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,10 +91,7 @@ def predict_iter(
         raise ConfigError(f"preprocess={preprocess!r}; expected one of {', '.join(PREPROCESS_MODES)}")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ConfigError(f"batch={batch!r}: expected a positive integer")
-    param = next(model.parameters())
-    device, dtype = param.device, torch.float16 if half else torch.float32
-    if half and device.type != "cuda":
-        raise ConfigError("half=True needs a CUDA device (fp16 convolutions on CPU are slow or unsupported)")
+    device = check_device(model, half)
     for chunk in _batches(iter_images(resolve_source(source)), batch):
         t0 = time.perf_counter()
         if preprocess == "sg":
@@ -88,15 +99,13 @@ def predict_iter(
         else:
             same_shape = len({im.bgr.shape for im in chunk}) == 1
             pairs = [predict_transform(im.bgr, imgsz, auto=same_shape) for im in chunk]
-        x = to_tensor([p[0] for p in pairs]).to(device=device, dtype=dtype)
+        x = to_tensor([p[0] for p in pairs]).to(device)
         t1 = time.perf_counter()
-        boxes, scores = model_outputs(model(x))
+        boxes, scores = forward(model, x, half)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t2 = time.perf_counter()
-        dets = non_max_suppression(
-            boxes.float(), scores.float(), conf, iou, max_det, classes=classes, agnostic=agnostic
-        )
+        dets = non_max_suppression(boxes, scores, conf, iou, max_det, classes=classes, agnostic=agnostic)
         t3 = time.perf_counter()
         n = len(chunk)
         speed = {

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from nas.data.transforms import Geometry, rect_batch_shapes, scale_boxes, sg_transform, to_tensor, val_transform
-from nas.engine.predict import check_imgsz, check_thresholds, model_outputs
+from nas.engine.predict import check_device, check_imgsz, check_thresholds, forward
 from nas.engine.sources import read_image
 from nas.errors import ConfigError, DataError
 from nas.models.postprocess import non_max_suppression
@@ -130,10 +130,7 @@ def validate(
         )
     if not dataset.images:
         raise DataError("the dataset has no images to validate on")
-    param = next(model.parameters())
-    device, dtype = param.device, torch.float16 if half else torch.float32
-    if half and device.type != "cuda":
-        raise ConfigError("half=True needs a CUDA device")
+    device = check_device(model, half)
     plan = _plan(dataset, imgsz, batch, protocol)
     detections: list[dict] = []
     t_forward = t_nms = 0.0
@@ -145,7 +142,7 @@ def validate(
     bar = tqdm(_prefetch(plan, load), total=len(plan), desc=f"val ({protocol}, imgsz {imgsz})", disable=not verbose)
     for indices, x, geometries in bar:
         t0 = time.perf_counter()
-        boxes, scores = model_outputs(model(x.to(device=device, dtype=dtype)))
+        boxes, scores = forward(model, x.to(device), half)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t1 = time.perf_counter()

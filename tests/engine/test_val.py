@@ -97,7 +97,7 @@ def test_rect_batching_does_not_change_the_metric(dataset):
 
 
 def test_real_network_runs_through_val(dataset):
-    metrics = NAS(tiny_model(len(dataset.category_ids))).val(dataset, imgsz=128, batch=16, verbose=False)
+    metrics = NAS(tiny_model(len(dataset.category_ids))).val(dataset, imgsz=64, batch=32, max_det=30, verbose=False)
     assert 0.0 <= metrics["mAP50_95"] < 0.05 and metrics["num_detections"] > 0  # random weights: near zero
     assert metrics["speed_ms"]["inference"] > 0
 
@@ -105,6 +105,8 @@ def test_real_network_runs_through_val(dataset):
 def test_val_rejects_mismatched_classes_and_bad_records(dataset, tmp_path):
     with pytest.raises(ConfigError, match="80 classes but the dataset has"):
         NAS(tiny_model(80)).val(dataset, imgsz=128, verbose=False)
+    with pytest.raises(ConfigError, match="CUDA"):
+        NAS(tiny_model(len(dataset.category_ids))).val(dataset, half=True, verbose=False)
     with pytest.raises(ConfigError, match="protocol"):
         NAS(tiny_model(len(dataset.category_ids))).val(dataset, protocol="coco", verbose=False)
     rec = dataset.images[0]
