@@ -69,7 +69,7 @@ def letterbox(
     r = min(new_hw[0] / h, new_hw[1] / w)
     if not scaleup:
         r = min(r, 1.0)
-    new_w, new_h = round(w * r), round(h * r)
+    new_w, new_h = max(round(w * r), 1), max(round(h * r), 1)  # thin images keep at least one pixel
     dw, dh = new_hw[1] - new_w, new_hw[0] - new_h
     if auto:
         dw, dh = dw % stride, dh % stride
@@ -168,16 +168,17 @@ def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
 def scale_boxes(boxes, geometry: Geometry):
     """Map xyxy boxes from network-input pixels back to original-image pixels, then clip (in place).
 
-    Without per-axis gains (predict) this is ultralytics' `scale_boxes(ratio_pad=None)`: one gain
-    min(in/orig), padding `round((in - round(orig * gain)) / 2 - 0.1)`. With gains (val, sg) it uses them
-    and the recorded padding, as ultralytics does with `ratio_pad`.
+    Without recorded gains (predict) this is ultralytics 8.4's `scale_boxes(ratio_pad=None)`: gain
+    min(in/orig), resized sides `max(round(orig * gain), 1)` as LetterBox rounds them, per-axis gains
+    resized/orig, padding `round((in - resized) / 2 - 0.1)`. With gains (val, sg) it uses them and the
+    recorded padding, as ultralytics does with `ratio_pad`.
     """
     (h0, w0), (h1, w1) = geometry.orig_hw, geometry.input_hw
     if geometry.gain_hw is None:
         gain = min(h1 / h0, w1 / w0)
-        gain_y = gain_x = gain
-        pad_x = round((w1 - round(w0 * gain)) / 2 - 0.1)
-        pad_y = round((h1 - round(h0 * gain)) / 2 - 0.1)
+        new_h, new_w = max(round(h0 * gain), 1), max(round(w0 * gain), 1)
+        gain_y, gain_x = new_h / h0, new_w / w0
+        pad_x, pad_y = round((w1 - new_w) / 2 - 0.1), round((h1 - new_h) / 2 - 0.1)
     else:
         gain_y, gain_x = geometry.gain_hw
         pad_y, pad_x = geometry.pad_tl

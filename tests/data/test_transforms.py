@@ -104,10 +104,11 @@ def test_to_tensor_is_rgb_in_unit_range():
 def test_scale_boxes_round_trip_predict(hw):
     h0, w0 = hw
     _, geometry = predict_transform(_img(h0, w0), 640)
-    r = min(640 / h0, 640 / w0)
     top, left = geometry.pad_tl
+    r = min(640 / h0, 640 / w0)
+    sy, sx = round(h0 * r) / h0, round(w0 * r) / w0  # the resized pixels' own scale, per axis (ultralytics 8.4)
     boxes0 = torch.tensor([[0.25 * w0, 0.1 * h0, 0.75 * w0, 0.9 * h0], [1.0, 2.0, 3.5, 4.5]], dtype=torch.float64)
-    forward = boxes0 * r + torch.tensor([left, top, left, top], dtype=torch.float64)
+    forward = boxes0 * torch.tensor([sx, sy, sx, sy], dtype=torch.float64) + torch.tensor([left, top, left, top])
     assert torch.allclose(scale_boxes(forward.clone(), geometry), boxes0, atol=1e-9)
 
 
