@@ -1,0 +1,134 @@
+"""`python -m nas.latency build|validate|info|list key=value ...`: latency tables on the target hardware."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from nas.errors import ConfigError, NasError
+
+USAGE = """usage: python -m nas.latency COMMAND key=value ...
+
+  build     hardware=NAME|PATH [space=yolo_nas] [limit=N] [calib=40] [seed=0] [out=PATH]
+            time every unit of the space missing from the table, then calibrate on `calib` whole
+            networks; resumable (run it again after an interruption)
+  validate  hardware=NAME|PATH [n=100] [seed=1] [noise=20] [space=yolo_nas] [out=DIR]
+            measure held-out networks end to end; writes DIR/validation.json and validation.png
+  info      hardware=NAME|PATH [space=yolo_nas] [out=PATH]   table status, ETA, predictions for S/M/L
+  list                                              available hardware
+"""
+
+_INTS = {"limit", "calib", "seed", "n", "noise"}
+_KEYS = {
+    "build": {"hardware", "space", "limit", "calib", "seed", "out"},
+    "validate": {"hardware", "space", "n", "seed", "noise", "out"},
+    "info": {"hardware", "space", "out"},
+    "list": set(),
+}
+
+
+def _parse(command: str, args: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for a in args:
+        key, sep, value = a.lstrip("+").partition("=")
+        if not sep or key not in _KEYS[command]:
+            raise ConfigError(
+                f"{command}: unexpected argument {a!r}; expected key=value with key in {sorted(_KEYS[command])}"
+            )
+        if key in _INTS:
+            try:
+                out[key] = int(value)
+            except ValueError:
+                raise ConfigError(f"{command}: {key}={value!r} is not an integer") from None
+        else:
+            out[key] = value
+    if command != "list" and "hardware" not in out:
+        from nas.latency.hardware import available_hardware
+
+        raise ConfigError(f"{command}: hardware=... is required; available: {', '.join(available_hardware())}")
+    return out
+
+
+def _info(hardware: str, space: str = "yolo_nas", out: str | None = None) -> None:
+    from nas.latency.hardware import load_hardware
+    from nas.latency.spacemap import SpaceMap
+    from nas.latency.tables import LatencyTable, build_command
+    from nas.space.space import load_space
+
+    hw = load_hardware(hardware)
+    sp = load_space(space)
+    print(hw)
+    table = LatencyTable.load(hw, out, must_exist=False)
+    units = SpaceMap(sp, hw.input_hw).units()
+    have = sum(u in table for u in units)
+    print(f"table {table.path}: {have}/{len(units)} units of space {sp.name!r} measured")
+    env = table.data.get("environment") or {}
+    if env:
+        print("measured on: " + ", ".join(f"{k} {v}" for k, v in env.items()))
+    fit = table.data.get("calibration", {}).get("fit")
+    n_cal = len(table.calibration_archs)
+    if have < len(units) or fit is None:
+        eta = table.eta_s(units)
+        left = f"; the missing units take ~{eta / 60:.0f} min at the rate measured so far" if eta else ""
+        print(f"incomplete ({n_cal} calibration networks{left}); continue with `{build_command(hw, sp.name, out)}`")
+        return
+    from nas.latency.predictor import load_predictor
+
+    pred = load_predictor(hw, space=sp, path=out)
+    feats = ", ".join(f"{c:+.4g}*{f}" for f, c in zip(pred.calibration.features, pred.calibration.coef))
+    print(f"calibration on {n_cal} networks: {pred.calibration.intercept:+.4g} {feats}")
+    print(f"  (leave-one-out relative RMSE {pred.calibration.loo_rel_rmse:.2%})")
+    for name, arch in sp.references.items():
+        print(f"  {name}: {pred.predict(arch):.2f} ms predicted")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help") or args[0] not in _KEYS:
+        print(USAGE, file=sys.stderr)
+        return 2
+    command = args[0]
+    try:
+        kw = _parse(command, args[1:])
+        if command == "list":
+            from nas.latency.hardware import available_hardware, load_hardware
+
+            for name in available_hardware():
+                print(f"{name:<12} {load_hardware(name)}")
+        elif command == "build":
+            from nas.latency.tables import build_table
+
+            table = build_table(**kw)
+            print(f"{table.path}: {len(table)} units, {len(table.calibration_archs)} calibration networks")
+            if kw.get("limit") is not None:
+                _info(kw["hardware"], kw.get("space", "yolo_nas"), kw.get("out"))
+            if "fit" in table.data["calibration"]:
+                print(f"calibration: {table.data['calibration']['fit']}")
+        elif command == "validate":
+            from nas.latency.validate import validate
+
+            r = validate(**kw)
+            p, nf = r["predictor"], r["noise_floor"]
+            print(
+                f"{r['hardware']['name']}: {p['within_10pct']:.1%} within ±10%, {p['within_5pct']:.1%} within ±5%, "
+                f"MAPE {p['mape_pct']:.2f}%, Kendall τ {p['kendall_tau']:.3f}, Spearman ρ {p['spearman_rho']:.3f} "
+                f"(n={p['n']})"
+            )
+            if nf["n"]:
+                print(f"  noise floor: {nf['within_10pct']:.0%} of {nf['n']} re-measurements within ±10% of the first")
+            for name, b in r["baselines"].items():
+                print(f"  baseline {name}: {b['within_10pct']:.1%} within ±10%, τ {b['kendall_tau']:.3f}")
+            print(f"wrote {r['out']}/validation.json and validation.png")
+        else:
+            _info(**kw)
+    except NasError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; what was measured is saved, run the same command to continue", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
