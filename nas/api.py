@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -23,6 +23,9 @@ from nas.engine.names import default_names
 from nas.errors import CheckpointError, ConfigError, SpaceError
 from nas.space.io import RELEASED, load_arch
 from nas.space.schema import ArchConfig
+
+if TYPE_CHECKING:
+    from nas.export.onnx import ExportResult
 
 __all__ = ["NAS", "select_device"]
 
@@ -109,6 +112,7 @@ class NAS:
         self.model, self.ckpt_path = _load(model)
         self.model.eval()
         self.names: dict[int, str] = _names(self.model, self.arch.num_classes)
+        self.last_export: ExportResult | None = None  # the file and onnxruntime-vs-torch diffs of the last export
 
     @property
     def arch(self) -> ArchConfig:
