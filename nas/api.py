@@ -1,0 +1,299 @@
+"""`NAS`: the model-zoo front end (load, info, predict, val, export), shaped like ultralytics' `YOLO`/`NAS`.
+
+from nas import NAS
+model = NAS("yolo_nas_s.pt")      # any checkpoint format, a released name, or an ArchConfig YAML
+model.info()
+results = model("bus.jpg")        # == model.predict("bus.jpg")
+metrics = model.val(data="synthetic")
+model.export(format="onnx")
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from nas.engine.info import ModelInfo, model_info
+from nas.engine.names import default_names
+from nas.errors import CheckpointError, ConfigError, SpaceError
+from nas.space.io import RELEASED, load_arch
+from nas.space.schema import ArchConfig
+
+if TYPE_CHECKING:
+    from nas.export.onnx import ExportResult
+
+__all__ = ["NAS", "select_device"]
+
+EXPORT_FORMATS = ("onnx",)
+
+
+def select_device(device: str | int | torch.device) -> torch.device:
+    """ "cpu", "cuda", "cuda:1", 0 or "0" (a CUDA index, as in ultralytics) -> torch.device, checked."""
+    if isinstance(device, torch.device):
+        dev = device
+    else:
+        text = str(device).strip().lower()
+        try:
+            dev = torch.device(f"cuda:{text}" if text.isdigit() else text)
+        except RuntimeError:
+            dev = None
+        if dev is None or dev.type not in ("cpu", "cuda"):
+            raise ConfigError(f"device={device!r}: expected 'cpu', 'cuda', 'cuda:N' or a CUDA index")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device={device!r}: CUDA is not available here (torch.cuda.is_available() is False); use device=cpu"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
+    return dev
+
+
+def _names(model: nn.Module, num_classes: int) -> dict[int, str]:
+    recorded = (getattr(model, "checkpoint_meta", None) or {}).get("class_names")
+    if recorded is None:
+        return default_names(num_classes)
+    names = dict(recorded) if isinstance(recorded, dict) else dict(enumerate(recorded))
+    names = {int(k): str(v) for k, v in names.items()}
+    if sorted(names) != list(range(num_classes)):
+        where = (getattr(model, "checkpoint_meta", None) or {}).get("path", "the checkpoint")
+        raise CheckpointError(
+            f"{where}: meta.class_names has {len(names)} entries but the model predicts {num_classes} classes; "
+            "record one name per class (or none)"
+        )
+    return names
+
+
+def _load(source: Any) -> tuple[nn.Module, Path | None]:
+    """Build or load the network behind `NAS(source)`; returns it and its checkpoint path (if any)."""
+    from nas.models import build
+
+    if isinstance(source, nn.Module):
+        if not isinstance(getattr(source, "arch", None), ArchConfig):
+            raise ConfigError(f"NAS() needs a YOLO-NAS module with an .arch ArchConfig, got {type(source).__name__}")
+        path = (getattr(source, "checkpoint_meta", None) or {}).get("path")
+        return source, Path(path) if path else None
+    if isinstance(source, ArchConfig):
+        return build(source), None
+    if not isinstance(source, (str, os.PathLike)):
+        raise ConfigError(
+            f"NAS() takes a checkpoint path, a released name ({', '.join(RELEASED)}), an ArchConfig YAML path, "
+            f"an ArchConfig or a YOLO-NAS module; got {type(source).__name__}"
+        )
+    text = str(source)
+    path = Path(text).expanduser()
+    if path.suffix in (".yaml", ".yml"):
+        if path.is_file():
+            return build(load_arch(path)), None
+        if path.stem in RELEASED and path.name == text:  # "yolo_nas_s.yaml": the released architecture
+            return build(load_arch(path.stem)), None
+        raise SpaceError(f"architecture file {text!r} does not exist (released architectures: "
+                         f"{', '.join(r + '.yaml' for r in RELEASED)})")  # fmt: skip
+    from nas.models import load_model
+
+    model = load_model(source)  # a released name resolves in the weights dir, with a "place it here" error
+    return model, Path(model.checkpoint_meta["path"])
+
+
+class NAS:
+    """A YOLO-NAS-family detector with ultralytics' front API.
+
+    `model` is a checkpoint path (super-gradients .pth, ultralytics .pt, this project's format), a bare
+    released name ("yolo_nas_s" -> the weights dir), an ArchConfig YAML path or `ArchConfig` (random
+    init; "yolo_nas_s.yaml" names the released architecture), or a YOLO-NAS module.
+    """
+
+    def __init__(self, model: str | os.PathLike | ArchConfig | nn.Module):
+        self.model, self.ckpt_path = _load(model)
+        self.model.eval()
+        self.names: dict[int, str] = _names(self.model, self.arch.num_classes)
+        self.last_export: ExportResult | None = None  # the file and onnxruntime-vs-torch diffs of the last export
+
+    @property
+    def arch(self) -> ArchConfig:
+        return self.model.arch
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def fused(self) -> str:
+        """ "none", "partial" or "full"."""
+        return getattr(self.model, "fusion", "none")
+
+    def fuse(self, mode: str = "full") -> NAS:
+        """Re-parameterize in place for inference (see `nas.models.fuse`); outputs are unchanged."""
+        from nas.models import fuse
+
+        fuse(self.model, mode)
+        return self
+
+    def to(self, device: str | int | torch.device) -> NAS:
+        self.model.to(select_device(device))
+        return self
+
+    def _use(self, device: str | int | torch.device | None) -> None:
+        if device is not None:
+            self.to(device)
+        self.model.eval()
+
+    def info(self, detailed: bool = False, imgsz: int = 640, verbose: bool = True) -> ModelInfo:
+        """Print and return layers, parameters, gradients and GFLOPs at imgsz x imgsz (fvcore, current fusion state)."""
+        return model_info(self.model, imgsz=imgsz, detailed=detailed, verbose=verbose)
+
+    def predict(
+        self,
+        source: Any = None,
+        *,
+        conf: float = 0.25,
+        iou: float = 0.7,
+        imgsz: int = 640,
+        max_det: int = 300,
+        device: str | int | torch.device | None = None,
+        batch: int = 1,
+        classes: list[int] | None = None,
+        agnostic: bool = False,
+        preprocess: str = "ultralytics",
+        half: bool = False,
+        stream: bool = False,
+    ):
+        """Detect objects; returns a list of `Results` (a generator when `stream`).
+
+        source: image path, directory, glob, list, PIL image, or numpy array in HWC **BGR** uint8 (as
+        cv2.imread returns); None uses images of the embedded synthetic set. Defaults and pre-processing
+        equal ultralytics' NAS predictor; preprocess="sg" selects super-gradients' resize + centre pad.
+        """
+        from nas.engine.predict import predict_iter
+
+        if source is None:
+            source = _default_source()
+        self._use(device)
+        it = predict_iter(
+            self.model,
+            self.names,
+            source,
+            conf=conf,
+            iou=iou,
+            imgsz=imgsz,
+            max_det=max_det,
+            batch=batch,
+            classes=classes,
+            agnostic=agnostic,
+            preprocess=preprocess,
+            half=half,
+        )
+        return it if stream else list(it)
+
+    __call__ = predict
+
+    def val(
+        self,
+        data: Any = "synthetic",
+        *,
+        split: str = "val",
+        imgsz: int = 640,
+        batch: int = 8,
+        conf: float | None = None,
+        iou: float = 0.7,
+        max_det: int = 300,
+        device: str | int | torch.device | None = None,
+        protocol: str = "ultralytics",
+        half: bool = False,
+        verbose: bool = True,
+    ) -> dict[str, Any]:
+        """COCO mAP (pycocotools) on a dataset: "synthetic", a data YAML, a COCO JSON, or a loaded dataset.
+
+        protocol="ultralytics" matches ultralytics' NAS validator (conf default 0.001); protocol="sg"
+        super-gradients' 636 + pad-640 recipe (conf default 0.01). Prints a table with `verbose`.
+        """
+        from nas.engine.val import validate
+
+        if isinstance(data, (str, os.PathLike)):
+            from nas.data import load_dataset
+
+            data = load_dataset(data, split=split)
+        self._use(device)
+        return validate(
+            self.model,
+            data,
+            imgsz=imgsz,
+            batch=batch,
+            conf=conf,
+            iou=iou,
+            max_det=max_det,
+            protocol=protocol,
+            half=half,
+            verbose=verbose,
+        )
+
+    def export(
+        self,
+        format: str = "onnx",
+        *,
+        file: str | os.PathLike | None = None,
+        imgsz: int = 640,
+        batch: int = 1,
+        half: bool = False,
+        dynamic: bool = False,
+        fuse: bool = True,
+        nms: bool = False,
+        conf: float = 0.25,
+        iou: float = 0.7,
+        max_det: int = 300,
+        opset: int | None = None,
+        verbose: bool = True,
+    ) -> str:
+        """Write a deployment file and check it against torch in onnxruntime; returns its path.
+
+        The default file is the checkpoint's path with the format's suffix, else "<arch name>.onnx".
+        nms=True puts NMS (predict semantics: conf, iou, max_det) in the graph with fixed-size outputs.
+        """
+        from nas.export.onnx import export_onnx
+
+        if format not in EXPORT_FORMATS:
+            raise ConfigError(f"format={format!r}; supported export formats: {', '.join(EXPORT_FORMATS)}")
+        if file is None:
+            file = self.ckpt_path.with_suffix(".onnx") if self.ckpt_path else Path(f"{self.arch.name}.onnx")
+        metadata = {
+            "names": {str(k): v for k, v in self.names.items()},
+            "arch_name": self.arch.name,
+            "arch_digest": self.arch.digest(),
+            "arch": self.arch.to_yaml(),
+        }
+        result = export_onnx(
+            self.model,
+            file,
+            imgsz=imgsz,
+            batch=batch,
+            half=half,
+            dynamic=dynamic,
+            fuse=fuse,
+            nms=nms,
+            conf=conf,
+            iou=iou,
+            max_det=max_det,
+            opset=opset,
+            metadata=metadata,
+        )
+        if verbose or not result.ok:
+            print(result, file=sys.stdout if result.ok else sys.stderr)
+        self.last_export = result
+        return str(result.path)
+
+    def __repr__(self) -> str:
+        where = f", weights={str(self.ckpt_path)!r}" if self.ckpt_path else ", random init"
+        return f"NAS(arch={self.arch.name!r}, classes={len(self.names)}{where}, fused={self.fused!r}, device={self.device})"
+
+
+def _default_source() -> list[str]:
+    from nas.data import load_dataset
+
+    images = load_dataset("synthetic", split="val").images[:4]
+    print(f"no source given: predicting on {len(images)} images of the embedded synthetic set", file=sys.stderr)
+    return [str(r.path) for r in images]

@@ -1,0 +1,1 @@
+"""What `nas.NAS` runs: predict, val and info loops, `Results`, and input sources."""

@@ -1,0 +1,216 @@
+"""Validation: dataset -> protocol pre-processing -> forward -> multi-label NMS -> COCO mAP (pycocotools).
+
+protocol="ultralytics" reproduces ultralytics' NAS validator (rect batches sorted by aspect ratio,
+long side resized with ceil, LetterBox(batch shape, scaleup=False), multi-label NMS, conf 0.001,
+detections mapped back with per-axis gains and rounded as its COCO JSON writer does).
+protocol="sg" reproduces super-gradients' COCO recipe (resize to imgsz - 4, centre pad to imgsz x imgsz,
+multi-label NMS with conf 0.01 and a 1,000-candidate cap) - the protocol of the published mAPs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nas.data.transforms import Geometry, rect_batch_shapes, scale_boxes, sg_transform, to_tensor, val_transform
+from nas.engine.predict import check_device, check_imgsz, check_thresholds, forward
+from nas.engine.sources import read_image
+from nas.errors import ConfigError, DataError
+from nas.models.postprocess import non_max_suppression
+
+__all__ = ["PROTOCOLS", "format_metrics", "validate"]
+
+# protocol -> (default conf, pre-NMS candidate cap)
+PROTOCOLS = {"ultralytics": (0.001, 30000), "sg": (0.01, 1000)}
+
+
+def _plan(dataset: Any, imgsz: int, batch: int, protocol: str) -> list[tuple[list[int], tuple[int, int]]]:
+    """Batches of dataset indices with their input (h, w), in processing order."""
+    n = len(dataset.images)
+    if protocol == "sg":
+        return [(list(range(s, min(s + batch, n))), (imgsz, imgsz)) for s in range(0, n, batch)]
+    hw = [(rec.height, rec.width) for rec in dataset.images]
+    order, shapes = rect_batch_shapes(hw, imgsz, batch)
+    return [(order[k * batch : (k + 1) * batch].tolist(), shape) for k, shape in enumerate(shapes)]
+
+
+def _load(dataset: Any, indices: list[int], input_hw: tuple[int, int], imgsz: int, protocol: str):
+    images, geometries = [], []
+    for i in indices:
+        rec = dataset.images[i]
+        bgr = read_image(rec.path)
+        if bgr.shape[:2] != (rec.height, rec.width):
+            raise DataError(
+                f"{rec.path}: image is {bgr.shape[1]}x{bgr.shape[0]} (w x h) but its annotation record "
+                f"(id {rec.id}) says {rec.width}x{rec.height}; fix the width/height in the annotations"
+            )
+        if protocol == "sg":
+            out, geometry = sg_transform(bgr, input_hw, imgsz - 4)
+        else:
+            out, geometry = val_transform(bgr, imgsz, input_hw)
+        images.append(out)
+        geometries.append(geometry)
+    return to_tensor(images), geometries
+
+
+def _prefetch(plan, load) -> Iterator[tuple[list[int], torch.Tensor, list[Geometry]]]:
+    """Decode and letterbox the next batch in a thread while the current one runs (cv2 releases the GIL)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(load, *plan[0]) if plan else None
+        for k, (indices, _) in enumerate(plan):
+            x, geometries = future.result()
+            future = pool.submit(load, *plan[k + 1]) if k + 1 < len(plan) else None
+            yield indices, x, geometries
+
+
+def _coco_rows(det: torch.Tensor, geometry: Geometry, image_id: Any, category_ids: list[int]) -> list[dict]:
+    """Detections as COCO result dicts in original pixels, rounded as ultralytics' JSON writer rounds them."""
+    boxes = scale_boxes(det[:, :4].clone(), geometry)
+    xywh = torch.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2, boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], 1)  # fmt: skip
+    xywh[:, :2] -= xywh[:, 2:] / 2  # centre -> top-left corner
+    return [
+        {
+            "image_id": image_id,
+            "category_id": category_ids[int(c)],
+            "bbox": [round(v, 3) for v in b],
+            "score": round(s, 5),
+        }
+        for b, s, c in zip(xywh.tolist(), det[:, 4].tolist(), det[:, 5].tolist())
+    ]
+
+
+@torch.inference_mode()
+def validate(
+    model: nn.Module,
+    dataset: Any,
+    *,
+    imgsz: int = 640,
+    batch: int = 8,
+    conf: float | None = None,
+    iou: float = 0.7,
+    max_det: int = 300,
+    protocol: str = "ultralytics",
+    half: bool = False,
+    verbose: bool = True,
+    save_dir: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """COCO metrics of `model` (eval mode, on its device) on `dataset` (a `nas.data` DetectionDataset).
+
+    conf=None takes the protocol's default (ultralytics 0.001, sg 0.01). Returns the dict of
+    `nas.proxy.evaluate.coco_evaluate` plus "protocol", "imgsz", "num_detections" and "speed_ms".
+    With `save_dir`, the COCO detections and the metrics are written there as predictions.json and
+    metrics.json.
+    """
+    from tqdm import tqdm
+
+    from nas.proxy.evaluate import coco_evaluate
+
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"protocol={protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+    check_imgsz(imgsz)
+    check_thresholds(conf, iou, max_det)
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ConfigError(f"batch={batch!r}: expected a positive integer")
+    default_conf, max_nms = PROTOCOLS[protocol]
+    conf = default_conf if conf is None else conf
+    num_classes = model_outputs_classes(model)
+    if num_classes != len(dataset.category_ids):
+        raise ConfigError(
+            f"the model predicts {num_classes} classes but the dataset has {len(dataset.category_ids)} "
+            f"({', '.join(list(dataset.names.values())[:5])}, ...); validate on a dataset with the model's classes, "
+            "or build/fine-tune a model with heads.num_classes equal to the dataset's"
+        )
+    if not dataset.images:
+        raise DataError("the dataset has no images to validate on")
+    device = check_device(model, half)
+    plan = _plan(dataset, imgsz, batch, protocol)
+    detections: list[dict] = []
+    t_forward = t_nms = 0.0
+    t_start = time.perf_counter()
+
+    def load(indices, input_hw):
+        return _load(dataset, indices, input_hw, imgsz, protocol)
+
+    bar = tqdm(_prefetch(plan, load), total=len(plan), desc=f"val ({protocol}, imgsz {imgsz})", disable=not verbose)
+    for indices, x, geometries in bar:
+        t0 = time.perf_counter()
+        boxes, scores = forward(model, x.to(device), half)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t1 = time.perf_counter()
+        dets = non_max_suppression(boxes.float(), scores.float(), conf, iou, max_det, multi_label=True, max_nms=max_nms)
+        t2 = time.perf_counter()
+        t_forward, t_nms = t_forward + t1 - t0, t_nms + t2 - t1
+        for i, det, geometry in zip(indices, dets, geometries):
+            detections += _coco_rows(det.cpu(), geometry, dataset.images[i].id, dataset.category_ids)
+    n = len(dataset.images)
+    total = time.perf_counter() - t_start
+    metrics = dict(coco_evaluate(dataset, detections))
+    metrics.update(
+        protocol=protocol,
+        imgsz=imgsz,
+        num_images=n,
+        num_detections=len(detections),
+        speed_ms={"inference": t_forward * 1e3 / n, "nms": t_nms * 1e3 / n, "total": total * 1e3 / n},
+    )
+    if save_dir is not None:
+        from nas.space.io import write_text_atomic
+
+        write_text_atomic(Path(save_dir) / "predictions.json", json.dumps(detections))
+        write_text_atomic(Path(save_dir) / "metrics.json", json.dumps(metrics, indent=1, default=_jsonable))
+    if verbose:
+        print(format_metrics(metrics, dataset))
+    return metrics
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return value.tolist()
+    return str(value)
+
+
+def model_outputs_classes(model: nn.Module) -> int:
+    """Number of classes the detector predicts (from its architecture, or its score output width)."""
+    arch = getattr(model, "arch", None)
+    if arch is not None:
+        return arch.num_classes
+    num = getattr(model, "num_classes", None)
+    if num is None:
+        raise ConfigError(f"cannot tell how many classes {type(model).__name__} predicts (no .arch or .num_classes)")
+    return int(num)
+
+
+def format_metrics(metrics: dict[str, Any], dataset: Any) -> str:
+    """The printed val table: all classes, then one row per class with ground truth (AP50-95, AP50)."""
+    counts = _instance_counts(dataset)
+    head = f"{'class':>22} {'images':>8} {'instances':>10} {'mAP50-95':>9} {'mAP50':>7} {'mAP75':>7}"
+    lines = [
+        head,
+        f"{'all':>22} {metrics['num_images']:>8} {sum(counts.values()):>10} "
+        f"{metrics['mAP50_95']:>9.4f} {metrics['mAP50']:>7.4f} {metrics['mAP75']:>7.4f}",
+    ]
+    ap50 = metrics.get("per_class_AP50", {})
+    for name, ap in metrics.get("per_class", {}).items():
+        lines.append(f"{name:>22} {'':>8} {counts.get(name, 0):>10} {ap:>9.4f} {ap50.get(name, float('nan')):>7.4f}")
+    speed = metrics["speed_ms"]
+    lines.append(f"speed: {speed['inference']:.1f} ms inference, {speed['nms']:.1f} ms NMS per image")
+    return "\n".join(lines)
+
+
+def _instance_counts(dataset: Any) -> dict[str, int]:
+    """Non-crowd ground-truth objects per class name."""
+    names = {cid: dataset.names[k] for k, cid in enumerate(dataset.category_ids)}
+    counts: dict[str, int] = {}
+    for ann in dataset.coco_gt().dataset.get("annotations", []):
+        name = names.get(ann["category_id"])
+        if name is not None and not ann.get("iscrowd", 0):
+            counts[name] = counts.get(name, 0) + 1
+    return counts

@@ -1,0 +1,249 @@
+"""ONNX export (legacy TorchScript exporter), checked against torch in onnxruntime.
+
+Outputs without NMS: "boxes" [B, N, 4] xyxy in input pixels and "scores" [B, N, C] (sigmoid).
+With nms=True the graph ends in ONNX `NonMaxSuppression` with the predict semantics of
+`nas.models.postprocess.non_max_suppression` (best class per box, score > conf, class offset 7,680,
+IoU > iou suppresses, first max_det by score) and fixed-size, padded outputs: "num_dets" [B, 1] int64,
+"boxes" [B, max_det, 4], "scores" [B, max_det], "classes" [B, max_det] int64 (-1 in padding rows).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from nas.errors import ConfigError
+from nas.models.postprocess import MAX_WH, nms, xywh2xyxy, xyxy2xywh
+
+__all__ = ["DEFAULT_OPSET", "ExportResult", "export_onnx", "onnx_predict"]
+
+DEFAULT_OPSET = 17
+
+
+@dataclass
+class ExportResult:
+    """The written file and how far onnxruntime's outputs are from torch's on a check input."""
+
+    path: Path
+    max_abs_diff: dict[str, float] = field(default_factory=dict)
+    mismatches: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+    def __str__(self) -> str:
+        diffs = ", ".join(f"{k} {v:.2e}" for k, v in self.max_abs_diff.items()) or "not checked"
+        state = "matches torch" if self.ok else "DIFFERS from torch: " + "; ".join(self.mismatches)
+        return f"exported {self.path} ({self.path.stat().st_size / 1e6:.1f} MB); onnxruntime {state} (max abs diff: {diffs})"
+
+
+class _NMSOp(torch.autograd.Function):
+    """ONNX NonMaxSuppression on one class; in torch the same greedy NMS as `nas.models.postprocess.nms`."""
+
+    @staticmethod
+    def forward(ctx, boxes: Tensor, scores: Tensor, max_det: int, iou: float, conf: float) -> Tensor:
+        # The exporter replaces this node by `symbolic`; keep the tracer out of the data-dependent loop.
+        state = torch._C._get_tracing_state()
+        torch._C._set_tracing_state(None)
+        try:
+            rows = []
+            for b in range(boxes.shape[0]):
+                idx = (scores[b, 0] > conf).nonzero().squeeze(1)
+                keep = idx[nms(boxes[b, idx], scores[b, 0, idx], iou, max_det)]
+                rows.append(torch.stack([torch.full_like(keep, b), torch.zeros_like(keep), keep], dim=1))
+            return torch.cat(rows)
+        finally:
+            torch._C._set_tracing_state(state)
+
+    @staticmethod
+    def symbolic(g, boxes, scores, max_det: int, iou: float, conf: float):
+        def const(value, dtype):
+            return g.op("Constant", value_t=torch.tensor([value], dtype=dtype))
+
+        return g.op(
+            "NonMaxSuppression",
+            boxes,
+            scores,
+            const(max_det, torch.int64),
+            const(iou, torch.float32),
+            const(conf, torch.float32),
+            center_point_box_i=0,
+        )
+
+
+class _Detect(nn.Module):
+    """The exported graph: the detector, optionally followed by in-graph NMS with padded outputs.
+
+    With NMS the raw boxes/scores are outputs too, so the check can feed onnxruntime's own raw outputs
+    to the torch post-processing; they are removed from the graph before it is saved.
+    """
+
+    def __init__(self, model: nn.Module, nms: bool, conf: float, iou: float, max_det: int):
+        super().__init__()
+        self.model, self.nms, self.conf, self.iou, self.max_det = model, nms, conf, iou, max_det
+
+    def forward(self, images: Tensor):
+        out = self.model(images)  # while tracing, YOLO-NAS returns only (boxes, scores)
+        boxes, scores = out[0] if isinstance(out[0], (tuple, list)) else out
+        if not self.nms:
+            return boxes, scores
+        boxes, scores = raw_boxes, raw_scores = boxes.float(), scores.float()
+        boxes = xywh2xyxy(xyxy2xywh(boxes))  # the float path of the torch post-processing
+        conf, cls = scores.max(dim=2)  # [B, N]
+        sel = _NMSOp.apply(boxes + cls[..., None].float() * MAX_WH, conf[:, None, :], self.max_det, self.iou, self.conf)
+        keep = torch.zeros_like(conf)
+        keep[sel[:, 0], sel[:, 2]] = 1.0
+        # rank kept boxes per image by score; pad with max_det dummies so top-k works for any N
+        ranked = torch.where(keep > 0, conf, torch.full_like(conf, -1.0))
+        pad = torch.full_like(conf[:, :1], -1.0).expand(-1, self.max_det)
+        top_scores, top_idx = torch.cat([ranked, pad], dim=1).topk(self.max_det, dim=1)
+        valid = top_scores >= 0
+        boxes = torch.cat([boxes, torch.zeros_like(boxes[:, :1]).expand(-1, self.max_det, -1)], dim=1)
+        cls = torch.cat([cls, torch.zeros_like(cls[:, :1]).expand(-1, self.max_det)], dim=1)
+        out_boxes = torch.gather(boxes, 1, top_idx[..., None].expand(-1, -1, 4)) * valid[..., None]
+        out_scores = torch.where(valid, top_scores, torch.zeros_like(top_scores))
+        out_classes = torch.where(valid, torch.gather(cls, 1, top_idx), torch.full_like(top_idx, -1))
+        return valid.sum(dim=1, keepdim=True), out_boxes, out_scores, out_classes, raw_boxes, raw_scores
+
+
+_NMS_OUTPUTS = ["num_dets", "boxes", "scores", "classes"]
+_RAW = ["raw_boxes", "raw_scores"]
+
+
+def export_onnx(
+    model: nn.Module,
+    file: str | os.PathLike,
+    *,
+    imgsz: int | tuple[int, int] = 640,
+    batch: int = 1,
+    half: bool = False,
+    dynamic: bool = False,
+    fuse: bool = True,
+    nms: bool = False,
+    conf: float = 0.25,
+    iou: float = 0.7,
+    max_det: int = 300,
+    opset: int | None = None,
+    metadata: dict[str, Any] | None = None,
+    check: bool = True,
+) -> ExportResult:
+    """Export a YOLO-NAS model (a fused copy; `model` is not modified) and check it in onnxruntime.
+
+    dynamic=True makes batch, height and width dynamic. half=True exports fp16 weights and an fp16
+    "images" input (NMS outputs stay fp32); tracing in fp16 needs the model on a CUDA device.
+    `metadata` lands in the model's metadata_props (values JSON-encoded).
+    """
+    import onnx
+
+    h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
+    if h % 32 or w % 32 or h < 32 or w < 32:
+        raise ConfigError(f"imgsz={imgsz!r}: expected a positive multiple of 32 (e.g. 320, 640)")
+    m = copy.deepcopy(model).eval()
+    if fuse:
+        from nas.models.reparam import fuse as fuse_model
+
+        fuse_model(m, "full")
+    device = next(m.parameters()).device
+    dtype = torch.float16 if half else torch.float32
+    if half and device.type != "cuda":
+        raise ValueError(
+            "half=True traces the model in fp16, which needs it on a CUDA device; move it with .to('cuda')"
+        )
+    m = m.to(dtype).requires_grad_(False)
+    graph = _Detect(m, nms, conf, iou, max_det).eval()  # the exporter restores this mode afterwards
+    x = torch.rand(batch, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device=device, dtype=dtype)
+    names = _NMS_OUTPUTS + _RAW if nms else ["boxes", "scores"]
+    axes = None
+    if dynamic:
+        axes = {"images": {0: "batch", 2: "height", 3: "width"}}
+        axes.update({n: {0: "batch"} if n in _NMS_OUTPUTS and nms else {0: "batch", 1: "anchors"} for n in names})
+    path = Path(file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer warnings
+            torch.onnx.export(
+                graph,
+                (x,),
+                str(tmp),
+                dynamo=False,
+                opset_version=DEFAULT_OPSET if opset is None else opset,
+                input_names=["images"],
+                output_names=names,
+                dynamic_axes=axes,
+                do_constant_folding=True,
+            )
+        result = ExportResult(path)
+        if check:
+            _check(result, graph, x, tmp)
+        proto = onnx.load(str(tmp))
+        for out in [o for o in proto.graph.output if o.name in _RAW]:
+            proto.graph.output.remove(out)
+        meta = {"imgsz": [h, w], "batch": batch, "stride": 32, "dynamic": dynamic, "half": half, "fused": fuse}
+        meta.update({"nms": nms, **({"conf": conf, "iou": iou, "max_det": max_det} if nms else {})})
+        meta.update(metadata or {})
+        for key, value in meta.items():
+            proto.metadata_props.add(key=key, value=value if isinstance(value, str) else json.dumps(value))
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return result
+
+
+def onnx_predict(path: str | os.PathLike, images: np.ndarray, threads: int | None = None) -> dict[str, np.ndarray]:
+    """Run an exported model in onnxruntime (CPU) on a [B, 3, H, W] array; outputs by name."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, {session.get_inputs()[0].name: images})))
+
+
+def _check(result: ExportResult, graph: _Detect, x: Tensor, file: Path) -> None:
+    """onnxruntime vs torch on the check input: raw outputs within tolerance; with NMS, the in-graph NMS
+    must equal the torch post-processing (`non_max_suppression`) run on onnxruntime's own raw outputs."""
+    from nas.models.postprocess import non_max_suppression
+
+    with torch.no_grad():
+        out = graph.model(x)
+    expected = [t.float().cpu().numpy() for t in (out[0] if isinstance(out[0], (tuple, list)) else out)]
+    got = onnx_predict(file, x.cpu().numpy())
+    raw = [got[n].astype(np.float32) for n in (_RAW if graph.nms else ["boxes", "scores"])]
+    fp32 = x.dtype == torch.float32
+    for name, g, e, tol in zip(("boxes", "scores"), raw, expected, (1e-2, 1e-4) if fp32 else (1.0, 1e-2)):
+        result.max_abs_diff[name] = diff = float(np.abs(g - e).max())
+        if diff > tol:
+            result.mismatches.append(f"{name} differ from torch by {diff:.3g} > {tol}")
+    if not graph.nms:
+        return
+    dets = non_max_suppression(torch.from_numpy(raw[0]), torch.from_numpy(raw[1]), graph.conf, graph.iou, graph.max_det)
+    diff_boxes = diff_scores = 0.0
+    for b, det in enumerate(dets):
+        n = int(got["num_dets"][b, 0])
+        if n != len(det):
+            result.mismatches.append(f"image {b}: in-graph NMS kept {n} boxes, torch NMS {len(det)}")
+            continue
+        if not np.array_equal(got["classes"][b, :n], det[:, 5].long().numpy()):
+            result.mismatches.append(f"image {b}: in-graph NMS classes differ from torch NMS")
+        if n:
+            diff_boxes = max(diff_boxes, float(np.abs(got["boxes"][b, :n] - det[:, :4].numpy()).max()))
+            diff_scores = max(diff_scores, float(np.abs(got["scores"][b, :n] - det[:, 4].numpy()).max()))
+    result.max_abs_diff.update(nms_boxes=diff_boxes, nms_scores=diff_scores)
+    if diff_boxes > 1e-4 or diff_scores > 1e-6:
+        result.mismatches.append(f"in-graph NMS boxes/scores differ by {diff_boxes:.3g} px / {diff_scores:.3g}")

@@ -1,0 +1,136 @@
+"""`nas MODE key=value`: typed parsing, errors (exit 2, no traceback), run directories, each mode end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from nas.cli import MODES, increment_dir, main, parse_args
+from nas.errors import ConfigError
+from tests.zoo_helpers import make_checkpoint, synthetic_root, write_image
+
+SYNTHETIC_NAMES = ["circle", "ellipse", "triangle", "square", "hexagon", "star", "ring", "cross"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _datasets_dir(tmp_path_factory):
+    """Keep the synthetic set in the test session's temp folder, not in the user's cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NAS_DATASETS_DIR", str(synthetic_root(tmp_path_factory)))
+        yield
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("cli") / "tiny.pt", 8, SYNTHETIC_NAMES)
+
+
+def test_parse_typed_values_and_defaults():
+    mode, args = parse_args(["predict", "conf=0.3", "imgsz=320", "half=true", "classes=0,2", "device=none"])
+    assert mode == "predict"
+    assert (args["conf"], args["imgsz"], args["half"], args["classes"], args["device"]) == (
+        0.3,
+        320,
+        True,
+        [0, 2],
+        None,
+    )
+    assert args["iou"] == 0.7 and args["max_det"] == 300 and args["model"] == "yolo_nas_s"
+    assert parse_args(["val"])[1]["data"] == "synthetic"
+    assert parse_args([]) == ("help", {})
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["predict", "foo=1"], "unknown key 'foo' for nas predict; valid keys: model, source"),
+        (["predict", "imgsz=abc"], "imgsz='abc': expected an integer"),
+        (["val", "half=maybe"], "half='maybe': expected true or false"),
+        (["val", "protocol=coco"], "protocol='coco': expected one of ultralytics, sg"),
+        (["export", "opset"], "is not key=value"),
+        (["train"], "unknown mode 'train'; valid modes: predict, val, info, export, help"),
+        (["latency"], "not available in this CLI yet"),
+    ],
+)
+def test_bad_arguments_exit_2_with_valid_choices(argv, message, capsys):
+    with pytest.raises(ConfigError) as err:
+        parse_args(argv)
+    assert message in str(err.value)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_help_lists_modes_and_keys(capsys):
+    assert main(["help"]) == 0
+    out = capsys.readouterr().out
+    for name, mode in MODES.items():
+        assert f"nas {name} keys:" in out
+        assert all(f"{key}=" in out for key in mode.keys)
+
+
+def test_python_dash_m_nas_entry_point():
+    done = subprocess.run([sys.executable, "-m", "nas", "predict", "bogus=1"], capture_output=True, text=True)
+    assert done.returncode == 2 and "valid keys" in done.stderr and "Traceback" not in done.stderr
+    done = subprocess.run([sys.executable, "-m", "nas", "help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "usage: nas MODE" in done.stdout
+
+
+def test_increment_dir(tmp_path):
+    assert increment_dir(tmp_path / "exp") == tmp_path / "exp"
+    assert increment_dir(tmp_path / "exp") == tmp_path / "exp2"
+    assert increment_dir(tmp_path / "exp") == tmp_path / "exp3"
+    assert increment_dir(tmp_path / "exp", exist_ok=True) == tmp_path / "exp"
+
+
+def test_predict_writes_a_fresh_run_dir(ckpt, tmp_path, capsys):
+    src = tmp_path / "src"
+    write_image(src / "a.jpg", 240, 320, seed=1)
+    write_image(src / "b.jpg", 200, 200, seed=2)
+    argv = ["predict", f"model={ckpt}", f"source={src}", "imgsz=128", "conf=0.2", f"project={tmp_path / 'runs'}"]
+    assert main(argv) == 0
+    run = tmp_path / "runs" / "predict" / "exp"
+    assert sorted(p.name for p in run.iterdir()) == ["a.jpg", "b.jpg", "predictions.json"]
+    records = json.loads((run / "predictions.json").read_text())
+    assert [r["orig_shape"] for r in records] == [[240, 320], [200, 200]]
+    assert all(d["name"] in SYNTHETIC_NAMES for r in records for d in r["detections"])
+    assert "image 1 " in capsys.readouterr().out
+    assert main([*argv, "save=false"]) == 0
+    assert sorted(p.name for p in (tmp_path / "runs" / "predict" / "exp2").iterdir()) == ["predictions.json"]
+
+
+def test_val_info_export_modes(ckpt, tmp_path, capsys):
+    project = f"project={tmp_path / 'runs'}"
+    assert main(["val", f"model={ckpt}", "imgsz=128", "batch=16", project]) == 0
+    metrics = json.loads((tmp_path / "runs" / "val" / "exp" / "metrics.json").read_text())
+    assert 0.0 <= metrics["mAP50_95"] <= 1.0 and metrics["protocol"] == "ultralytics"
+    assert main(["info", f"model={ckpt}", "imgsz=64", "fuse=true"]) == 0
+    assert "fused: full" in capsys.readouterr().out
+    onnx_file = tmp_path / "out" / "m.onnx"
+    assert main(["export", f"model={ckpt}", "imgsz=64", "nms=true", f"file={onnx_file}"]) == 0
+    assert onnx_file.is_file() and "matches torch" in capsys.readouterr().out
+
+
+def test_runtime_errors_have_no_traceback(ckpt, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NAS_WEIGHTS_DIR", str(tmp_path))
+    assert main(["info", "model=yolo_nas_s"]) == 1  # released weights absent: say where to put them
+    err = capsys.readouterr().err
+    assert "Place" in err and "Traceback" not in err
+    assert main(["predict", f"model={ckpt}", f"source={tmp_path / 'none.jpg'}", f"project={tmp_path}"]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    for mode in ("predict", "val", "info", "export"):
+        assert (
+            main([mode, f"model={ckpt}", "imgsz=100", f"project={tmp_path}"][: 3 if mode in ("info", "export") else 4])
+            == 2
+        )
+        assert "multiple of 32" in capsys.readouterr().err
+    assert main(["predict", f"model={ckpt}", "conf=2", f"project={tmp_path}"]) == 2
+    assert "conf=2.0: expected a number in [0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "predict").exists() and not (tmp_path / "val").exists()  # no empty run dirs
+    if not torch.cuda.is_available():
+        assert main(["info", f"model={ckpt}", "device=cuda"]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err
