@@ -108,8 +108,27 @@ class NAS:
     init; "yolo_nas_s.yaml" names the released architecture), or a YOLO-NAS module.
     """
 
-    def __init__(self, model: str | os.PathLike | ArchConfig | nn.Module):
+    def __init__(
+        self,
+        model: str | os.PathLike | ArchConfig | nn.Module,
+        weights: str | os.PathLike | None = None,
+    ):
+        """weights: initial weights for an architecture given as YAML/ArchConfig: a released name, a
+        checkpoint path, or "auto" (the closest released model present in the weights directory). An
+        architecture equal to the source's loads strictly; otherwise weights are inherited by structured
+        slicing (`nas.models.inherit`) and `self.inherited` reports the fraction of parameters copied."""
         self.model, self.ckpt_path = _load(model)
+        self.inherited = None  # InheritReport when `weights` was given
+        if weights is not None:
+            if self.ckpt_path is not None:
+                raise ConfigError(
+                    f"weights={os.fspath(weights)!r}: {self.ckpt_path} already holds weights; "
+                    "weights= initialises an architecture given as YAML or ArchConfig"
+                )
+            from nas.models.inherit import inherit_weights
+
+            state_dict, self.inherited = inherit_weights(self.arch, weights)
+            self.model.load_state_dict(state_dict, strict=True)
         self.model.eval()
         self.names: dict[int, str] = _names(self.model, self.arch.num_classes)
         self.last_export: ExportResult | None = None  # the file and onnxruntime-vs-torch diffs of the last export
@@ -143,9 +162,12 @@ class NAS:
             self.to(device)
         self.model.eval()
 
-    def info(self, detailed: bool = False, imgsz: int = 640, verbose: bool = True) -> ModelInfo:
-        """Print and return layers, parameters, gradients and GFLOPs at imgsz x imgsz (fvcore, current fusion state)."""
-        return model_info(self.model, imgsz=imgsz, detailed=detailed, verbose=verbose)
+    def info(
+        self, detailed: bool = False, imgsz: int = 640, verbose: bool = True, hardware: str | None = "cpu_ort"
+    ) -> ModelInfo:
+        """Print and return layers, parameters, gradients, GFLOPs at imgsz x imgsz (fvcore, current fusion
+        state) and the predicted latency on `hardware` (a `nas.latency` target; None to skip)."""
+        return model_info(self.model, imgsz=imgsz, detailed=detailed, verbose=verbose, hardware=hardware)
 
     def predict(
         self,

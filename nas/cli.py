@@ -4,6 +4,9 @@
     nas val model=yolo_nas_s.pt data=synthetic
     nas info model=yolo_nas_s.pt detailed=true
     nas export model=yolo_nas_s.pt format=onnx nms=true
+    nas latency model=yolo_nas_m hardware=cpu_ort measure=true
+    nas search +space=yolo_nas strategy=tpe n_trials=100    (the Hydra app, python -m nas.search)
+    nas space +space=yolo_nas                                (python -m nas.space)
     nas help
 
 Keys are typed; an unknown key or a bad value exits with code 2 and lists what is valid. Predict and val
@@ -88,7 +91,16 @@ class Mode:
     keys: dict[str, Key] = field(default_factory=dict)
 
 
-_MODEL = {"model": Key(_str, "yolo_nas_s", "checkpoint path, released name, or ArchConfig YAML")}
+_MODEL = {
+    "model": Key(_str, "yolo_nas_s", "checkpoint path, released name, or ArchConfig YAML"),
+    "weights": Key(
+        _str,
+        None,
+        "initial weights of an ArchConfig YAML model: released name, checkpoint path or auto (inherited)",
+        optional=True,
+    ),
+}
+_HARDWARE = {"hardware": Key(_str, "cpu_ort", "latency target (python -m nas.latency list)", optional=True)}
 _DEVICE = {"device": Key(_str, None, "cpu, cuda, cuda:N or N (default: cpu)", optional=True)}
 _RUN_DIR = {
     "project": Key(_str, "runs", "parent of the run directories"),
@@ -127,7 +139,9 @@ def check_inputs(args: dict[str, Any]) -> None:
 def _model(args: dict[str, Any]):
     from nas.api import NAS
 
-    model = NAS(args["model"])
+    model = NAS(args["model"], weights=args.get("weights"))
+    if model.inherited is not None:
+        print(model.inherited.summary())
     if args.get("device"):
         model.to(args["device"])
     return model
@@ -195,7 +209,39 @@ def _run_info(args: dict[str, Any]) -> int:
     model = _model(args)
     if args["fuse"]:
         model.fuse()
-    model.info(detailed=args["detailed"], imgsz=args["imgsz"])
+    model.info(detailed=args["detailed"], imgsz=args["imgsz"], hardware=args["hardware"])
+    return 0
+
+
+def _arch_of(model: str):
+    """The architecture behind model= without loading weights (latency needs none)."""
+    from nas.space.io import RELEASED, load_arch
+
+    path = Path(model)
+    if model in RELEASED or path.suffix in (".yaml", ".yml"):
+        # "yolo_nas_s.yaml" names the released architecture unless such a file exists, as in NAS()
+        return load_arch(path.stem if path.stem in RELEASED and not path.exists() else model)
+    from nas.models import load_checkpoint
+
+    return load_checkpoint(model)[0]
+
+
+def _run_latency(args: dict[str, Any]) -> int:
+    from nas.latency import load_hardware, load_predictor
+
+    arch = _arch_of(args["model"])
+    hw = load_hardware(args["hardware"] or "cpu_ort")
+    predicted = load_predictor(hw).predict(arch)
+    print(f"{arch.name} on {hw.name}: predicted {predicted:.2f} ms ({hw})")
+    if args["measure"]:
+        from nas.latency.tables import measure_archs
+
+        timing = measure_archs([arch], hw)[0]
+        error = (predicted - timing["median_ms"]) / timing["median_ms"]
+        print(
+            f"measured {timing['median_ms']:.2f} ms (p10 {timing['p10_ms']:.2f}, p90 {timing['p90_ms']:.2f}, "
+            f"{timing['n']} runs); prediction error {error:+.1%}"
+        )
     return 0
 
 
@@ -261,7 +307,17 @@ MODES: dict[str, Mode] = {
             "imgsz": Key(_int, 640, "input size for the GFLOPs count"),
             "detailed": Key(_bool, False, "per-layer table"),
             "fuse": Key(_bool, False, "fuse (re-parameterize) before counting"),
+            **_HARDWARE,
             **_DEVICE,
+        },
+    ),
+    "latency": Mode(
+        _run_latency,
+        "predicted (and measured) latency of the deployed network on a hardware target",
+        {
+            "model": _MODEL["model"],
+            **_HARDWARE,
+            "measure": Key(_bool, False, "also measure it end to end on this machine (the target's runtime)"),
         },
     ),
     "export": Mode(
@@ -284,10 +340,11 @@ MODES: dict[str, Mode] = {
     ),
 }
 
-# Modes that later issues add; named here so that `nas latency ...` says where it stands.
-PLANNED_MODES = {
-    "latency": "latency tables and prediction (python -m nas.latency for now)",
-    "search": "architecture search (python -m nas.search)",
+# Modes whose arguments belong to another parser: `nas search ...` is the Hydra app (overrides, -m),
+# `nas space ...` prints a search space. Their arguments are passed through untouched.
+PASS_THROUGH = {
+    "search": ("nas.search", "architecture search: the Hydra app (python -m nas.search +space=yolo_nas ...)"),
+    "space": ("nas.space", "print a search space's dimensions and size (+space=yolo_nas)"),
 }
 
 
@@ -295,6 +352,8 @@ def usage() -> str:
     lines = ["usage: nas MODE key=value ...", "", "modes:"]
     for name, mode in MODES.items():
         lines.append(f"  {name:<8} {mode.help}")
+    for name, (_module, help_text) in PASS_THROUGH.items():
+        lines.append(f"  {name:<8} {help_text}")
     lines.append(f"  {'help':<8} this message")
     for name, mode in MODES.items():
         lines += ["", f"nas {name} keys:"]
@@ -310,11 +369,9 @@ def parse_args(argv: list[str]) -> tuple[str, dict[str, Any]]:
     if not argv or argv[0] in ("help", "-h", "--help"):
         return "help", {}
     mode_name, *pairs = argv
-    if mode_name in PLANNED_MODES:
-        raise ConfigError(f"mode {mode_name!r} is not available in this CLI yet: {PLANNED_MODES[mode_name]}")
     mode = MODES.get(mode_name)
     if mode is None:
-        raise ConfigError(f"unknown mode {mode_name!r}; valid modes: {', '.join([*MODES, 'help'])}")
+        raise ConfigError(f"unknown mode {mode_name!r}; valid modes: {', '.join([*MODES, *PASS_THROUGH, 'help'])}")
     args = {key: spec.default for key, spec in mode.keys.items()}
     for pair in pairs:
         key, sep, text = pair.partition("=")
@@ -330,6 +387,10 @@ def parse_args(argv: list[str]) -> tuple[str, dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `nas` console script; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in PASS_THROUGH:
+        import subprocess
+
+        return subprocess.call([sys.executable, "-m", PASS_THROUGH[argv[0]][0], *argv[1:]])
     try:
         mode_name, args = parse_args(argv)
     except ConfigError as e:

@@ -15,6 +15,7 @@ from nas import NAS, ArchConfig
 from nas.api import select_device
 from nas.data.names import COCO80_NAMES as COCO_NAMES
 from nas.errors import ConfigError, DataError, SpaceError, WeightsNotFoundError
+from nas.models import save_checkpoint
 from tests.zoo_helpers import FixedBoxModel, make_checkpoint, synthetic_root, tiny_arch, tiny_model, write_image
 
 SYNTHETIC_NAMES = ["circle", "ellipse", "triangle", "square", "hexagon", "star", "ring", "cross"]
@@ -246,3 +247,35 @@ def test_readme_snippet_runs_on_a_checkpoint_made_here(tmp_path, images):
     assert 0.0 <= metrics["mAP50_95"] <= 1.0 and set(metrics["per_class"]) <= set(SYNTHETIC_NAMES)
     assert results[0].orig_shape == (480, 640)
     assert onnx_path.endswith("yolo_nas_tiny.onnx") and model.last_export.ok
+
+
+def test_arch_yaml_with_weights_loads_strictly_or_inherits(tmp_path):
+    from nas.models.inherit import InheritReport
+
+    src = tiny_model(8, seed=3)
+    ckpt = save_checkpoint(tmp_path / "src.pt", src, src.arch)
+    same = NAS(src.arch, weights=ckpt)
+    assert isinstance(same.inherited, InheritReport) and same.inherited.exact and same.inherited.fraction == 1.0
+    for key, value in src.state_dict().items():
+        assert torch.equal(same.model.state_dict()[key], value), key
+    wider = src.arch.to_dict()
+    wider["backbone"]["stem"]["out_channels"] = 16
+    wider["name"] = "wider"
+    wider_yaml = tmp_path / "wider.yaml"
+    wider_yaml.write_text(ArchConfig.from_dict(wider).to_yaml())
+    grown = NAS(wider_yaml, weights=ckpt)
+    assert not grown.inherited.exact and 0.5 < grown.inherited.fraction < 1.0
+    stage = "backbone.stage2.blocks.conv3.conv.weight"  # same shape in both: copied exactly
+    assert torch.equal(grown.model.state_dict()[stage], src.state_dict()[stage])
+    with pytest.raises(ConfigError, match="already holds weights"):
+        NAS(ckpt, weights=ckpt)
+
+
+def test_info_shows_predicted_latency_or_why_not(capsys):
+    model = NAS(tiny_model(5))
+    assert model.info(imgsz=64, hardware=None).latency_ms is None
+    info = model.info(imgsz=64, hardware="cpu_ort")  # tiny blocks are not in the shipped table
+    assert info.latency_ms is None and "not predicted" in info.latency_note and "cpu_ort" in info.hardware
+    assert "latency on cpu_ort" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="cpu_ort"):
+        model.info(imgsz=64, hardware="tpu9")

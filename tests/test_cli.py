@@ -52,8 +52,8 @@ def test_parse_typed_values_and_defaults():
         (["val", "half=maybe"], "half='maybe': expected true or false"),
         (["val", "protocol=coco"], "protocol='coco': expected one of ultralytics, sg"),
         (["export", "opset"], "is not key=value"),
-        (["train"], "unknown mode 'train'; valid modes: predict, val, info, export, help"),
-        (["latency"], "not available in this CLI yet"),
+        (["train"], "unknown mode 'train'; valid modes: predict, val, info, export, latency, search, space, help"),
+        (["latency", "measure=sometimes"], "measure='sometimes': expected true or false"),
     ],
 )
 def test_bad_arguments_exit_2_with_valid_choices(argv, message, capsys):
@@ -134,3 +134,28 @@ def test_runtime_errors_have_no_traceback(ckpt, tmp_path, monkeypatch, capsys):
     if not torch.cuda.is_available():
         assert main(["info", f"model={ckpt}", "device=cuda"]) == 2
         assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_info_and_latency_modes_predict_on_a_hardware_target(capsys):
+    pytest.importorskip("nas.latency")
+    from nas.latency import load_hardware
+    from nas.latency.tables import LatencyTable
+
+    table = LatencyTable.load(load_hardware("cpu_ort"), must_exist=False)
+    if not table.data.get("calibration", {}).get("fit"):
+        pytest.skip("cpu_ort.json is not built yet (python -m nas.latency build hardware=cpu_ort)")
+    assert main(["latency", "model=yolo_nas_s"]) == 0
+    out = capsys.readouterr().out
+    assert "yolo_nas_s on cpu_ort: predicted" in out and " ms " in out
+    assert main(["info", "model=yolo_nas_s.yaml", "imgsz=64", "hardware=cpu_ort"]) == 0
+    assert "ms predicted on cpu_ort (onnxruntime fp32, 640x640, batch 1)" in capsys.readouterr().out
+    assert main(["latency", "model=yolo_nas_s", "hardware=tpu9"]) == 2
+    err = capsys.readouterr().err
+    assert "tpu9" in err and "cpu_ort" in err and "Traceback" not in err
+
+
+def test_space_and_search_modes_pass_arguments_through():
+    done = subprocess.run([sys.executable, "-m", "nas", "space", "+space=yolo_nas"], capture_output=True, text=True)
+    assert done.returncode == 0 and "backbone.stages.0.num_blocks" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "nas", "search", "n_trials=1"], capture_output=True, text=True)
+    assert done.returncode != 0 and "yolo_nas" in done.stderr and "Traceback" not in done.stderr

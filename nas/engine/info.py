@@ -24,6 +24,9 @@ class ModelInfo:
     gflops: float
     imgsz: int
     fused: str
+    hardware: str | None = None  # latency target (nas.latency) of `latency_ms`
+    latency_ms: float | None = None  # predicted by the target's lookup table + calibration
+    latency_note: str | None = None  # why no prediction (e.g. no table for this target yet)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -31,10 +34,15 @@ class ModelInfo:
     def __str__(self) -> str:
         state = "unfused" if self.fused == "none" else f"fused: {self.fused}"
         gflops = f"{self.gflops:.1f}" if self.gflops >= 1 else f"{self.gflops:.3f}"
-        return (
+        text = (
             f"{self.name} summary ({state}): {self.layers:,} layers, {self.parameters:,} parameters, "
             f"{self.gradients:,} gradients, {gflops} GFLOPs at {self.imgsz}x{self.imgsz}"
         )
+        if self.latency_ms is not None:
+            text += f", {self.latency_ms:.1f} ms predicted on {self.hardware}"
+        elif self.latency_note:
+            text += f", latency on {self.hardware}: {self.latency_note}"
+        return text
 
 
 def count_flops(model: nn.Module, imgsz: int | tuple[int, int] = 640, by_module: bool = False):
@@ -65,8 +73,14 @@ def count_flops(model: nn.Module, imgsz: int | tuple[int, int] = 640, by_module:
     return (total, per_module) if by_module else total
 
 
-def model_info(model: nn.Module, imgsz: int = 640, detailed: bool = False, verbose: bool = True) -> ModelInfo:
-    """Summarise `model`; print the one-line summary (and a per-layer table when `detailed`)."""
+def model_info(
+    model: nn.Module, imgsz: int = 640, detailed: bool = False, verbose: bool = True, hardware: str | None = None
+) -> ModelInfo:
+    """Summarise `model`; print the one-line summary (and a per-layer table when `detailed`).
+
+    hardware: a latency target of `nas.latency` (e.g. "cpu_ort"); its predicted latency of the
+    architecture (deployed form, the target's own input size) is added to the summary.
+    """
     leaves = [(n, m) for n, m in model.named_modules() if not any(True for _ in m.children())]
     params = sum(p.numel() for p in model.parameters())
     grads = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -80,12 +94,26 @@ def model_info(model: nn.Module, imgsz: int = 640, detailed: bool = False, verbo
         gflops=2 * macs / 1e9,
         imgsz=imgsz,
         fused=getattr(model, "fusion", "none"),
+        **(_latency(arch, hardware) if hardware is not None and arch is not None else {}),
     )
     if verbose:
         if detailed:
             print(_layer_table(leaves, per_module or {}))
         print(info)
     return info
+
+
+def _latency(arch, hardware: str) -> dict:
+    """Predicted latency fields for ModelInfo; a missing table or table entry becomes a note, not an error."""
+    from nas.errors import LatencyTableMissError
+    from nas.latency import load_hardware, load_predictor
+
+    hw = load_hardware(hardware)  # an unknown name is a ConfigError listing the available targets
+    label = f"{hw.name} ({hw.backend} {hw.precision}, {hw.input_hw[0]}x{hw.input_hw[1]}, batch {hw.batch})"
+    try:
+        return {"hardware": label, "latency_ms": load_predictor(hw).predict(arch)}
+    except LatencyTableMissError as e:
+        return {"hardware": label, "latency_note": f"not predicted: {e}"}
 
 
 def _layer_table(leaves: list[tuple[str, nn.Module]], per_module: dict[str, int]) -> str:

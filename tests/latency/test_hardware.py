@@ -69,7 +69,7 @@ def test_overrides_and_settings():
     assert "device" not in hw.settings  # a description, not a measurement setting
     with pytest.raises(ConfigError, match=r"unknown hardware override"):
         load_hardware("cpu_ort", colour="red")
-    assert str(load_hardware("cpu_ort")) == "cpu_ort (onnxruntime cpu fp32, batch 1, 640x640, threads 2)"
+    assert str(load_hardware("cpu_ort")) == "cpu_ort (onnxruntime cpu fp32, batch 1, 640x640, threads 1)"
     assert isinstance(load_hardware(hw), Hardware)
 
 

@@ -105,7 +105,7 @@ def test_make_runtime_per_hardware():
     assert isinstance(make_runtime(load_hardware("cpu_torch")), TorchCPURuntime)
     cuda = make_runtime(load_hardware("h100_fp16"))  # constructing it needs no GPU
     assert isinstance(cuda, TorchCUDARuntime) and cuda.cuda_graphs and cuda.precision == "fp16"
-    assert make_runtime(load_hardware("cpu_ort")).threads == 2
+    assert make_runtime(load_hardware("cpu_ort")).threads == 1
 
 
 def test_int8_is_reported_as_not_available_yet():
