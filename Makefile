@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: install
-	$(PY) -m nas.demo
+	$(PY) -m nas.search +space=yolo_nas
 
 test: install lint
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "not gpu" tests

@@ -14,19 +14,12 @@ from PIL import Image
 from nas import NAS, ArchConfig
 from nas.api import select_device
 from nas.data.names import COCO80_NAMES as COCO_NAMES
+from nas.data.synthetic_render import CLASSES
 from nas.errors import ConfigError, DataError, SpaceError, WeightsNotFoundError
 from nas.models import save_checkpoint
-from tests.zoo_helpers import FixedBoxModel, make_checkpoint, synthetic_root, tiny_arch, tiny_model, write_image
+from tests.zoo_helpers import FixedBoxModel, make_checkpoint, tiny_arch, tiny_model, write_image
 
-SYNTHETIC_NAMES = ["circle", "ellipse", "triangle", "square", "hexagon", "star", "ring", "cross"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _datasets_dir(tmp_path_factory):
-    """Keep the synthetic set in the test session's temp folder, not in the user's cache."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NAS_DATASETS_DIR", str(synthetic_root(tmp_path_factory)))
-        yield
+SYNTHETIC_NAMES = list(CLASSES)
 
 
 @pytest.fixture(scope="module")

@@ -10,18 +10,11 @@ import pytest
 import torch
 
 from nas.cli import MODES, increment_dir, main, parse_args
+from nas.data.synthetic_render import CLASSES
 from nas.errors import ConfigError
-from tests.zoo_helpers import make_checkpoint, synthetic_root, write_image
+from tests.zoo_helpers import make_checkpoint, write_image
 
-SYNTHETIC_NAMES = ["circle", "ellipse", "triangle", "square", "hexagon", "star", "ring", "cross"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _datasets_dir(tmp_path_factory):
-    """Keep the synthetic set in the test session's temp folder, not in the user's cache."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NAS_DATASETS_DIR", str(synthetic_root(tmp_path_factory)))
-        yield
+SYNTHETIC_NAMES = list(CLASSES)
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +40,12 @@ def test_parse_typed_values_and_defaults():
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["predict", "foo=1"], "unknown key 'foo' for nas predict; valid keys: model, source"),
+        (["predict", "foo=1"], "unknown key 'foo' for nas predict; valid keys: model, weights, source"),
         (["predict", "imgsz=abc"], "imgsz='abc': expected an integer"),
         (["val", "half=maybe"], "half='maybe': expected true or false"),
         (["val", "protocol=coco"], "protocol='coco': expected one of ultralytics, sg"),
         (["export", "opset"], "is not key=value"),
-        (["train"], "unknown mode 'train'; valid modes: predict, val, info, export, latency, search, space, help"),
+        (["train"], "unknown mode 'train'; valid modes: predict, val, info, latency, export, search, space, help"),
         (["latency", "measure=sometimes"], "measure='sometimes': expected true or false"),
     ],
 )

@@ -1,4 +1,4 @@
-"""`python -m nas.demo`: a summary of the released YOLO-NAS S/M/L architectures; needs no weights."""
+"""`python -m nas.models`: a summary of the released YOLO-NAS S/M/L architectures; needs no weights."""
 
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def _table(rows: list[ModelSummary], imgsz: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m nas.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m nas.models", description=__doc__)
     parser.add_argument("--no-flops", action="store_true", help="skip the fvcore FLOP count")
     parser.add_argument("--imgsz", type=int, default=640, help="square input size for the FLOP count (pixels)")
     args = parser.parse_args(argv)

@@ -13,19 +13,11 @@ from nas.data import load_dataset
 from nas.engine.val import validate
 from nas.errors import ConfigError, DataError
 from nas.proxy.evaluate import coco_evaluate
-from tests.zoo_helpers import GroundTruthModel, synthetic_root, tiny_model
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _datasets_dir(tmp_path_factory):
-    """Keep the synthetic set in the test session's temp folder, not in the user's cache."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NAS_DATASETS_DIR", str(synthetic_root(tmp_path_factory)))
-        yield
+from tests.zoo_helpers import GroundTruthModel, tiny_model
 
 
 @pytest.fixture(scope="module")
-def dataset(_datasets_dir):
+def dataset():
     return load_dataset("synthetic", split="val")
 
 

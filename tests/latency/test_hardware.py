@@ -14,7 +14,7 @@ from .conftest import tiny_hw_dict
 def test_shipped_hardware():
     assert {"cpu_ort", "cpu_torch", "h100_fp16"} <= set(available_hardware())
     ort, eager, h100 = (load_hardware(n) for n in ("cpu_ort", "cpu_torch", "h100_fp16"))
-    assert (ort.backend, ort.accelerator, ort.precision, ort.threads, ort.batch) == ("onnxruntime", "cpu", "fp32", 2, 1)
+    assert (ort.backend, ort.accelerator, ort.precision, ort.threads, ort.batch) == ("onnxruntime", "cpu", "fp32", 1, 1)
     assert (eager.backend, eager.accelerator, eager.precision) == ("torch", "cpu", "fp32")
     assert (h100.backend, h100.accelerator, h100.precision, h100.cuda_graphs) == ("torch", "cuda", "fp16", True)
     assert h100.input_hw == (640, 640) and h100.threads is None

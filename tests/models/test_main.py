@@ -1,12 +1,12 @@
-"""`python -m nas.demo`: the summary of S/M/L, and the FLOP count's small-input scaling."""
+"""`python -m nas.models`: the summary of S/M/L, and the FLOP count's small-input scaling."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from nas.demo import gflops, main
 from nas.models import build
+from nas.models.__main__ import gflops, main
 from nas.space import ArchConfig
 from tests.models.test_yolo_nas import NON_RELEASED, _tiny
 
