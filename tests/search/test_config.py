@@ -35,6 +35,8 @@ def test_default_config_is_a_search_config(compose_cfg):
     assert obj.space.name == "yolo_nas" and obj.strategy.name == "nsga2" and obj.storage.kind == "sqlite"
     assert obj.name == "yolo_nas-nsga2-seed0" == obj.study_name
     assert set(obj.tiers) == {"yolo_nas_s", "yolo_nas_m", "yolo_nas_l"}
+    assert obj.hardware["name"] == "cpu_ort"  # the shipped CPU table is the default target
+    assert OmegaConf.to_object(compose_cfg("+space=yolo_nas", "~hardware")).hardware is None
 
 
 @pytest.mark.parametrize("group", GROUPS)
