@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             step += 1
         model.eval()
         m = validate(model, val_ds, imgsz=args.imgsz, batch=16, verbose=False)
