@@ -32,6 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from nas.data import load_dataset
+from nas.data.transforms import letterbox
 from nas.engine.val import validate
 from nas.models import build
 from nas.proxy.batch import ProxyBatch, detection_loss
@@ -39,18 +40,12 @@ from nas.space import load_arch
 from nas.space.io import write_text_atomic
 
 HERE = Path(__file__).resolve().parent
-PAD = 114
 
 
-def letterbox(img: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Resize the longer side to `size`, pad to a square (ultralytics' grey), shift the boxes alike."""
-    h, w = img.shape[:2]
-    r = size / max(h, w)
-    nh, nw = round(h * r), round(w * r)
-    img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
-    top, left = (size - nh) // 2, (size - nw) // 2
-    out = np.full((size, size, 3), PAD, dtype=np.uint8)
-    out[top : top + nh, left : left + nw] = img
+def letterbox_with_boxes(img: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The val pipeline's letterbox (`nas.data.transforms.letterbox`) to a square, with the boxes moved alike."""
+    r = min(size / img.shape[0], size / img.shape[1])
+    out, (top, left) = letterbox(img, (size, size))
     return out, boxes * r + np.array([left, top, left, top], dtype=np.float32)
 
 
@@ -62,7 +57,7 @@ def load_split(data: str, split: str, size: int, limit: int | None) -> tuple[tor
     for i in range(n):
         rec, xyxy, cls = ds[i]
         img = cv2.cvtColor(cv2.imread(str(rec.path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        img, b = letterbox(img, np.asarray(xyxy, dtype=np.float32).reshape(-1, 4), size)
+        img, b = letterbox_with_boxes(img, np.asarray(xyxy, dtype=np.float32).reshape(-1, 4), size)
         images.append(torch.from_numpy(img).permute(2, 0, 1))
         boxes.append(torch.from_numpy(b))
         labels.append(torch.from_numpy(np.asarray(cls, dtype=np.int64).reshape(-1)))
