@@ -80,6 +80,40 @@ def flip(images: torch.Tensor, boxes: list[torch.Tensor], mask: torch.Tensor):
     return images, out
 
 
+def write_results(args, arch, n: int, n_val: int, history: list[dict]) -> None:
+    """results.json + results.md into --out (atomically, so a half-written file never replaces a good one)."""
+    result = {
+        "arch": args.arch,
+        "num_classes": arch.num_classes,
+        "imgsz": args.imgsz,
+        "epochs": args.epochs,
+        "batch": args.batch,
+        "lr": args.lr,
+        "train_images": n,
+        "val_images": n_val,
+        "threads": args.threads,
+        "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
+        "history": history,
+        "final": history[-1] if history else None,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "results.json", json.dumps(result, indent=2) + "\n")
+    lines = [
+        f"Synthetic set difficulty: `{args.arch}` layout ({arch.num_classes} classes) from random init, "
+        f"{n} train images at {args.imgsz}, batch {args.batch}, AdamW lr {args.lr}; val on {n_val} images "
+        "(pycocotools).",
+        "",
+        "| epoch | train loss | mAP50-95 | mAP50 | elapsed |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {r['epoch']} | {r['train_loss']:.3f} | {r['mAP50_95']:.1f} | {r['mAP50']:.1f} | {r['elapsed_s']:.0f} s |"
+            for r in history
+        ),
+    ]
+    write_text_atomic(out / "results.md", "\n".join(lines) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default="yolo_nas_s", help="a released name or an ArchConfig YAML")
@@ -148,37 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         history.append(row)
         print(json.dumps(row), flush=True)
+        write_results(args, arch, n, len(val_ds), history)  # after every epoch: a killed run keeps its curve
 
-    result = {
-        "arch": args.arch,
-        "num_classes": arch.num_classes,
-        "imgsz": args.imgsz,
-        "epochs": args.epochs,
-        "batch": args.batch,
-        "lr": args.lr,
-        "train_images": n,
-        "val_images": len(val_ds),
-        "threads": args.threads,
-        "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
-        "history": history,
-        "final": history[-1] if history else None,
-    }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "results.json", json.dumps(result, indent=2) + "\n")
-    lines = [
-        f"Synthetic set difficulty: `{args.arch}` layout ({arch.num_classes} classes) from random init, "
-        f"{n} train images at {args.imgsz}, batch {args.batch}, AdamW lr {args.lr}; val on {len(val_ds)} images "
-        "(pycocotools).",
-        "",
-        "| epoch | train loss | mAP50-95 | mAP50 | elapsed |",
-        "|---|---|---|---|---|",
-        *(
-            f"| {r['epoch']} | {r['train_loss']:.3f} | {r['mAP50_95']:.1f} | {r['mAP50']:.1f} | {r['elapsed_s']:.0f} s |"
-            for r in history
-        ),
-    ]
-    write_text_atomic(out / "results.md", "\n".join(lines) + "\n")
     return 0
 
 
