@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from nas.data import load_dataset
 from nas.models import build
+from nas.models.checkpoints import save_checkpoint
 from nas.proxy.train import TrainConfig, train
 from nas.space import load_arch
 from nas.space.io import write_text_atomic
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="train on the first N images only (val is always whole)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(HERE))
+    ap.add_argument("--save", default=None, help="also save the EMA weights here after every epoch (a checkpoint)")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -103,9 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     history: list[dict] = []
 
-    def on_epoch(row: dict) -> None:
+    def on_epoch(row: dict, ema_model: torch.nn.Module) -> None:
         history.append(row)
         write_results(args, cfg, arch, n_train, n_val, history)  # a killed run keeps its curve
+        if args.save:
+            names = [train_ds.names[i] for i in range(n_classes)]
+            save_checkpoint(args.save, ema_model, arch, {"class_names": names, "train": row})
 
     train(build(arch), args.data, cfg, val_data=args.data, on_epoch=on_epoch, log=lambda s: print(s, flush=True))
     return 0

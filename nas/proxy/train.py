@@ -278,11 +278,12 @@ def train(
     cfg: TrainConfig = TrainConfig(),
     *,
     val_data=None,
-    on_epoch: Callable[[dict], None] | None = None,
+    on_epoch: Callable[[dict, nn.Module], None] | None = None,
     log: Callable[[str], None] | None = print,
 ) -> tuple[nn.Module, list[dict]]:
     """Train `model` in place on the train split of `data`; validate the EMA weights on `val_data` after each epoch.
 
+    `on_epoch(row, ema_model)` is called after every epoch (to log, write results or save a checkpoint).
     Returns (the EMA model, history rows {epoch, steps, loss, cls, iou, dfl, lr, mAP50_95, mAP50, elapsed_s})."""
     from nas.data import load_dataset
     from nas.engine.val import validate
@@ -332,5 +333,5 @@ def train(
         if log is not None:
             log(" ".join(f"{k}={v}" for k, v in row.items()))
         if on_epoch is not None:
-            on_epoch(row)
+            on_epoch(row, ema.module)
     return ema.module, history

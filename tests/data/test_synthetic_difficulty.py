@@ -6,7 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from nas.data.synthetic import SyntheticSpec, ensure_synthetic
+from nas.data.synthetic import CLASSES, SyntheticSpec, ensure_synthetic
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,7 +20,7 @@ def test_runs_end_to_end_and_writes_the_curve(tmp_path):
     folder = ensure_synthetic(tmp_path / "datasets", SyntheticSpec(seed=3, n_train=4, n_val=3))
     out = tmp_path / "out"
     args = ["--data", str(folder / "synthetic.yaml"), "--epochs", "2", "--imgsz", "64", "--batch", "2",
-            "--warmup-steps", "1", "--threads", "1", "--out", str(out)]  # fmt: skip
+            "--warmup-steps", "1", "--threads", "1", "--out", str(out), "--save", str(tmp_path / "sd.pt")]  # fmt: skip
     assert experiment.main(args) == 0
     res = json.loads((out / "results.json").read_text())
     assert [r["epoch"] for r in res["history"]] == [1, 2] and res["final"] == res["history"][-1]
@@ -31,3 +31,8 @@ def test_runs_end_to_end_and_writes_the_curve(tmp_path):
         assert 0.0 <= r["mAP50_95"] <= r["mAP50"] <= 100.0 and r["loss"] > 0
     md = (out / "results.md").read_text()
     assert sum(line.startswith("|") for line in md.splitlines()) == 2 + 2  # header, rule, one row per epoch
+    # the saved EMA weights open as a zoo model with the set's class names
+    from nas import NAS
+
+    model = NAS(tmp_path / "sd.pt")
+    assert model.names == {i: n for i, n in enumerate(CLASSES)} and model.arch.num_classes == 8

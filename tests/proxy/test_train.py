@@ -236,8 +236,9 @@ def test_short_training_loop(tmp_path):
     rows = []
     cfg = TrainConfig(epochs=2, imgsz=64, batch=2, lr=3e-3, warmup_steps=2)
     ema, history = train(model, folder / "synthetic.yaml", cfg, val_data=folder / "synthetic.yaml", log=None,
-                         on_epoch=rows.append)  # fmt: skip
-    assert rows == history and [r["steps"] for r in history] == [2, 4]
+                         on_epoch=lambda row, m: rows.append((row, m)))  # fmt: skip
+    assert [r for r, _ in rows] == history and [r["steps"] for r in history] == [2, 4]
+    assert all(m is ema for _, m in rows)
     assert all(r["loss"] == pytest.approx(r["cls"] + r["iou"] + r["dfl"], abs=1e-3) for r in history)
     assert all(0 <= r["mAP50_95"] <= r["mAP50"] <= 100 for r in history)
     assert not ema.training and ema is not model
