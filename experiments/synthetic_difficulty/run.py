@@ -66,6 +66,19 @@ def write_results(args, cfg: TrainConfig, arch, n: int, n_val: int, history: lis
             for r in history
         ),
     ]
+    last = history[-1] if history else {}
+    if "per_class" in last:
+        sizes = ", ".join(
+            f"{k[4:]} {last[k]:.1f}" for k in ("mAP_small", "mAP_medium", "mAP_large") if last[k] is not None
+        )
+        lines += [
+            "",
+            f"Last epoch: mAP75 {last['mAP75']:.1f}; by object size (COCO areas) {sizes}.",
+            "",
+            "| class | " + " | ".join(last["per_class"]) + " |",
+            "|---|" + "---|" * len(last["per_class"]),
+            "| AP50-95 | " + " | ".join(f"{v:.1f}" for v in last["per_class"].values()) + " |",
+        ]
     write_text_atomic(out / "results.md", "\n".join(lines) + "\n")
 
 

@@ -284,7 +284,8 @@ def train(
     """Train `model` in place on the train split of `data`; validate the EMA weights on `val_data` after each epoch.
 
     `on_epoch(row, ema_model)` is called after every epoch (to log, write results or save a checkpoint).
-    Returns (the EMA model, history rows {epoch, steps, loss, cls, iou, dfl, lr, mAP50_95, mAP50, elapsed_s})."""
+    Returns (the EMA model, history rows {epoch, steps, loss, cls, iou, dfl, lr, elapsed_s and, with val_data, mAP50_95, mAP50,
+    mAP75, mAP_small/medium/large, per_class} (mAP in percent))."""
     from nas.data import load_dataset
     from nas.engine.val import validate
 
@@ -327,11 +328,15 @@ def train(
         row["lr"] = lr
         if val_ds is not None:
             m = validate(ema.module, val_ds, imgsz=cfg.imgsz, batch=16, verbose=False)
-            row.update(mAP50_95=round(100 * m["mAP50_95"], 2), mAP50=round(100 * m["mAP50"], 2))
+            row.update({k: round(100 * m[k], 2) for k in ("mAP50_95", "mAP50", "mAP75")})
+            row.update(
+                {k: round(100 * m[k], 2) if m[k] >= 0 else None for k in ("mAP_small", "mAP_medium", "mAP_large")}
+            )
+            row["per_class"] = {name: round(100 * v, 2) for name, v in m["per_class"].items()}
         row["elapsed_s"] = round(time.perf_counter() - t0, 1)
         history.append(row)
         if log is not None:
-            log(" ".join(f"{k}={v}" for k, v in row.items()))
+            log(" ".join(f"{k}={v}" for k, v in row.items() if k != "per_class"))
         if on_epoch is not None:
             on_epoch(row, ema.module)
     return ema.module, history

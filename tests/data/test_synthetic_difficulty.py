@@ -30,7 +30,9 @@ def test_runs_end_to_end_and_writes_the_curve(tmp_path):
     for r in res["history"]:
         assert 0.0 <= r["mAP50_95"] <= r["mAP50"] <= 100.0 and r["loss"] > 0
     md = (out / "results.md").read_text()
-    assert sum(line.startswith("|") for line in md.splitlines()) == 2 + 2  # header, rule, one row per epoch
+    assert sum(line.startswith("| ") and line[2].isdigit() for line in md.splitlines()) == 2  # a row per epoch
+    assert "| class | circle |" in md and "by object size" in md  # the last epoch's per-class and per-size AP
+    assert res["final"]["per_class"] and set(res["final"]["per_class"]) <= set(CLASSES)  # classes present in val
     # the saved EMA weights open as a zoo model with the set's class names
     from nas import NAS
 
