@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nas.errors import ConfigError
+from nas.proxy.batch import giou
 
 __all__ = [
     "EMA",
@@ -114,16 +115,6 @@ def assign(
     return labels, boxes, out_scores, fg
 
 
-def _giou(a: Tensor, b: Tensor) -> Tensor:
-    lt, rb = torch.maximum(a[:, :2], b[:, :2]), torch.minimum(a[:, 2:], b[:, 2:])
-    inter = (rb - lt).clamp(min=0).prod(1)
-    area_a = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(1)
-    area_b = (b[:, 2:] - b[:, :2]).clamp(min=0).prod(1)
-    union = area_a + area_b - inter + 1e-10
-    hull = (torch.maximum(a[:, 2:], b[:, 2:]) - torch.minimum(a[:, :2], b[:, :2])).clamp(min=0).prod(1) + 1e-10
-    return inter / union - (hull - union) / hull
-
-
 def dfl_loss(logits: Tensor, target: Tensor) -> Tensor:
     """Distribution focal loss: logits [P, 4, R+1], target distances [P, 4] in bins (< R) → [P] (mean of the sides)."""
     left = target.floor().long()
@@ -155,7 +146,7 @@ def ppyoloe_loss(outputs, boxes: list[Tensor], labels: list[Tensor]) -> tuple[Te
     if fg.any():
         w = t_scores.sum(-1)[fg]
         stride = strides.expand(b, n, 1)[fg]
-        l_iou = ((1 - _giou(pred_boxes[fg] / stride, t_boxes[fg] / stride)) * w).sum() / s
+        l_iou = ((1 - giou(pred_boxes[fg] / stride, t_boxes[fg] / stride, eps=1e-10)) * w).sum() / s
         anchor = (points[None].expand(b, n, 2)[fg]) / stride
         gt = t_boxes[fg] / stride
         dist = torch.cat([anchor - gt[:, :2], gt[:, 2:] - anchor], -1).clamp(0, r1 - 1 - 0.01)
