@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     train_ds = load_dataset(args.data, "train")
     n_classes = len(train_ds.category_ids)
     n_train = len(train_ds) if args.limit is None else min(args.limit, len(train_ds))
-    n_val = len(load_dataset(args.data, "val"))
+    val_ds = load_dataset(args.data, "val")
+    n_val = len(val_ds)
     arch = load_arch(args.arch)
     arch = dataclasses.replace(arch, heads=dataclasses.replace(arch.heads, num_classes=n_classes))
     cfg = TrainConfig(
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             names = [train_ds.names[i] for i in range(n_classes)]
             save_checkpoint(args.save, ema_model, arch, {"class_names": names, "train": row})
 
-    train(build(arch), args.data, cfg, val_data=args.data, on_epoch=on_epoch, log=lambda s: print(s, flush=True))
+    train(build(arch), train_ds, cfg, val_data=val_ds, on_epoch=on_epoch, log=lambda s: print(s, flush=True))
     return 0
 
 

@@ -78,15 +78,14 @@ def assign(
     """
     b, n, c = scores.shape
     m = gt_boxes.shape[1]
-    dev = scores.device
-    background = (
-        torch.full((b, n), c, dtype=torch.long, device=dev),
-        torch.zeros(b, n, 4, device=dev),
-        torch.zeros(b, n, c, device=dev),
-        torch.zeros(b, n, dtype=torch.bool, device=dev),
-    )
     if m == 0 or not gt_mask.any():
-        return background
+        dev = scores.device
+        return (
+            torch.full((b, n), c, dtype=torch.long, device=dev),
+            torch.zeros(b, n, 4, device=dev),
+            torch.zeros(b, n, c, device=dev),
+            torch.zeros(b, n, dtype=torch.bool, device=dev),
+        )
     iou = _pairwise_iou(gt_boxes, pred_boxes)  # [B, M, N]
     cls_scores = scores.gather(2, gt_labels[:, None, :].expand(b, n, m)).permute(0, 2, 1)  # [B, M, N]: p[a, class(g)]
     metric = cls_scores.pow(ALPHA) * iou.pow(BETA)
@@ -133,7 +132,7 @@ def ppyoloe_loss(outputs, boxes: list[Tensor], labels: list[Tensor]) -> tuple[Te
     b, n, c = cls_logits.shape
     r1 = reg_distri.shape[-1] // 4
     gt_boxes, gt_labels, gt_mask = (t.to(cls_logits.device) for t in pad_targets(boxes, labels))
-    if len(gt_labels) and gt_mask.any() and int(gt_labels[gt_mask].max()) >= c:
+    if gt_mask.any() and int(gt_labels[gt_mask].max()) >= c:
         raise ConfigError(f"a target class id is {int(gt_labels[gt_mask].max())} but the model has {c} classes")
     probs = cls_logits.sigmoid()
     labels_a, t_boxes, t_scores, fg = assign(
@@ -273,6 +272,8 @@ def train(
     log: Callable[[str], None] | None = print,
 ) -> tuple[nn.Module, list[dict]]:
     """Train `model` in place on the train split of `data`; validate the EMA weights on `val_data` after each epoch.
+
+    `data` / `val_data` are anything `nas.data.load_dataset` takes, including an already loaded dataset.
 
     `on_epoch(row, ema_model)` is called after every epoch (to log, write results or save a checkpoint).
     Returns (the EMA model, history rows {epoch, steps, loss, cls, iou, dfl, lr, elapsed_s and, with val_data, mAP50_95, mAP50,
