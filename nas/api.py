@@ -87,6 +87,10 @@ def _load(source: Any) -> tuple[nn.Module, Path | None]:
         )
     text = str(source)
     path = Path(text).expanduser()
+    from nas.engine.ort import OrtDetector, is_onnx
+
+    if is_onnx(path):  # an export (FP32 or INT8): predict and val run it in onnxruntime
+        return OrtDetector(path), path
     if path.suffix in (".yaml", ".yml"):
         if path.is_file():
             return build(load_arch(path)), None
@@ -139,7 +143,21 @@ class NAS:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        return getattr(self.model, "device", None) or next(self.model.parameters()).device
+
+    @property
+    def is_onnx(self) -> bool:
+        """Loaded from an .onnx export: predict and val run in onnxruntime; fuse/to/export do not apply."""
+        from nas.engine.ort import OrtDetector
+
+        return isinstance(self.model, OrtDetector)
+
+    def _torch_only(self, what: str) -> None:
+        if self.is_onnx:
+            raise ConfigError(
+                f"{what} needs the torch model; {self.ckpt_path} is an ONNX export (predict and val only): "
+                "load the checkpoint it was exported from"
+            )
 
     @property
     def fused(self) -> str:
@@ -150,11 +168,17 @@ class NAS:
         """Re-parameterize in place for inference (see `nas.models.fuse`); outputs are unchanged."""
         from nas.models import fuse
 
+        self._torch_only("fuse()")
         fuse(self.model, mode)
         return self
 
     def to(self, device: str | int | torch.device) -> NAS:
-        self.model.to(select_device(device))
+        dev = select_device(device)
+        if self.is_onnx:
+            if dev.type != "cpu":
+                raise ConfigError(f"device={device!r}: an ONNX model runs in onnxruntime on the CPU; use device=cpu")
+            return self
+        self.model.to(dev)
         return self
 
     def _use(self, device: str | int | torch.device | None) -> None:
@@ -269,28 +293,39 @@ class NAS:
         iou: float = 0.7,
         max_det: int = 300,
         opset: int | None = None,
+        int8: bool = False,
+        data: Any = "synthetic",
+        calib: int = 32,
+        calib_method: str = "minmax",
         verbose: bool = True,
     ) -> str:
         """Write a deployment file and check it against torch in onnxruntime; returns its path.
 
         The default file is the checkpoint's path with the format's suffix, else "<arch name>.onnx".
         nms=True puts NMS (predict semantics: conf, iou, max_det) in the graph with fixed-size outputs.
+        int8=True writes "<stem>_int8.onnx": the checked FP32 export quantized by onnxruntime (static QDQ,
+        per-channel s8 weights, u8 activations) with `calib_method` ranges from `calib` images of `data`'s
+        train split (see `nas.quant`); `NAS("..._int8.onnx")` predicts and validates it.
         """
-        from nas.export.onnx import export_onnx
+        from nas.export.onnx import export_onnx, export_onnx_int8
 
         if format not in EXPORT_FORMATS:
             raise ConfigError(f"format={format!r}; supported export formats: {', '.join(EXPORT_FORMATS)}")
+        self._torch_only("export()")
         if file is None:
-            file = self.ckpt_path.with_suffix(".onnx") if self.ckpt_path else Path(f"{self.arch.name}.onnx")
+            stem = self.ckpt_path.with_suffix("") if self.ckpt_path else Path(self.arch.name)
+            file = stem.with_name(stem.name + ("_int8.onnx" if int8 else ".onnx"))
         metadata = {
             "names": {str(k): v for k, v in self.names.items()},
             "arch_name": self.arch.name,
             "arch_digest": self.arch.digest(),
             "arch": self.arch.to_yaml(),
         }
-        result = export_onnx(
+        quant = {"data": data, "calib": calib, "method": calib_method} if int8 else {}
+        result = (export_onnx_int8 if int8 else export_onnx)(
             self.model,
             file,
+            **quant,
             imgsz=imgsz,
             batch=batch,
             half=half,

@@ -4,6 +4,8 @@
     nas val model=yolo_nas_s.pt data=synthetic
     nas info model=yolo_nas_s.pt detailed=true
     nas export model=yolo_nas_s.pt format=onnx nms=true
+    nas export model=yolo_nas_s.pt format=onnx int8=true data=synthetic calib=32
+    nas val model=yolo_nas_s_int8.onnx data=synthetic       (ONNX exports run in onnxruntime)
     nas latency model=yolo_nas_m hardware=cpu_ort measure=true
     nas search +space=yolo_nas strategy=tpe n_trials=100    (the Hydra app, python -m nas.search)
     nas space +space=yolo_nas                                (python -m nas.space)
@@ -260,6 +262,10 @@ def _run_export(args: dict[str, Any]) -> int:
         iou=args["iou"],
         max_det=args["max_det"],
         opset=args["opset"],
+        int8=args["int8"],
+        data=args["data"],
+        calib=args["calib"],
+        calib_method=args["calib_method"],
     )
     return 0 if model.last_export.ok else 1
 
@@ -335,6 +341,12 @@ MODES: dict[str, Mode] = {
             "conf": Key(_float, 0.25, "in-graph NMS confidence threshold"),
             **_NMS,
             "opset": Key(_int, None, "ONNX opset (default 17)", optional=True),
+            "int8": Key(_bool, False, "INT8 post-training quantization (onnxruntime QDQ): writes <stem>_int8.onnx"),
+            "data": Key(_str, "synthetic", "int8 calibration data: synthetic, a data YAML or a COCO JSON (train split)"),
+            "calib": Key(_int, 32, "int8: number of calibration images"),
+            "calib_method": Key(
+                _str, "minmax", "int8 calibration: minmax, percentile or entropy", ("minmax", "percentile", "entropy")
+            ),
             **_DEVICE,
         },
     ),
