@@ -191,6 +191,7 @@ class NAS:
     ) -> ModelInfo:
         """Print and return layers, parameters, gradients, GFLOPs at imgsz x imgsz (fvcore, current fusion
         state) and the predicted latency on `hardware` (a `nas.latency` target; None to skip)."""
+        self._torch_only("info()")
         return model_info(self.model, imgsz=imgsz, detailed=detailed, verbose=verbose, hardware=hardware)
 
     def predict(

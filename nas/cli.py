@@ -342,7 +342,9 @@ MODES: dict[str, Mode] = {
             **_NMS,
             "opset": Key(_int, None, "ONNX opset (default 17)", optional=True),
             "int8": Key(_bool, False, "INT8 post-training quantization (onnxruntime QDQ): writes <stem>_int8.onnx"),
-            "data": Key(_str, "synthetic", "int8 calibration data: synthetic, a data YAML or a COCO JSON (train split)"),
+            "data": Key(
+                _str, "synthetic", "int8 calibration data: synthetic, a data YAML or a COCO JSON (train split)"
+            ),
             "calib": Key(_int, 32, "int8: number of calibration images"),
             "calib_method": Key(
                 _str, "minmax", "int8 calibration: minmax, percentile or entropy", ("minmax", "percentile", "entropy")

@@ -66,6 +66,7 @@ class OrtDetector(nn.Module):
         self.input_name = inp.name
         self.input_shape = [d if isinstance(d, int) else None for d in inp.shape]  # None: dynamic
         self.fp16_input = inp.type == "tensor(float16)"
+        self.fixed_input = self.input_shape[2] is not None or self.input_shape[3] is not None  # val: square inputs
 
     @property
     def device(self) -> torch.device:

@@ -128,29 +128,31 @@ def tail_nodes(model: Any) -> list[str]:
             for t in node.output
             for j in consumers.get(t, [])
         )
-    return [
-        n.name for n, f in zip(graph.node, feeds_conv) if not f and n.op_type not in ("Conv", "ConvTranspose")
-    ]
+    return [n.name for n, f in zip(graph.node, feeds_conv) if not f and n.op_type not in ("Conv", "ConvTranspose")]
 
 
 class _Reader:
-    """onnxruntime CalibrationDataReader over an image array, one image per run (the graph's batch is 1)."""
+    """onnxruntime CalibrationDataReader over ready feeds (one dict of input arrays per calibration run)."""
 
-    def __init__(self, name: str, images: np.ndarray, batch: int):
-        self.name, self.images, self.batch, self.i = name, images, batch, 0
+    def __init__(self, feeds: list[dict[str, np.ndarray]]):
+        self.feeds, self.i = feeds, 0
+
+    @classmethod
+    def of_images(cls, name: str, images: np.ndarray, batch: int) -> _Reader:
+        n = len(images) // batch * batch
+        return cls([{name: np.ascontiguousarray(images[s : s + batch], dtype=np.float32)} for s in range(0, n, batch)])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        if self.i + self.batch > len(self.images):
+        if self.i >= len(self.feeds):
             return None
-        x = self.images[self.i : self.i + self.batch]
-        self.i += self.batch
-        return {self.name: np.ascontiguousarray(x, dtype=np.float32)}
+        self.i += 1
+        return self.feeds[self.i - 1]
 
     def rewind(self) -> None:
         self.i = 0
 
     def __len__(self) -> int:
-        return len(self.images) // self.batch
+        return len(self.feeds)
 
 
 def _input_batch(model: Any, n_images: int) -> tuple[str, int]:
@@ -173,7 +175,7 @@ def preprocess(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
 def quantize_onnx(
     src: str | os.PathLike,
     dst: str | os.PathLike,
-    images: np.ndarray | None,
+    images: np.ndarray | list[dict[str, np.ndarray]] | None,
     *,
     method: str = "minmax",
     percentile: float = DEFAULT_PERCENTILE,
@@ -182,13 +184,14 @@ def quantize_onnx(
     exclude: Iterable[str] = (),
     cache: str | os.PathLike | None = None,
     pre_processed: bool = False,
+    float_tail: bool = True,
 ) -> QuantResult:
     """Write the static QDQ INT8 version of the FP32 ONNX `src` to `dst`.
 
-    images: calibration inputs [N, 3, H, W] float32 (see `calibration_images`); may be None when `cache`
-    (onnxruntime's JSON calibration cache) already holds the ranges of the same model and method, which is
-    how the per-layer sensitivity re-quantizes cheaply. `exclude`: node names kept in float on top of the
-    post-processing tail. reduce_range quantizes weights to 7 bits (onnxruntime's advice for u8*s8 on
+    images: calibration inputs [N, 3, H, W] float32 (see `calibration_images`), or ready feeds (one
+    {input name: array} per run, for graphs with several inputs); may be None when `cache` (onnxruntime's
+    JSON calibration cache) already holds the ranges of the same model and method. `exclude`: node names
+    kept in float on top of the post-processing tail (float_tail=False quantizes the tail too). reduce_range quantizes weights to 7 bits (onnxruntime's advice for u8*s8 on
     x86 CPUs without VNNI, where int16 accumulation can saturate).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -205,14 +208,16 @@ def quantize_onnx(
     with tempfile.TemporaryDirectory(prefix="nas-quant-") as tmp:
         pre = src if pre_processed else preprocess(src, Path(tmp) / "pre.onnx")
         model = _load(pre)
-        float_nodes = sorted(set(tail_nodes(model)) | set(exclude))
+        float_nodes = sorted(set(tail_nodes(model) if float_tail else ()) | set(exclude))
         unknown = set(exclude) - {n.name for n in model.graph.node}
         if unknown:
             raise ConfigError(f"exclude: no node named {sorted(unknown)[0]!r} in {src} (see nas.quant.conv_nodes)")
         reader = None
-        if images is not None:
+        if isinstance(images, list):
+            reader = _Reader(images)
+        elif images is not None:
             name, batch = _input_batch(model, len(images))
-            reader = _Reader(name, images, batch)
+            reader = _Reader.of_images(name, images, batch)
         extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
         if method == "percentile":
             extra["CalibPercentile"] = percentile

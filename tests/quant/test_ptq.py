@@ -48,9 +48,10 @@ def test_quantize_static_qdq(fp32_onnx, calib, tmp_path, method):
     conv = next(n for n in proto.graph.node if n.op_type == "Conv")
     dq_w = next(n for n in proto.graph.node if n.output[0] == conv.input[1])
     assert weights[dq_w.input[0]].data_type == onnx.TensorProto.INT8
-    assert len(onnx.numpy_helper.to_array(weights[dq_w.input[1]])) == onnx.numpy_helper.to_array(
-        weights[dq_w.input[0]]
-    ).shape[0]
+    assert (
+        len(onnx.numpy_helper.to_array(weights[dq_w.input[1]]))
+        == onnx.numpy_helper.to_array(weights[dq_w.input[0]]).shape[0]
+    )
     # the softmax/sigmoid tail takes float inputs: no DequantizeLinear feeds it
     producers = {o: n.op_type for n in proto.graph.node for o in n.output}
     for node in proto.graph.node:
@@ -68,7 +69,10 @@ def test_excluded_layers_stay_float_and_reduce_the_error(fp32_onnx, calib, tmp_p
     every = quantize_onnx(fp32_onnx, tmp_path / "none.onnx", calib, exclude=conv_nodes(tmp_path / "full.onnx"))
     assert every.quantized_convs == 0 and len(convs) == full.quantized_convs
     ref = run_outputs(fp32_onnx, calib)
-    assert output_error(ref, run_outputs(every.path, calib))["error"] < output_error(ref, run_outputs(full.path, calib))["error"]
+    assert (
+        output_error(ref, run_outputs(every.path, calib))["error"]
+        < output_error(ref, run_outputs(full.path, calib))["error"]
+    )
 
 
 def test_bad_inputs_are_named(fp32_onnx, calib, tmp_path):
