@@ -2,7 +2,9 @@
 
 Objectives: `proxy_score` (maximize; zero-cost proxies combined against a fixed reference population),
 `latency_ms` (minimize; nas.latency's predictor on the selected hardware), `flops_g` (minimize;
-multiply-adds in G at the cost resolution, fvcore's convention) and `params_m` (minimize).
+multiply-adds in G at the cost resolution, fvcore's convention) and `params_m` (minimize); quantization-aware:
+`int8_latency_ms` (minimize; the predictor of the `cpu_ort_int8` target, the network quantized by nas.quant)
+and `int8_drop` (minimize; mAP50-95 points lost by INT8 post-training quantization, `nas.quant.estimate`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,10 @@ OBJECTIVES: dict[str, str] = {
     "latency_ms": "minimize",
     "flops_g": "minimize",
     "params_m": "minimize",
+    "int8_latency_ms": "minimize",
+    "int8_drop": "minimize",
 }
+INT8_HARDWARE = "cpu_ort_int8"
 log = logging.getLogger("nas.search")
 COST_INPUT_HW = 640  # resolution of `flops_g` when the hardware does not name one
 _MACS_PROBE_HW = 64  # conv MACs scale exactly with pixels at multiples of 32: count small, scale up
@@ -48,8 +53,10 @@ def check_objectives(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
         raise ConfigError(
             f"objectives={list(names)}: need at least two distinct objectives, e.g. [proxy_score, latency_ms]"
         )
-    if not any(OBJECTIVES[n] == "minimize" for n in names):
-        raise ConfigError(f"objectives={list(names)}: need a cost to minimize (latency_ms, flops_g or params_m)")
+    if not any(OBJECTIVES[n] == "minimize" and n != "int8_drop" for n in names):
+        raise ConfigError(
+            f"objectives={list(names)}: need a cost to minimize (latency_ms, int8_latency_ms, flops_g or params_m)"
+        )
     return names
 
 
@@ -131,6 +138,7 @@ class Evaluator:
                 "objective latency_ms needs a hardware: add hardware=cpu_ort (or another nas.latency hardware)"
             )
         self._predictor: Any = None
+        self._int8_predictor: Any = None
         self._hw: Any = None
         self.cost_input_hw = self._hardware_input_hw() if self.hardware is not None else COST_INPUT_HW
         cache_root = Path(self.proxy.cache_dir).expanduser() if self.proxy.cache_dir else default_cache_dir()
@@ -243,6 +251,13 @@ class Evaluator:
             self._predictor = load_predictor(self.hardware_target())
         return float(self._predictor.predict(arch))
 
+    def int8_latency_ms(self, arch: ArchConfig) -> float:
+        if self._int8_predictor is None:
+            from nas.latency import load_hardware, load_predictor
+
+            self._int8_predictor = load_predictor(load_hardware(INT8_HARDWARE))
+        return float(self._int8_predictor.predict(arch))
+
     # ---- evaluation --------------------------------------------------------------------------
     def evaluate(self, arch: ArchConfig) -> Evaluation:
         """Every metric of `arch`; objectives absent from the config are still reported when cheap."""
@@ -256,4 +271,10 @@ class Evaluator:
         }
         if self.hardware is not None:
             values["latency_ms"] = self.latency_ms(arch)
+        if "int8_latency_ms" in self.objectives:
+            values["int8_latency_ms"] = self.int8_latency_ms(arch)
+        if "int8_drop" in self.objectives:
+            from nas.quant.estimate import int8_drop_estimate
+
+            values["int8_drop"] = int8_drop_estimate(arch)
         return Evaluation(values, dict(m["proxies"]), time.perf_counter() - t0, cached)

@@ -37,7 +37,7 @@ def _images():
 
 
 def test_int8_export_names_and_reports(exports, ckpt):
-    model, fp32, int8, result = exports
+    _model, fp32, int8, result = exports
     assert fp32.endswith("tiny.onnx") and int8 == str(ckpt.with_name("tiny_int8.onnx"))
     assert result.int8["method"] == "minmax" and result.int8["calib_images"] == 8
     assert result.int8["per_channel"] and 0 < result.int8["output_error"]["error"] < 0.5
