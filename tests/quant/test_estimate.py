@@ -42,7 +42,7 @@ def test_estimate_interpolates_by_repvgg_share(drops):
 def test_missing_or_bad_drop_file_is_named(tmp_path):
     bad = tmp_path / "b.json"
     bad.write_text("{}")
-    with pytest.raises(ConfigError, match="experiments/int8/run.py"):
+    with pytest.raises(ConfigError, match=r"experiments/int8/run\.py"):
         load_block_drop(str(bad))
 
 
