@@ -174,7 +174,7 @@ def _run_predict(args: dict[str, Any]) -> int:
         if args["save"]:
             r.save(save_dir / f"{Path(r.path).stem}.jpg")
         records.append({"path": r.path, "orig_shape": [h, w], "detections": r.summary()})
-    from nas.space.io import write_text_atomic
+    from nas.io import write_text_atomic
 
     write_text_atomic(save_dir / "predictions.json", json.dumps(records, indent=1))
     print(f"{len(records)} images; results saved to {save_dir}")

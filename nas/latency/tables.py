@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from nas.errors import ConfigError, LatencyTableMissError
+from nas.io import write_text_atomic
 from nas.latency.hardware import Hardware, load_hardware
 from nas.latency.units import Unit
-from nas.space.io import write_text_atomic
 from nas.space.schema import ArchConfig
 
 __all__ = ["FORMAT", "LatencyTable", "build_command", "build_table", "measure_archs"]

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from nas.errors import CheckpointError, SpaceError, WeightsNotFoundError
+from nas.io import atomic_path
 from nas.models.shapes import expected_shapes, infer_arch, shape_diff, shapes_of
 from nas.space.io import RELEASED, load_arch
 from nas.space.schema import ArchConfig
@@ -363,14 +364,8 @@ def save_checkpoint(
         "meta": meta,
     }
     path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
+        f.flush()
+        os.fsync(f.fileno())
     return path

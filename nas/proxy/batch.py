@@ -12,13 +12,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nas.errors import ConfigError
+from nas.metrics import paired_giou
 
 __all__ = [
     "BATCH_KINDS",
     "ProxyBatch",
     "check_hw",
     "detection_loss",
-    "giou",
     "make_batch",
     "random_batch",
     "raw_outputs",
@@ -113,16 +113,6 @@ def raw_outputs(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Te
     return boxes, cls_logits, reg_distri, anchor_points
 
 
-def giou(a: Tensor, b: Tensor, eps: float = 1e-9) -> Tensor:
-    """Generalized IoU of paired boxes [P, 4] (xyxy) → [P]; `eps` keeps empty unions and hulls finite."""
-    lt, rb = torch.max(a[:, :2], b[:, :2]), torch.min(a[:, 2:], b[:, 2:])
-    inter = (rb - lt).clamp(min=0).prod(1)
-    area_a, area_b = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(1), (b[:, 2:] - b[:, :2]).clamp(min=0).prod(1)
-    union = area_a + area_b - inter + eps
-    hull = (torch.max(a[:, 2:], b[:, 2:]) - torch.min(a[:, :2], b[:, :2])).clamp(min=0).prod(1) + eps
-    return inter / union - (hull - union) / hull
-
-
 def detection_loss(model: nn.Module, batch: ProxyBatch) -> Tensor:
     """Sigmoid focal-free BCE on all anchors + (1 - GIoU) on positives; an anchor is positive for the
     smallest ground-truth box that contains its centre (centre sampling, no learned assignment)."""
@@ -140,7 +130,7 @@ def detection_loss(model: nn.Module, batch: ProxyBatch) -> Tensor:
         if pos.any():
             # labels beyond the model's classes (a random batch vs. a few-class model) fold onto its classes
             target[i, pos, lab[best[pos]] % target.shape[-1]] = 1.0
-            box_losses.append((1.0 - giou(boxes[i, pos], gt[best[pos]])).sum())
+            box_losses.append((1.0 - paired_giou(boxes[i, pos], gt[best[pos]])).sum())
             n_pos += int(pos.sum())
     norm = max(n_pos, 1)
     loss = F.binary_cross_entropy_with_logits(cls_logits, target, reduction="sum") / norm

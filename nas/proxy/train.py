@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nas.errors import ConfigError
-from nas.proxy.batch import giou
+from nas.metrics import batch_box_iou, paired_giou
 
 __all__ = [
     "EMA",
@@ -56,16 +56,6 @@ def pad_targets(boxes: list[Tensor], labels: list[Tensor]) -> tuple[Tensor, Tens
     return gt_boxes, gt_labels, mask
 
 
-def _pairwise_iou(a: Tensor, b: Tensor) -> Tensor:
-    """IoU of [B, M, 4] against [B, N, 4] → [B, M, N] (union + 1e-9, as `batch_iou_similarity`)."""
-    a, b = a[:, :, None], b[:, None]
-    lt, rb = torch.maximum(a[..., :2], b[..., :2]), torch.minimum(a[..., 2:], b[..., 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area_a = (a[..., 2:] - a[..., :2]).clamp(min=0).prod(-1)
-    area_b = (b[..., 2:] - b[..., :2]).clamp(min=0).prod(-1)
-    return inter / (area_a + area_b - inter + EPS)
-
-
 @torch.no_grad()
 def assign(
     scores: Tensor, pred_boxes: Tensor, points: Tensor, gt_boxes: Tensor, gt_labels: Tensor, gt_mask: Tensor
@@ -86,7 +76,7 @@ def assign(
             torch.zeros(b, n, c, device=dev),
             torch.zeros(b, n, dtype=torch.bool, device=dev),
         )
-    iou = _pairwise_iou(gt_boxes, pred_boxes)  # [B, M, N]
+    iou = batch_box_iou(gt_boxes, pred_boxes, EPS)  # [B, M, N]
     cls_scores = scores.gather(2, gt_labels[:, None, :].expand(b, n, m)).permute(0, 2, 1)  # [B, M, N]: p[a, class(g)]
     metric = cls_scores.pow(ALPHA) * iou.pow(BETA)
     deltas = torch.cat(
@@ -145,7 +135,7 @@ def ppyoloe_loss(outputs, boxes: list[Tensor], labels: list[Tensor]) -> tuple[Te
     if fg.any():
         w = t_scores.sum(-1)[fg]
         stride = strides.expand(b, n, 1)[fg]
-        l_iou = ((1 - giou(pred_boxes[fg] / stride, t_boxes[fg] / stride, eps=1e-10)) * w).sum() / s
+        l_iou = ((1 - paired_giou(pred_boxes[fg] / stride, t_boxes[fg] / stride, eps=1e-10)) * w).sum() / s
         anchor = (points[None].expand(b, n, 2)[fg]) / stride
         gt = t_boxes[fg] / stride
         dist = torch.cat([anchor - gt[:, :2], gt[:, 2:] - anchor], -1).clamp(0, r1 - 1 - 0.01)

@@ -14,9 +14,9 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from nas.io import write_text_atomic
 from nas.search.select import Selection
 from nas.space import ArchConfig
-from nas.space.io import write_text_atomic
 
 __all__ = ["emitted_name", "main", "write_selected"]
 

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from nas.errors import ConfigError
+from nas.io import write_text_atomic
 from nas.proxy import zero_cost
 from nas.search.config import ProxyConfig, SearchConfig
 from nas.space import ArchConfig, SearchSpace
-from nas.space.io import write_text_atomic
 
 __all__ = ["OBJECTIVES", "DiskCache", "Evaluation", "Evaluator", "check_objectives", "default_cache_dir"]
 

@@ -24,6 +24,7 @@ import optuna
 from optuna.trial import TrialState
 
 from nas.errors import ConfigError
+from nas.io import write_text_atomic
 from nas.search import emit, report
 from nas.search.config import ProxyConfig, SearchConfig, SpaceConfig, StorageConfig, StrategyConfig
 from nas.search.select import Selection, TrialRecord, pareto_front, select_tiers
@@ -31,7 +32,6 @@ from nas.search.storage import STORAGE_KINDS
 from nas.search.study import Session
 from nas.search.tracking import Tracker, make_tracker
 from nas.space import ArchConfig, SearchSpace
-from nas.space.io import write_text_atomic
 
 __all__ = ["SearchResult", "finalize", "run", "run_search"]
 
