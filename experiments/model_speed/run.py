@@ -35,20 +35,11 @@ if str(ROOT) not in sys.path:
 
 from nas.engine.info import count_flops  # noqa: E402
 from nas.export.onnx import export_onnx  # noqa: E402
+from nas.latency.runtimes import cpu_name  # noqa: E402
 from nas.models import build, fuse  # noqa: E402
 from nas.space import load_arch  # noqa: E402
 
 DEPLOYMENT_PATH = "onnxruntime fused"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def summarize(times_s: list[float]) -> dict[str, float]:

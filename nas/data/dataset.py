@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "IMAGE_SUFFIXES",
     "REASONS",
     "DataWarning",
     "DetectionDataset",
@@ -22,9 +21,6 @@ __all__ = [
     "image_size",
     "sanitize_box",
 ]
-
-# What ultralytics accepts as image files (lower-case suffixes).
-IMAGE_SUFFIXES = frozenset({".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm"})
 
 
 class DataWarning(UserWarning):

@@ -21,9 +21,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from nas.data.images import read_image
 from nas.data.transforms import Geometry, rect_batch_shapes, scale_boxes, sg_transform, to_tensor, val_transform
 from nas.engine.predict import check_device, check_imgsz, check_thresholds, forward
-from nas.engine.sources import read_image
 from nas.errors import ConfigError, DataError
 from nas.io import write_text_atomic
 from nas.metrics import coco_evaluate, to_coco_detections

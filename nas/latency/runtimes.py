@@ -33,6 +33,7 @@ __all__ = [
     "Runtime",
     "RuntimeUnavailableError",
     "Timing",
+    "cpu_name",
     "environment",
     "make_runtime",
     "measure",
@@ -331,7 +332,8 @@ def measure_noise(
     return NoiseReport(tuple(medians))
 
 
-def _cpu_model() -> str:
+def cpu_name() -> str:
+    """The CPU model as /proc/cpuinfo names it (else what `platform` knows): part of every measurement's record."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -347,7 +349,7 @@ def environment(hw: Hardware) -> dict[str, Any]:
     import torch
 
     env: dict[str, Any] = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
         "system": platform.system(),

@@ -24,6 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nas.data import load_dataset
+from nas.data.images import read_rgb
+from nas.data.transforms import letterbox
+from nas.engine.val import validate
 from nas.errors import ConfigError
 from nas.metrics import batch_box_iou, paired_giou
 
@@ -213,8 +217,6 @@ class TrainConfig:
 
 def letterbox_with_boxes(img: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """The val pipeline's letterbox (`nas.data.transforms.letterbox`) to a square, with the boxes moved alike."""
-    from nas.data.transforms import letterbox
-
     r = min(size / img.shape[0], size / img.shape[1])
     out, (top, left) = letterbox(img, (size, size))
     return out, boxes * r + np.array([left, top, left, top], dtype=np.float32)
@@ -222,20 +224,11 @@ def letterbox_with_boxes(img: np.ndarray, boxes: np.ndarray, size: int) -> tuple
 
 def load_images(dataset, size: int, limit: int | None = None) -> tuple[Tensor, list[Tensor], list[Tensor]]:
     """Every image of a dataset letterboxed to `size` (uint8 [N, 3, size, size], RGB) with boxes and contiguous ids."""
-    import cv2
-
-    from nas.errors import DataError
-
     n = len(dataset) if limit is None else min(limit, len(dataset))
     images, boxes, labels = [], [], []
     for i in range(n):
         rec, xyxy, cls = dataset[i]
-        img = cv2.imread(str(rec.path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise DataError(f"cannot read image {rec.path}")
-        img, bx = letterbox_with_boxes(
-            cv2.cvtColor(img, cv2.COLOR_BGR2RGB), np.asarray(xyxy, dtype=np.float32).reshape(-1, 4), size
-        )
+        img, bx = letterbox_with_boxes(read_rgb(rec.path), np.asarray(xyxy, dtype=np.float32).reshape(-1, 4), size)
         images.append(torch.from_numpy(img).permute(2, 0, 1))
         boxes.append(torch.from_numpy(bx))
         labels.append(torch.from_numpy(np.asarray(cls, dtype=np.int64).reshape(-1)))
@@ -268,9 +261,6 @@ def train(
     `on_epoch(row, ema_model)` is called after every epoch (to log, write results or save a checkpoint).
     Returns (the EMA model, history rows {epoch, steps, loss, cls, iou, dfl, lr, elapsed_s and, with val_data, mAP50_95, mAP50,
     mAP75, mAP_small/medium/large, per_class} (mAP in percent))."""
-    from nas.data import load_dataset
-    from nas.engine.val import validate
-
     torch.manual_seed(cfg.seed)
     train_ds = load_dataset(data, "train")
     val_ds = load_dataset(val_data, "val") if val_data is not None else None
