@@ -17,7 +17,7 @@ from nas.space import SearchSpace
 
 __all__ = ["UNITS", "plot_pareto", "render_markdown", "write_csv"]
 
-UNITS = {"proxy_score": "", "latency_ms": "ms", "flops_g": "GMAC", "params_m": "M"}
+UNITS = {"proxy_score": "", "latency_ms": "ms", "flops_g": "GFLOPs", "params_m": "M"}
 
 
 def _fmt(v: Any) -> Any:
