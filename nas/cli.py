@@ -234,7 +234,7 @@ def _run_latency(args: dict[str, Any]) -> int:
     predicted = load_predictor(hw).predict(arch)
     print(f"{arch.name} on {hw.name}: predicted {predicted:.2f} ms ({hw})")
     if args["measure"]:
-        from nas.latency.tables import measure_archs
+        from nas.latency.build import measure_archs
 
         timing = measure_archs([arch], hw)[0]
         error = (predicted - timing["median_ms"]) / timing["median_ms"]

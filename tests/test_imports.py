@@ -127,7 +127,10 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def _floor(module: str) -> str:
-    """The subpackage a module belongs to (`nas.engine.val` -> `nas.engine`); top-level modules stand alone."""
+    """The subpackage a module belongs to (`nas.engine.val` -> `nas.engine`); top-level modules stand alone, and
+    so do entry points (`python -m nas.models` sits on top of the house, not on the models floor)."""
+    if module.endswith(".__main__"):
+        return module
     parts = module.split(".")
     return ".".join(parts[:2])
 

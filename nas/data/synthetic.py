@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from nas.data.dataset import datasets_dir
 from nas.data.synthetic_render import CLASSES, RenderParams, render_image
 
 __all__ = ["CLASSES", "SYNTHETIC_VERSION", "SyntheticSpec", "ensure_synthetic", "format_statistics", "statistics"]
@@ -178,8 +179,6 @@ def ensure_synthetic(
     root: str | os.PathLike | None = None, spec: SyntheticSpec = SyntheticSpec(), workers: int | None = None
 ) -> Path:
     """The folder of the synthetic set under the datasets root, generating it if absent or stale."""
-    from nas.data.load import datasets_dir
-
     root = Path(root).expanduser() if root is not None else datasets_dir()
     final = root / spec.dirname()
     if _is_current(final, spec):

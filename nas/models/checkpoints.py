@@ -26,9 +26,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from nas import __version__
 from nas.errors import CheckpointError, SpaceError, WeightsNotFoundError
 from nas.io import atomic_path
+from nas.models import unpickle
+from nas.models.reparam import fuse as fuse_model
 from nas.models.shapes import expected_shapes, infer_arch, shape_diff, shapes_of
+from nas.models.yolo_nas import build
 from nas.space.io import RELEASED, load_arch
 from nas.space.schema import ArchConfig
 
@@ -142,8 +146,6 @@ def _is_torchscript(path: Path) -> bool:
 
 def _torch_load(path: Path) -> tuple[Any, bool]:
     """(object, used_restricted_unpickler). Tries weights_only first, then the restricted unpickler."""
-    from nas.models import unpickle
-
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file")
     if _is_torchscript(path):
@@ -218,8 +220,6 @@ def _class_names(value: Any) -> list[str] | None:
 
 
 def _interpret(obj: Any, path: Path, restricted: bool) -> tuple[OrderedDict, str, ArchConfig | None, dict]:
-    from nas.models import unpickle
-
     if restricted and unpickle.is_module(obj):
         try:
             sd = unpickle.module_state_dict(obj)
@@ -303,9 +303,6 @@ def load_model(path: str | os.PathLike, fuse: bool | str = False, arch: ArchConf
 
     fuse: False, True / "full" or "partial" (see `nas.models.fuse`).
     """
-    from nas.models.reparam import fuse as fuse_model
-    from nas.models.yolo_nas import build
-
     ckpt = read_checkpoint(path)
     model = build(ckpt.arch if arch is None else load_arch(arch))
     load_state_dict_strict(model, ckpt.state_dict, str(ckpt.path))
@@ -345,8 +342,6 @@ def save_checkpoint(
 
     The weights must be those of the unfused `build(arch)`; anything else is refused with the key diff.
     """
-    from nas import __version__
-
     arch = load_arch(arch)
     sd = model_or_state_dict.state_dict() if isinstance(model_or_state_dict, nn.Module) else model_or_state_dict
     diff = shape_diff(expected_shapes(arch), shapes_of(sd))

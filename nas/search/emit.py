@@ -14,9 +14,11 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from nas.errors import NasError
 from nas.io import write_text_atomic
+from nas.models.inherit import save_inherited
 from nas.search.select import Selection
-from nas.space import ArchConfig
+from nas.space import ArchConfig, load_arch
 
 __all__ = ["emitted_name", "main", "write_selected"]
 
@@ -82,10 +84,6 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    from nas.errors import NasError
-    from nas.models.inherit import save_inherited
-    from nas.space import load_arch
-
     try:
         arch = load_arch(arch_path)
         out = Path(opts.get("out") or Path(arch_path).with_suffix(".pt"))

@@ -142,7 +142,7 @@ def test_load_predictor_errors_and_uncalibrated_use(tmp_path, tiny_space):
     hw = tiny_hardware(tmp_path)
     with pytest.raises(LatencyTableMissError, match=r"no latency table.*build hardware=tiny_torch"):
         load_predictor(hw)
-    from nas.latency.tables import build_table
+    from nas.latency.build import build_table
 
     build_table(hw, tiny_space, calib=0, progress=False, timer=fake_timer())
     with pytest.raises(LatencyTableMissError, match=r"no calibration yet.*calibrated=False"):
