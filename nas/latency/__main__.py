@@ -90,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         kw = _parse(command, args[1:])
         if command == "list":
             for name in available_hardware():
-                print(f"{name:<12} {load_hardware(name)}")
+                hw = load_hardware(name)
+                table = "table shipped" if hw.table_path.is_file() else f"no table yet: {build_command(hw)}"
+                print(f"{name:<12} {hw}; {table}")
         elif command == "build":
             table = build_table(**kw)
             print(f"{table.path}: {len(table)} units, {len(table.calibration_archs)} calibration networks")

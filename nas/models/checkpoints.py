@@ -26,7 +26,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas import __version__
 from nas.errors import CheckpointError, SpaceError, WeightsNotFoundError
 from nas.io import atomic_path
 from nas.models import unpickle
@@ -35,6 +34,7 @@ from nas.models.shapes import expected_shapes, infer_arch, shape_diff, shapes_of
 from nas.models.yolo_nas import build
 from nas.space.io import RELEASED, load_arch
 from nas.space.schema import ArchConfig
+from nas.version import __version__
 
 __all__ = [
     "FORMAT_VERSION",

@@ -1,6 +1,6 @@
 """Emitted architectures: one ArchConfig YAML per tier, and inherited weights for an emitted YAML.
 
-    python -m nas.search.emit inherit runs/.../selected/yolo_nas_s.yaml weights=yolo_nas_s [out=PATH] [strict=false]
+    python -m nas.search.emit inherit runs/.../selected/yolo_nas_s.yaml weights=yolo_nas_s [out=PATH]
 
 writes `PATH` (default: next to the YAML, `.pt`) with weights inherited from a released model (a name,
 resolved in the weights directory) or a checkpoint path; `weights=auto` picks the closest released model

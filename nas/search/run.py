@@ -23,7 +23,6 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-import nas
 from nas.errors import ConfigError
 from nas.io import write_text_atomic
 from nas.search import emit, report
@@ -33,6 +32,7 @@ from nas.search.storage import STORAGE_KINDS
 from nas.search.study import Session
 from nas.search.tracking import Tracker, make_tracker
 from nas.space import ArchConfig, SearchSpace, load_arch
+from nas.version import __version__
 
 __all__ = ["SearchResult", "finalize", "run", "run_search"]
 
@@ -312,7 +312,7 @@ def finalize(session: Session, search_time_s: float, interrupted: bool, tracker:
 def _versions() -> dict[str, str]:
     import torch
 
-    return {"nas": nas.__version__, "optuna": optuna.__version__, "torch": torch.__version__}
+    return {"nas": __version__, "optuna": optuna.__version__, "torch": torch.__version__}
 
 
 # ---- the notebook API ---------------------------------------------------------------------------
