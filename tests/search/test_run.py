@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 import nas.search
 from nas.errors import ConfigError
 from nas.search import StorageConfig, StrategyConfig, run_search
+from nas.search.strategies import STRATEGIES
 from nas.search.study import Session
 from nas.space import ArchConfig, load_arch
 
@@ -108,7 +109,7 @@ def test_a_killed_workers_running_trial_is_failed_and_rerun(tiny_cfg, tmp_path):
     assert len(res.trials) == 6
 
 
-@pytest.mark.parametrize("strategy", ["nsga2", "tpe", "random", "gp"])
+@pytest.mark.parametrize("strategy", STRATEGIES)
 def test_every_strategy_runs(tiny_cfg, tmp_path, strategy):
     cfg = dataclasses.replace(
         tiny_cfg, strategy=StrategyConfig(name=strategy, population_size=4, n_startup_trials=3), n_trials=5
