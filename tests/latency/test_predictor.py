@@ -160,7 +160,9 @@ def test_calibration_networks_are_seeded_and_exclude_the_references(space):
 
 def test_shipped_hardware_predictor():
     hw = load_hardware("cpu_ort")
-    assert hw.table_path.is_file(), f"{hw.table_path} is shipped; rebuild it: python -m nas.latency build hardware=cpu_ort"
+    assert hw.table_path.is_file(), (
+        f"{hw.table_path} is shipped; rebuild it: python -m nas.latency build hardware=cpu_ort"
+    )
     pred = load_predictor("cpu_ort")
     s, m, large = (pred.predict(load_arch(n)) for n in ("yolo_nas_s", "yolo_nas_m", "yolo_nas_l"))
     assert 0 < s < m < large
