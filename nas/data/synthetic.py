@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import shutil
 import sys
+import time
 import uuid
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -238,8 +239,6 @@ def format_statistics(stats: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m nas.data.synthetic [ROOT]`: generate the default set if needed and print its statistics."""
-    import time
-
     args = sys.argv[1:] if argv is None else argv
     t0 = time.perf_counter()
     path = ensure_synthetic(args[0] if args else None)

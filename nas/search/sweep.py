@@ -7,6 +7,7 @@ jobs return. Launcher-agnostic: nothing here imports Hydra.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -42,8 +43,6 @@ def evaluate_candidate(cfg: SearchConfig, path: str | os.PathLike, out_dir: str 
         "eval_s": ev.eval_s,
         "cached": ev.cached,
     }
-    import json
-
     write_text_atomic(Path(out_dir) / "objectives.json", json.dumps(result, indent=2) + "\n")
     return result
 
