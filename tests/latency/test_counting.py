@@ -3,7 +3,6 @@ space, and the same GFLOPs in `nas info` and in a search."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 import numpy as np
@@ -61,20 +60,28 @@ def test_the_gflops_convention_and_released_values():
     assert count_macs(s, 640) == 100 * count_macs(s, 64)  # every counted op scales with the pixels
 
 
-def test_nas_info_and_a_search_report_the_same_gflops(tmp_path):
-    from nas import NAS
-    from nas.search.config import ProxyConfig, SearchConfig
-    from nas.search.objectives import Evaluator
-
-    s = load_arch("yolo_nas_s")
+def test_nas_info_and_a_search_report_print_the_same_gflops(tmp_path, capsys):
+    """`nas info` of S and the report of a real search over the shipped space (count proxies only: no model
+    is built for them) print the same GFLOPs at 640x640."""
+    import json
     from importlib import resources
 
-    yaml_path = resources.files("nas.space").joinpath("archs", "yolo_nas_s.yaml")
-    info = NAS(str(yaml_path)).info(verbose=False)  # the architecture, randomly initialized: no weights needed
-    cfg = dataclasses.replace(
-        SearchConfig(), proxy=ProxyConfig(batch="random", input_hw=64, cache_dir=str(tmp_path)), hardware=None
-    )
-    ev = Evaluator(cfg, load_space("yolo_nas"))
-    assert ev.cost_input_hw == info.imgsz == 640
-    assert ev.costs(s)["flops_g"] == info.gflops == pytest.approx(31.8, abs=0.05)
-    assert f"{info.gflops:.1f} GFLOPs" in str(info)
+    import nas.search
+    from nas.cli import main
+    from nas.search.config import ProxyConfig
+
+    yaml_path = resources.files("nas.space").joinpath("archs", "yolo_nas_s.yaml")  # S, randomly initialized
+    assert main(["info", f"model={yaml_path}", "hardware=cpu_ort"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("yolo_nas_s summary"))
+    assert "31.8 GFLOPs (deployed) at 640x640" in line
+
+    proxy = ProxyConfig(proxies=["params", "flops"], batch="random", input_hw=64, batch_size=1, n_reference=2,
+                        cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    res = nas.search.run("yolo_nas", proxy=proxy, strategy="random", n_trials=3, storage="memory",
+                         out_dir=tmp_path / "run", progress=False, threads=1)  # fmt: skip
+    report = json.loads(res.paths["report_json"].read_text())
+    assert report["cost_input_hw"] == 640
+    ref = report["tiers"]["yolo_nas_s"]["reference"]
+    assert ref["values"]["flops_g"] == gflops(load_arch("yolo_nas_s"), 640)
+    row = next(x for x in res.paths["report_md"].read_text().splitlines() if "reference `yolo_nas_s`" in x)
+    assert "| 31.8 |" in row
