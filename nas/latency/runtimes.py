@@ -3,7 +3,8 @@
 Backends: PyTorch eager on the CPU (fp32), onnxruntime on the CPU (fp32; the module is exported to ONNX
 with torch's legacy exporter and run with all graph optimizations), PyTorch on CUDA (fp16, replayed as
 a CUDA graph; `torch.compile` optional), onnxruntime INT8 on the CPU (the fp32 ONNX quantized by `nas.quant`:
-static QDQ, per-channel s8 weights, u8 activations, calibrated on the timing inputs). Callers pass the *deployed* module (see `nas.latency.modules`):
+static QDQ, per-channel s8 weights, u8 activations, calibrated on the timing inputs).
+Callers pass the *deployed* module (see `nas.latency.modules`):
 timing an unfused network, or eager `predict()` with pre/post-processing, measures something else.
 """
 
@@ -34,6 +35,7 @@ __all__ = [
     "Runtime",
     "RuntimeUnavailableError",
     "Timing",
+    "cpu_name",
     "environment",
     "make_runtime",
     "measure",
@@ -367,7 +369,8 @@ def measure_noise(
     return NoiseReport(tuple(medians))
 
 
-def _cpu_model() -> str:
+def cpu_name() -> str:
+    """The CPU model as /proc/cpuinfo names it (else what `platform` knows): part of every measurement's record."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -383,7 +386,7 @@ def environment(hw: Hardware) -> dict[str, Any]:
     import torch
 
     env: dict[str, Any] = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
         "system": platform.system(),
