@@ -21,10 +21,11 @@ from torch import nn
 from nas.data import load_dataset
 from nas.engine.info import ModelInfo, model_info
 from nas.engine.names import default_names
+from nas.engine.ort import OrtDetector, is_onnx
 from nas.engine.predict import predict_iter
 from nas.engine.val import validate
 from nas.errors import CheckpointError, ConfigError, SpaceError
-from nas.export.onnx import export_onnx
+from nas.export.onnx import export_onnx, export_onnx_int8
 from nas.models import build, fuse, load_model
 from nas.models.inherit import inherit_weights
 from nas.space.io import RELEASED, load_arch
@@ -91,8 +92,6 @@ def _load(source: Any) -> tuple[nn.Module, Path | None]:
         )
     text = str(source)
     path = Path(text).expanduser()
-    from nas.engine.ort import OrtDetector, is_onnx
-
     if is_onnx(path):  # an export (FP32 or INT8): predict and val run it in onnxruntime
         return OrtDetector(path), path
     if path.suffix in (".yaml", ".yml"):
@@ -148,8 +147,6 @@ class NAS:
     @property
     def is_onnx(self) -> bool:
         """Loaded from an .onnx export: predict and val run in onnxruntime; fuse/to/export do not apply."""
-        from nas.engine.ort import OrtDetector
-
         return isinstance(self.model, OrtDetector)
 
     def _torch_only(self, what: str) -> None:
@@ -166,12 +163,7 @@ class NAS:
 
     def fuse(self, mode: str = "full") -> NAS:
         """Re-parameterize in place for inference (see `nas.models.fuse`); outputs are unchanged."""
-<<<<<<< HEAD
-        from nas.models import fuse
-
         self._torch_only("fuse()")
-=======
->>>>>>> main
         fuse(self.model, mode)
         return self
 
@@ -305,11 +297,6 @@ class NAS:
         per-channel s8 weights, u8 activations) with `calib_method` ranges from `calib` images of `data`'s
         train split (see `nas.quant`); `NAS("..._int8.onnx")` predicts and validates it.
         """
-<<<<<<< HEAD
-        from nas.export.onnx import export_onnx, export_onnx_int8
-
-=======
->>>>>>> main
         if format not in EXPORT_FORMATS:
             raise ConfigError(f"format={format!r}; supported export formats: {', '.join(EXPORT_FORMATS)}")
         self._torch_only("export()")

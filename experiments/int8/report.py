@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nas.space.io import write_text_atomic
+from nas.io import write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[2]
 

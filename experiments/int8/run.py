@@ -27,10 +27,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from nas import NAS
+from nas.io import write_text_atomic
 from nas.quant import calibration_images, quantize_onnx
 from nas.quant.ptq import cpu_has_vnni, preprocess
 from nas.quant.sensitivity import output_error, run_outputs, selective_exclude, sensitivity
-from nas.space.io import write_text_atomic
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

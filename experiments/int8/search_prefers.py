@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from nas.space.io import write_text_atomic
+from nas.io import write_text_atomic
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

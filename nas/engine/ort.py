@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from nas.data.transforms import PAD_VALUE
 from nas.errors import CheckpointError, ConfigError
+from nas.space.schema import ArchConfig
 
 __all__ = ["OrtDetector", "is_onnx"]
 
@@ -34,8 +35,6 @@ class OrtDetector(nn.Module):
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         super().__init__()
         import onnxruntime as ort
-
-        from nas.space.schema import ArchConfig
 
         self.path = Path(path)
         if not self.path.is_file():

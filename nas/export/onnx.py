@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,11 +274,6 @@ def export_onnx_int8(
 
     The result's `int8` holds the settings and the INT8-vs-FP32 output error on the calibration images.
     """
-    import tempfile
-
-    from nas.quant import calibration_images, quantize_onnx
-    from nas.quant.sensitivity import output_error
-
     if kwargs.get("half"):
         raise ConfigError("int8=True quantizes the FP32 graph; drop half=True")
     images = calibration_images(data, calib, imgsz, seed=seed)

@@ -15,16 +15,19 @@ import io
 import os
 import platform
 import statistics
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nas.errors import ConfigError
 from nas.latency.hardware import Hardware, TimingSettings
+from nas.quant.ptq import quantize_onnx
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -262,11 +265,6 @@ class OrtCPUInt8Runtime(OrtCPURuntime):
     name = "onnxruntime-cpu-int8"
 
     def prepare(self, module: nn.Module, inputs: Sequence[Tensor]) -> Callable[[], Any]:
-        import tempfile
-        from pathlib import Path
-
-        from nas.quant.ptq import quantize_onnx
-
         feeds = [{f"x{i}": np.ascontiguousarray(x.numpy()) for i, x in enumerate(inputs)}]
         with tempfile.TemporaryDirectory(prefix="nas-int8-unit-") as tmp:
             src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"

@@ -16,7 +16,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from nas.errors import ConfigError
+from nas.models import build
+from nas.models.blocks import QARepVGGBlock, RepVGGBlock
 from nas.space.schema import ArchConfig
 
 __all__ = ["BLOCK_DROP", "block_counts", "int8_drop_estimate", "load_block_drop"]
@@ -40,11 +44,6 @@ def load_block_drop(path: str | None = None) -> dict[str, Any]:
 
 def block_counts(arch: ArchConfig) -> dict[str, int]:
     """QARepVGG and RepVGG blocks in the network built from `arch`."""
-    import torch
-
-    from nas.models import build
-    from nas.models.blocks import QARepVGGBlock, RepVGGBlock
-
     with torch.random.fork_rng(devices=[]):
         model = build(arch)
     mods = list(model.modules())

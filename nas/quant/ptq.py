@@ -25,6 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from nas.data import load_dataset
+from nas.data.images import read_image
+from nas.data.transforms import letterbox, to_tensor
 from nas.errors import ConfigError
 
 __all__ = [
@@ -65,14 +68,9 @@ def calibration_images(
 ) -> np.ndarray:
     """N images drawn (seeded, without replacement) from a dataset split, letterboxed to imgsz x imgsz as
     the validator pads them: float32 RGB [N, 3, H, W] in [0, 1]. `data` is a name/YAML or a loaded dataset."""
-    from nas.data.transforms import letterbox, to_tensor
-    from nas.engine.sources import read_image
-
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"calib={n!r}: expected a positive number of calibration images (e.g. 32)")
     if isinstance(data, (str, os.PathLike)):
-        from nas.data import load_dataset
-
         data = load_dataset(data, split=split)
     if not data.images:
         raise ConfigError(f"the {split} split has no images to calibrate on; pass data= with images")

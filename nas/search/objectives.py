@@ -28,6 +28,7 @@ from nas.errors import ConfigError
 from nas.io import write_text_atomic
 from nas.latency import arch_cost, load_hardware, load_predictor
 from nas.proxy import zero_cost
+from nas.quant.estimate import int8_drop_estimate
 from nas.search.config import ProxyConfig, SearchConfig
 from nas.space import ArchConfig, SearchSpace
 
@@ -241,8 +242,6 @@ class Evaluator:
 
     def int8_latency_ms(self, arch: ArchConfig) -> float:
         if self._int8_predictor is None:
-            from nas.latency import load_hardware, load_predictor
-
             self._int8_predictor = load_predictor(load_hardware(INT8_HARDWARE))
         return float(self._int8_predictor.predict(arch))
 
@@ -264,7 +263,5 @@ class Evaluator:
         score = zero_cost.combine(m["proxies"], self.reference(), self.proxy.proxies, self.proxy.combine)
         values = {"proxy_score": score, **self.costs(arch)}
         if "int8_drop" in self.objectives:
-            from nas.quant.estimate import int8_drop_estimate
-
             values["int8_drop"] = int8_drop_estimate(arch)
         return Evaluation(values, dict(m["proxies"]), time.perf_counter() - t0, cached)
