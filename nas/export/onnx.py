@@ -25,6 +25,8 @@ from torch import Tensor, nn
 from nas.errors import ConfigError
 from nas.models.postprocess import MAX_WH, nms, non_max_suppression, xywh2xyxy, xyxy2xywh
 from nas.models.reparam import fuse as fuse_model
+from nas.quant import calibration_images, quantize_onnx
+from nas.quant.sensitivity import output_error
 
 __all__ = ["DEFAULT_OPSET", "ExportResult", "export_onnx", "export_onnx_int8", "onnx_predict"]
 
