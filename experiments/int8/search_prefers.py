@@ -53,11 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-trials", type=int, default=24)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "runs" / "int8" / "search"))
+    ap.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
     args = ap.parse_args(argv)
     out = Path(args.out)
-    result = {"n_trials": args.n_trials, "seed": args.seed, "runs": {}}
+    done = HERE / "search_prefers.json"
+    result = json.loads(done.read_text()) if done.exists() else {"n_trials": args.n_trials, "seed": args.seed}
+    result.setdefault("runs", {})
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    for name, objectives in RUNS.items():
+    for name in args.runs:
+        objectives = RUNS[name]
         run_dir = out / name
         cmd = [sys.executable, "-m", "nas.search", "+space=yolo_nas", "+experiment=smoke", "~hardware",
                f"objectives={objectives}", "cost=flops_g", f"n_trials={args.n_trials}", f"seed={args.seed}",
@@ -75,8 +79,11 @@ def main(argv: list[str] | None = None) -> int:
             "qarepvgg_share_pareto": front,
         }
         print(name, result["runs"][name], flush=True)
-    result["int8_drop_cost_s_per_candidate"] = estimate_cost_s()
-    write_text_atomic(HERE / "search_prefers.json", json.dumps(result, indent=1) + "\n")
+        write_text_atomic(done, json.dumps(result, indent=1) + "\n")
+    if "int8" in args.runs:
+        result["int8_drop_cost_s_per_candidate"] = estimate_cost_s()
+        result["block_drop"] = json.loads((ROOT / "nas" / "quant" / "block_drop.json").read_text())
+    write_text_atomic(done, json.dumps(result, indent=1) + "\n")
     return 0
 
 
