@@ -61,7 +61,7 @@ def _task(cfg: DictConfig) -> Any:
         return evaluate_candidate(search_cfg, search_cfg.candidate, out_dir)
     import optuna
 
-    from nas.search.run import run_search
+    from nas.search.runner import run_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress bar and log say what happens
     result = run_search(search_cfg, out_dir)
