@@ -119,8 +119,6 @@ class Evaluator:
         if self.cost not in self.objectives or OBJECTIVES[self.cost] != "minimize":
             raise ConfigError(f"cost={self.cost!r} must be one of the minimized objectives {list(self.objectives)}")
         self.proxy: ProxyConfig = cfg.proxy
-        if self.proxy.name != "zero_cost":
-            raise ConfigError(f"unknown proxy {self.proxy.name!r}; available: zero_cost")
         zero_cost.check_proxies(self.proxy.proxies)
         if self.proxy.combine not in zero_cost.COMBINE_METHODS:
             raise ConfigError(
@@ -148,6 +146,7 @@ class Evaluator:
         """What the objective values depend on: a resumed study must have the same fingerprint."""
         proxy = dataclasses.asdict(self.proxy)
         proxy.pop("cache_dir")
+        proxy.pop("name")  # a label: the preset's values are what the score depends on
         return {
             "space": self.space.name,
             "dimensions": _hash([[d.path, list(map(str, d.choices))] for d in self.space.dimensions]),
@@ -155,7 +154,7 @@ class Evaluator:
             "cost": self.cost,
             "hardware": self._hardware_spec,
             "proxy": proxy,
-            "data": dataclasses.asdict(self.cfg.data) if self.proxy.batch == "synthetic" else None,
+            "data": dataclasses.asdict(self.cfg.data) if self.proxy.batch_source == "synthetic" else None,
             "proxy_version": zero_cost.PROXY_VERSION,
         }
 
@@ -164,7 +163,7 @@ class Evaluator:
     def batch(self) -> zero_cost.ProxyBatch:
         if self._batch is None:
             p = self.proxy
-            self._batch = zero_cost.make_batch(p.batch, p.input_hw, p.batch_size, p.seed, self.cfg.data.name)
+            self._batch = zero_cost.make_batch(p.batch_source, p.imgsz, p.batch_size, p.seed, self.cfg.data.name)
             self._batch_key = self._batch.fingerprint()
         return self._batch
 

@@ -238,7 +238,7 @@ def finalize(session: Session, search_time_s: float, interrupted: bool, tracker:
         "space": session.space.name,
         "hardware": ev.hardware,
         "cost": ev.cost,
-        "proxy": f"{cfg.proxy.name}({','.join(cfg.proxy.proxies)}; {cfg.proxy.combine}; {cfg.proxy.input_hw}px)",
+        "proxy": f"{cfg.proxy.name}({','.join(cfg.proxy.proxies)}; {cfg.proxy.combine}; {cfg.proxy.imgsz}px)",
     }
     paths: dict[str, Path] = {}
     for tier, p in emit.write_selected(selections, out_dir / "selected", session.space.references, header).items():
@@ -357,11 +357,14 @@ def run(
 
     Example: `run("yolo_nas", strategy="tpe", n_trials=20, storage="memory", out_dir="runs/nb")`.
     """
-    from nas.search.config import replace
+    from nas.search.config import group_option, replace
 
     space_obj = space if isinstance(space, SearchSpace) else None
-    proxy_cfg = proxy if isinstance(proxy, ProxyConfig) else ProxyConfig(name=proxy)
-    strategy_cfg = strategy if isinstance(strategy, StrategyConfig) else StrategyConfig(name=strategy)
+    # a name is an option of the Hydra group, read as `proxy=flops` composes it on the command line
+    proxy_cfg = proxy if isinstance(proxy, ProxyConfig) else group_option("proxy", proxy, ProxyConfig)
+    strategy_cfg = (
+        strategy if isinstance(strategy, StrategyConfig) else group_option("strategy", strategy, StrategyConfig)
+    )
     cfg = replace(
         SearchConfig(),
         space=SpaceConfig(name=space_obj.name if space_obj is not None else str(space)),
