@@ -153,7 +153,7 @@ def from_dict(
         sub = f"{_path}.{name}" if _path else name
         if name not in data:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise error(f"{where}: required key {name!r} is missing")
+                raise error(f"{source + ': ' if source else ''}required key {sub!r} is missing")
             continue
         convert = f.metadata.get("convert")
         kwargs[name] = convert(data[name]) if convert else _coerce(hints[name], data[name], sub, source, error)
