@@ -164,7 +164,7 @@ def from_dict(
         if name is None:
             raise
         sub = f"{_path}.{name}" if _path else name
-        raise type(e)(f"{_loc(source, sub)}: {e.message}") from None  # type: ignore[attr-defined]
+        raise error(f"{_loc(source, sub)}: {e.message}") from None  # type: ignore[attr-defined]
 
 
 def replace(obj: T, **changes: Any) -> T:
