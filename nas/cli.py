@@ -55,14 +55,17 @@ class ModelKeys(ModelKey):
 
 
 @dataclass(frozen=True)
-class PredictIO:
+class PredictSource:
     source: str | None = None
+
+    HELP: ClassVar = {"source": "image file, directory or glob (default: synthetic images)"}
+
+
+@dataclass(frozen=True)
+class PredictSave:
     save: bool = True
 
-    HELP: ClassVar = {
-        "source": "image file, directory or glob (default: synthetic images)",
-        "save": "save annotated images",
-    }
+    HELP: ClassVar = {"save": "save annotated images"}
 
 
 @dataclass(frozen=True)
@@ -204,7 +207,7 @@ MODES: dict[str, Mode] = {
     "predict": Mode(
         _run_predict,
         "detect objects in images; writes annotated images and predictions.json to runs/predict/exp*",
-        (ModelKeys, PredictIO, PredictOptions, DeviceKey, RunDir),
+        (ModelKeys, PredictSource, PredictOptions, PredictSave, DeviceKey, RunDir),
     ),
     "val": Mode(
         _run_val,

@@ -15,6 +15,7 @@
     from_dict(FooOptions, {"size": 320}, source="foo.yaml")  # YAML / Hydra: nested dataclasses, field paths
     merge(FooOptions, None, {"size": 320})                   # a function's **kwargs
 
+A class-level ORDER tuple lists the keys in the order users see them (subclass fields come last otherwise).
 Field metadata: {"convert": fn} converts a mapping value before the class sees it; {"internal": True} is
 not a key. Errors name the key path, the bad value and what is allowed. A check in `__post_init__` raises
 `field_error(cls, name, message)`; `from_dict` puts the key path (and source) in front of it. Only the
@@ -81,7 +82,10 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 def _public_fields(cls: type) -> dict[str, dataclasses.Field]:
-    return {f.name: f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")}
+    """The keys of `cls`: its init fields, those in a class-level ORDER tuple first in that order."""
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")}
+    order = [n for n in getattr(cls, "ORDER", ()) if n in fields]  # fields ORDER leaves out follow, in field order
+    return {name: fields[name] for name in [*order, *(n for n in fields if n not in order)]}
 
 
 def _loc(source: str, path: str) -> str:

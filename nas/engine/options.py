@@ -126,6 +126,7 @@ class ValOptions(InferenceOptions):
         "protocol": "pre-processing protocol",
     }
     CHOICES: ClassVar = {"protocol": tuple(PROTOCOLS)}
+    ORDER: ClassVar = ("imgsz", "batch", "conf", "iou", "max_det", "half", "protocol")
 
     def __post_init__(self):
         _one_of("protocol", self.protocol, PROTOCOLS)
@@ -159,6 +160,7 @@ class ExportOptions(InferenceOptions):
         "nms": "NMS in the graph (outputs num_dets, boxes, scores, classes)",
         "opset": "ONNX opset (default 17)",
     }
+    ORDER: ClassVar = ("imgsz", "batch", "dynamic", "fuse", "nms", "conf", "iou", "max_det", "half", "opset")
 
     def __post_init__(self):
         super().__post_init__()
