@@ -34,8 +34,8 @@ OBJECTIVES: dict[str, str] = {
     "params_m": "minimize",
 }
 log = logging.getLogger("nas.search")
-COST_INPUT_HW = 640  # resolution of `flops_g` when the hardware does not name one
-_MACS_PROBE_HW = 64  # conv MACs scale exactly with pixels at multiples of 32: count small, scale up
+COST_IMGSZ = 640  # resolution of `flops_g` when the hardware does not name one
+_MACS_PROBE_IMGSZ = 64  # conv MACs scale exactly with pixels at multiples of 32: count small, scale up
 
 
 def check_objectives(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -130,7 +130,7 @@ class Evaluator:
             )
         self._predictor: Any = None
         self._hw: Any = None
-        self.cost_input_hw = self._hardware_input_hw() if self.hardware is not None else COST_INPUT_HW
+        self.cost_imgsz = self._hardware_imgsz() if self.hardware is not None else COST_IMGSZ
         cache_root = Path(self.proxy.cache_dir).expanduser() if self.proxy.cache_dir else default_cache_dir()
         self.cache = DiskCache(cache_root / "proxy")
         self._batch: zero_cost.ProxyBatch | None = None
@@ -185,7 +185,7 @@ class Evaluator:
         hit = self.cache.get(key)
         if hit is not None:
             return hit, True
-        m = zero_cost.measure(arch, self.batch, self.proxy.proxies, self.proxy.seed, _MACS_PROBE_HW)
+        m = zero_cost.measure(arch, self.batch, self.proxy.proxies, self.proxy.seed, _MACS_PROBE_IMGSZ)
         value = {
             "proxies": m.proxies,
             "params": m.params,
@@ -229,7 +229,7 @@ class Evaluator:
             self._hw = load_hardware(self._hardware_spec)
         return self._hw
 
-    def _hardware_input_hw(self) -> int:
+    def _hardware_imgsz(self) -> int:
         h, w = self.hardware_target().input_hw
         if h != w:
             raise ConfigError(f"hardware {self.hardware!r}: input_hw {h}x{w}; flops_g assumes a square input")
@@ -247,7 +247,7 @@ class Evaluator:
         """Every metric of `arch`; objectives absent from the config are still reported when cheap."""
         t0 = time.perf_counter()
         m, cached = self.measure(arch)
-        scale = (self.cost_input_hw / m["probe_hw"]) ** 2
+        scale = (self.cost_imgsz / m["probe_hw"]) ** 2
         values = {
             "proxy_score": zero_cost.combine(m["proxies"], self.reference(), self.proxy.proxies, self.proxy.combine),
             "flops_g": m["macs_probe"] * scale / 1e9,

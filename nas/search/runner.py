@@ -285,7 +285,7 @@ def finalize(session: Session, search_time_s: float, interrupted: bool, tracker:
         "objectives": list(session.objectives),
         "directions": list(session.directions),
         "cost": ev.cost,
-        "cost_input_hw": ev.cost_input_hw,
+        "cost_imgsz": ev.cost_imgsz,
         "max_cost": session.max_cost,
         "trials": {"complete": len(records), **{k: v for k, v in counts.items() if k != "complete"}},
         "search_time_s": round(search_time_s, 2),

@@ -90,7 +90,7 @@ def test_hardware_group_sets_the_cost_resolution(compose_cfg, tiny_space):
     obj = OmegaConf.to_object(compose_cfg("+space=yolo_nas", "hardware=cpu_ort", "hardware.input_hw=[320,320]"))
     assert isinstance(obj.hardware, dict) and obj.hardware["name"] == "cpu_ort"
     ev = Evaluator(obj, tiny_space)
-    assert ev.hardware == "cpu_ort" and ev.cost_input_hw == 320
+    assert ev.hardware == "cpu_ort" and ev.cost_imgsz == 320
     assert ev.fingerprint()["hardware"]["input_hw"] == [320, 320]  # overrides are part of the study's identity
 
 

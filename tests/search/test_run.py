@@ -173,7 +173,7 @@ def test_latency_objective_uses_the_hardware_predictor(tiny_cfg, tiny_space):
 
     cfg = dataclasses.replace(tiny_cfg, hardware="cpu_ort", objectives=["proxy_score", "latency_ms"])
     ev = Evaluator(cfg, tiny_space)
-    assert ev.cost == "latency_ms" and ev.cost_input_hw == 640 and ev.fingerprint()["hardware"] == "cpu_ort"
+    assert ev.cost == "latency_ms" and ev.cost_imgsz == 640 and ev.fingerprint()["hardware"] == "cpu_ort"
     s = load_arch("yolo_nas_s")
     try:
         pred = load_predictor("cpu_ort")
