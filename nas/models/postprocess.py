@@ -149,8 +149,8 @@ def batched_nms(
 def non_max_suppression(
     boxes: Tensor,
     scores: Tensor,
-    conf: float,
-    iou: float,
+    conf: float = 0.25,
+    iou: float = 0.7,
     max_det: int = 300,
     *,
     multi_label: bool = False,
