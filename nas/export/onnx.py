@@ -10,6 +10,7 @@ IoU > iou suppresses, first max_det by score) and fixed-size, padded outputs: "n
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import tempfile
@@ -22,9 +23,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from nas.engine.options import ExportOptions, check_imgsz
 from nas.errors import ConfigError
 from nas.models.postprocess import MAX_WH, nms, non_max_suppression, xywh2xyxy, xyxy2xywh
 from nas.models.reparam import fuse as fuse_model
+from nas.options import merge
 from nas.quant import calibration_images, quantize_onnx
 from nas.quant.sensitivity import output_error
 
@@ -136,31 +139,26 @@ _RAW = ["raw_boxes", "raw_scores"]
 def export_onnx(
     model: nn.Module,
     file: str | os.PathLike,
+    options: ExportOptions | None = None,
     *,
-    imgsz: int | tuple[int, int] = 640,
-    batch: int = 1,
-    half: bool = False,
-    dynamic: bool = False,
-    fuse: bool = True,
-    nms: bool = False,
-    conf: float = 0.25,
-    iou: float = 0.7,
-    max_det: int = 300,
-    opset: int | None = None,
     metadata: dict[str, Any] | None = None,
     check: bool = True,
+    **kwargs: Any,
 ) -> ExportResult:
     """Export a YOLO-NAS model (a fused copy; `model` is not modified) and check it in onnxruntime.
 
-    dynamic=True makes batch, height and width dynamic. half=True exports fp16 weights and an fp16
-    "images" input (NMS outputs stay fp32); tracing in fp16 needs the model on a CUDA device.
-    `metadata` lands in the model's metadata_props (values JSON-encoded).
+    Keywords are `ExportOptions` fields. dynamic=True makes batch, height and width dynamic. half=True
+    exports fp16 weights and an fp16 "images" input (NMS outputs stay fp32); tracing in fp16 needs the
+    model on a CUDA device. `metadata` lands in the model's metadata_props (values JSON-encoded).
     """
     import onnx
 
-    h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
-    if h % 32 or w % 32 or h < 32 or w < 32:
-        raise ConfigError(f"imgsz={imgsz!r}: expected a positive multiple of 32 (e.g. 320, 640)")
+    o = merge(ExportOptions, options, kwargs, "export_onnx")
+    if o.int8:
+        return export_onnx_int8(model, file, o, metadata=metadata)
+    batch, half, dynamic, fuse, nms, opset = o.batch, o.half, o.dynamic, o.fuse, o.nms, o.opset
+    conf, iou, max_det = o.conf, o.iou, o.max_det
+    h, w = check_imgsz(o.imgsz)
     m = copy.deepcopy(model).eval()
     if fuse:
         fuse_model(m, "full")
@@ -261,31 +259,31 @@ def _check(result: ExportResult, graph: _Detect, x: Tensor, file: Path) -> None:
 def export_onnx_int8(
     model: nn.Module,
     file: str | os.PathLike,
+    options: ExportOptions | None = None,
     *,
-    data: Any = "synthetic",
-    calib: int = 32,
-    method: str = "minmax",
+    metadata: dict[str, Any] | None = None,
     exclude: tuple[str, ...] | list[str] = (),
     reduce_range: bool = False,
-    imgsz: int | tuple[int, int] = 640,
     seed: int = 0,
     **kwargs: Any,
 ) -> ExportResult:
     """FP32 export (checked against torch, as `export_onnx`), then static QDQ INT8 quantization calibrated on
     `calib` images of `data`'s train split (`nas.quant.quantize_onnx`); the INT8 file goes to `file`.
 
-    The result's `int8` holds the settings and the INT8-vs-FP32 output error on the calibration images.
+    Keywords are `ExportOptions` fields (int8 is implied). The result's `int8` holds the settings and the
+    INT8-vs-FP32 output error on the calibration images.
     """
-    if kwargs.get("half"):
+    o = dataclasses.replace(merge(ExportOptions, options, kwargs, "export_onnx_int8"), int8=False)
+    if o.half:
         raise ConfigError("int8=True quantizes the FP32 graph; drop half=True")
-    images = calibration_images(data, calib, imgsz, seed=seed)
+    images = calibration_images(o.data, o.calib, check_imgsz(o.imgsz), seed=seed)
     with tempfile.TemporaryDirectory(prefix="nas-int8-") as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
-        result = export_onnx(model, fp32, imgsz=imgsz, **kwargs)
-        q = quantize_onnx(fp32, file, images, method=method, exclude=exclude, reduce_range=reduce_range)
+        result = export_onnx(model, fp32, o, metadata=metadata)
+        q = quantize_onnx(fp32, file, images, method=o.calib_method, exclude=exclude, reduce_range=reduce_range)
         error = output_error(fp32, q.path, images)
     result.path = q.path
-    name = data if isinstance(data, (str, os.PathLike)) else type(data).__name__
-    result.int8 = {"method": method, "calib_images": len(images), "data": str(name), **q.settings}
+    name = o.data if isinstance(o.data, (str, os.PathLike)) else type(o.data).__name__
+    result.int8 = {"method": o.calib_method, "calib_images": len(images), "data": str(name), **q.settings}
     result.int8.update(float_nodes=q.float_nodes, output_error=error)
     return result

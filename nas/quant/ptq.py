@@ -41,7 +41,7 @@ __all__ = [
     "tail_nodes",
 ]
 
-CALIB_METHODS = ("minmax", "percentile", "entropy")
+CALIB_METHODS = ("minmax", "percentile", "entropy")  # onnxruntime's; ExportOptions lists the same for the CLI
 DEFAULT_PERCENTILE = 99.999
 # What gets quantized: the convolutions and the ops between them that have int8 kernels in onnxruntime
 # (residual adds, concats, SPP max-pools, the neck's transposed-conv upsamplers, the shortcut `alpha` Mul).

@@ -85,3 +85,10 @@ def test_bad_inputs_are_named(fp32_onnx, calib, tmp_path):
     with pytest.raises(ConfigError, match="calibration images"):
         quantize_onnx(fp32_onnx, tmp_path / "q.onnx", None)
     assert calib.shape[-1] == IMGSZ
+
+
+def test_export_options_offer_exactly_the_quantizer_methods():
+    from nas.engine.options import CALIB_METHODS as OPTION_METHODS
+    from nas.quant import CALIB_METHODS
+
+    assert OPTION_METHODS == CALIB_METHODS
