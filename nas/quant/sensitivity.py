@@ -100,6 +100,7 @@ def keep_float(qdq: Any, fp32: Any, layers: list[str]) -> Any:
     f = fp32 if isinstance(fp32, onnx.ModelProto) else onnx.load(str(fp32))
     produced = {o: n for n in q.graph.node for o in n.output}
     f_nodes = {n.name: n for n in f.graph.node}
+    f_produced = {o: n for n in f.graph.node for o in n.output}
     f_init = {t.name: t for t in f.graph.initializer}
     q_init = {t.name for t in q.graph.initializer}
     for layer in layers:
@@ -111,7 +112,7 @@ def keep_float(qdq: Any, fp32: Any, layers: list[str]) -> Any:
         if dq is not None and dq.op_type == "DequantizeLinear":
             qn = produced.get(dq.input[0])
             if qn is not None and qn.op_type == "QuantizeLinear":
-                node.input[0] = qn.input[0]
+                node.input[0] = _float_input(q, node, qn.input[0], f_nodes[layer].input[0], f_produced)
         for k in range(1, len(node.input)):  # under a new name: the QDQ graph may reuse the float one
             name = f_nodes[layer].input[k]
             float_name = f"{name}_float"
@@ -122,6 +123,24 @@ def keep_float(qdq: Any, fp32: Any, layers: list[str]) -> Any:
                 q_init.add(float_name)
             node.input[k] = float_name
     return q
+
+
+def _float_input(q: Any, node: Any, before_q: str, want: str, f_produced: dict[str, Any]) -> str:
+    """The float tensor a kept-float conv reads. With asymmetric u8 activations onnxruntime's quantizer drops a
+    Relu/Clip in front of a QuantizeLinear (the zero point clamps instead), so the tensor before the Quantize
+    can be the pre-activation; then the activation is put back, in float, in front of this conv."""
+    import copy
+
+    act = f_produced.get(want)
+    if want == before_q or act is None or act.op_type not in ("Relu", "Clip") or act.input[0] != before_q:
+        return before_q
+    restored = copy.deepcopy(act)
+    restored.name = f"{act.name}_float_for_{node.name}"
+    restored.output[0] = f"{want}_float_for_{node.name}"
+    nodes = list(q.graph.node)
+    i = next(k for k, n in enumerate(nodes) if n is node or n.name == node.name)
+    q.graph.node.insert(i, restored)
+    return restored.output[0]
 
 
 @dataclass(frozen=True)

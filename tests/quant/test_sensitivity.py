@@ -45,6 +45,18 @@ def test_keep_float_by_surgery_equals_excluding_at_quantization(fp32_onnx, calib
         keep_float(full.path, pre, ["x"])
 
 
+def test_keep_float_restores_the_activation_the_quantizer_dropped(fp32_onnx, calib, tmp_path):
+    pre = preprocess(fp32_onnx, tmp_path / "pre.onnx")
+    full = quantize_onnx(pre, tmp_path / "q.onnx", calib, pre_processed=True)
+    ref = run_outputs(pre, calib)
+    for layer in conv_nodes(pre)[1:4]:  # inputs that come out of a Conv + Relu
+        onnx.save(keep_float(onnx.load(str(full.path)), onnx.load(str(pre)), [layer]), str(tmp_path / "cut.onnx"))
+        excl = quantize_onnx(pre, tmp_path / "ex.onnx", calib, pre_processed=True, exclude=[layer])
+        e_cut = output_error(ref, run_outputs(tmp_path / "cut.onnx", calib))["error"]
+        e_ex = output_error(ref, run_outputs(excl.path, calib))["error"]
+        assert e_cut == pytest.approx(e_ex, rel=0.25, abs=2e-4), layer
+
+
 def test_sensitivity_ranks_layers_and_selective_keeps_the_top_k(fp32_onnx, calib):
     layers = conv_nodes(preprocess_names := fp32_onnx)[:4]
     base, ranked = sensitivity(preprocess_names, calib, layers=layers)
