@@ -5,8 +5,8 @@ them apart; what differs is how the *trained* fused weights and activations quan
 therefore anchored on measurement: `block_drop.json` (written by experiments/int8/run.py) holds the measured
 mAP50-95 drop of the S layout trained with all-QARepVGG and with all-RepVGG blocks, quantized the same way.
 A candidate's estimate interpolates between the two by the share of its re-parameterizable blocks that are
-RepVGG (blocks counted in the built network); conv-only architectures get the QARepVGG value. Cost: one
-network build (~0.1-0.3 s), no data, no training.
+RepVGG (counted from the ArchConfig); conv-only architectures get the QARepVGG value. Cost: microseconds,
+no model, no data, no training.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from nas.models import build
 from nas.models.blocks import QARepVGGBlock, RepVGGBlock
 from nas.space.schema import ArchConfig
 
-__all__ = ["BLOCK_DROP", "block_counts", "int8_drop_estimate", "load_block_drop"]
+__all__ = ["BLOCK_DROP", "block_counts", "built_block_counts", "int8_drop_estimate", "load_block_drop"]
 
 BLOCK_DROP = Path(__file__).with_name("block_drop.json")
 
@@ -43,10 +43,21 @@ def load_block_drop(path: str | None = None) -> dict[str, Any]:
 
 
 def block_counts(arch: ArchConfig) -> dict[str, int]:
-    """QARepVGG and RepVGG blocks in the network built from `arch`."""
+    """QARepVGG and RepVGG blocks of `arch`, counted from the ArchConfig: the stem's block, each backbone
+    stage's stride-2 block, and two per bottleneck of every CSP layer (backbone and neck)."""
+    n = {"qarepvgg": 0, "repvgg": 0, "conv": 0}
+    n[arch.backbone.stem.block] += 1
+    for st in arch.backbone.stages:
+        n[st.block] += 1 + 2 * st.num_blocks
+    for st in (*arch.neck.up, *arch.neck.down):
+        n[st.block] += 2 * st.effective_num_blocks
+    return {"qarepvgg": n["qarepvgg"], "repvgg": n["repvgg"]}
+
+
+def built_block_counts(arch: ArchConfig) -> dict[str, int]:
+    """The same count on the built network (a check of `block_counts`)."""
     with torch.random.fork_rng(devices=[]):
-        model = build(arch)
-    mods = list(model.modules())
+        mods = list(build(arch).modules())
     return {
         "qarepvgg": sum(isinstance(m, QARepVGGBlock) for m in mods),
         "repvgg": sum(isinstance(m, RepVGGBlock) for m in mods),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nas.errors import ConfigError
-from nas.quant.estimate import block_counts, int8_drop_estimate, load_block_drop
+from nas.quant.estimate import block_counts, built_block_counts, int8_drop_estimate, load_block_drop
 from nas.search.objectives import OBJECTIVES, check_objectives
 from tests.zoo_helpers import tiny_arch
 
@@ -32,11 +32,23 @@ def test_estimate_interpolates_by_repvgg_share(drops):
     rep = _with_blocks(qa, "repvgg")
     n_qa, n_rep = block_counts(qa), block_counts(rep)
     assert n_qa["repvgg"] == 0 and n_rep["repvgg"] > 0 and sum(n_qa.values()) == sum(n_rep.values())
+    assert n_rep == built_block_counts(rep) and n_qa == built_block_counts(qa)
     assert int8_drop_estimate(qa, drops) == pytest.approx(0.2)
     share = n_rep["repvgg"] / sum(n_rep.values())
     assert int8_drop_estimate(rep, drops) == pytest.approx(0.2 + share * 1.8)
     half = _with_blocks(qa, "repvgg", stages=2)
     assert 0.2 < int8_drop_estimate(half, drops) < int8_drop_estimate(rep, drops)
+
+
+def test_block_count_from_the_arch_equals_the_built_network():
+    import numpy as np
+
+    from nas.space.space import load_space
+
+    space = load_space("yolo_nas")
+    rng = np.random.default_rng(3)
+    for arch in [space.random(rng) for _ in range(2)]:
+        assert block_counts(arch) == built_block_counts(arch)
 
 
 def test_missing_or_bad_drop_file_is_named(tmp_path):
