@@ -127,7 +127,8 @@ def _markdown(r: dict) -> str:
         lat = (e.get("latency") or {}).get("threads", {}).get("1", {}).get("ms", {})
         lines += [
             "",
-            f"## Selective quantization: {m} ({sel['method']} calibration; leave-one-out sensitivity on "
+            f"## Selective quantization: {m} ({sel['method']} calibration; leave-one-out sensitivity of "
+            f"{sel.get('layers_ranked', '?')} of {sel.get('layers_total', '?')} convolutions on "
             f"{sel['sensitivity_images']} calibration images, {sel['sensitivity_s']:.0f} s)",
             "",
             "| k (layers kept float) | INT8 mAP50-95 | drop | output error | INT8 ms (1 thread, 640) |",
