@@ -128,13 +128,18 @@ def keep_float(qdq: Any, fp32: Any, layers: list[str]) -> Any:
 def _float_input(q: Any, node: Any, before_q: str, want: str, f_produced: dict[str, Any]) -> str:
     """The float tensor a kept-float conv reads. With asymmetric u8 activations onnxruntime's quantizer drops a
     Relu/Clip in front of a QuantizeLinear (the zero point clamps instead), so the tensor before the Quantize
-    can be the pre-activation; then the activation is put back, in float, in front of this conv."""
+    is then the pre-activation; the activation is put back, in float, in front of this conv."""
     import copy
 
     act = f_produced.get(want)
-    if want == before_q or act is None or act.op_type not in ("Relu", "Clip") or act.input[0] != before_q:
+    if act is None or act.op_type not in ("Relu", "Clip"):
         return before_q
+    producer = next((n for n in q.graph.node if before_q in n.output), None)
+    if producer is not None and producer.op_type == act.op_type:
+        return before_q  # the activation is still there
+    # dropped: `before_q` is the pre-activation (the quantizer may have given it the activation's output name)
     restored = copy.deepcopy(act)
+    restored.input[0] = before_q
     restored.name = f"{act.name}_float_for_{node.name}"
     restored.output[0] = f"{want}_float_for_{node.name}"
     nodes = list(q.graph.node)
