@@ -1,8 +1,13 @@
 """INT8 benchmark: FP32 vs INT8 mAP and latency, calibration methods, selective quantization, QARepVGG vs RepVGG.
 
 The two models are the S layout with all-QARepVGG and with all-RepVGG blocks (archs/), trained with the same
-recipe and seed on the embedded synthetic set (`train.sh`). Each stage writes one JSON into --work (resumable:
-a stage whose file exists is skipped); `report` collects them into results.json + results.md here.
+recipe and seed on the embedded synthetic set, each with (B = qarepvgg, repvgg):
+
+    python experiments/synthetic_difficulty/run.py --arch experiments/int8/archs/yolo_nas_s_B.yaml --epochs 15 \
+        --imgsz 192 --batch 8 --seed 0 --threads 1 --out runs/int8/train_B --save runs/int8/train_B/ema.pt
+
+Each stage below writes one JSON into --work; `report` collects them into results.json + results.md here
+and writes nas/quant/block_drop.json (the measured drops behind the `int8_drop` objective).
 
     python experiments/int8/run.py accuracy --model qarepvgg      # FP32 vs INT8 mAP, 3 calibration methods
     python experiments/int8/run.py accuracy --model repvgg
