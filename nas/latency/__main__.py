@@ -14,6 +14,9 @@ USAGE = """usage: python -m nas.latency COMMAND key=value ...
             networks; resumable (run it again after an interruption)
   validate  hardware=NAME|PATH [n=100] [seed=1] [noise=20] [space=yolo_nas] [out=DIR]
             measure held-out networks end to end; writes DIR/validation.json and validation.png
+  calibrate hardware=NAME|PATH [n=8] [seed=0] [space=yolo_nas] [out=PATH]
+            measure n whole networks on this machine and re-fit the table's calibration for it
+            (the per-unit table is kept; stored per machine in $NAS_LATENCY_DIR or ~/.cache)
   info      hardware=NAME|PATH [space=yolo_nas] [out=PATH]   table status, ETA, predictions for S/M/L
   list                                              available hardware
 """
@@ -22,6 +25,7 @@ _INTS = {"limit", "calib", "seed", "n", "noise"}
 _KEYS = {
     "build": {"hardware", "space", "limit", "calib", "seed", "out"},
     "validate": {"hardware", "space", "n", "seed", "noise", "out"},
+    "calibrate": {"hardware", "space", "n", "seed", "out"},
     "info": {"hardware", "space", "out"},
     "list": set(),
 }
@@ -50,6 +54,7 @@ def _parse(command: str, args: list[str]) -> dict[str, Any]:
 
 
 def _info(hardware: str, space: str = "yolo_nas", out: str | None = None) -> None:
+    from nas.latency.device import current_fingerprint, describe
     from nas.latency.hardware import load_hardware
     from nas.latency.spacemap import SpaceMap
     from nas.latency.tables import LatencyTable, build_command
@@ -62,9 +67,8 @@ def _info(hardware: str, space: str = "yolo_nas", out: str | None = None) -> Non
     units = SpaceMap(sp, hw.input_hw).units()
     have = sum(u in table for u in units)
     print(f"table {table.path}: {have}/{len(units)} units of space {sp.name!r} measured")
-    env = table.data.get("environment") or {}
-    if env:
-        print("measured on: " + ", ".join(f"{k} {v}" for k, v in env.items()))
+    print(f"measured on: {describe(table.data.get('fingerprint'), hw.accelerator)}")
+    print(f"this machine: {describe(current_fingerprint(hw.accelerator), hw.accelerator)}")
     fit = table.data.get("calibration", {}).get("fit")
     n_cal = len(table.calibration_archs)
     if have < len(units) or fit is None:
@@ -76,7 +80,9 @@ def _info(hardware: str, space: str = "yolo_nas", out: str | None = None) -> Non
 
     pred = load_predictor(hw, space=sp, path=out)
     feats = ", ".join(f"{c:+.4g}*{f}" for f, c in zip(pred.calibration.features, pred.calibration.coef))
-    print(f"calibration on {n_cal} networks: {pred.calibration.intercept:+.4g} {feats}")
+    print(
+        f"calibration ({pred.calibration_source}) on {pred.calibration.n} networks: {pred.calibration.intercept:+.4g} {feats}"
+    )
     print(f"  (leave-one-out relative RMSE {pred.calibration.loo_rel_rmse:.2%})")
     for name, arch in sp.references.items():
         print(f"  {name}: {pred.predict(arch):.2f} ms predicted")
@@ -104,6 +110,23 @@ def main(argv: list[str] | None = None) -> int:
                 _info(kw["hardware"], kw.get("space", "yolo_nas"), kw.get("out"))
             if "fit" in table.data["calibration"]:
                 print(f"calibration: {table.data['calibration']['fit']}")
+        elif command == "calibrate":
+            from nas.latency.calibrate import calibrate
+
+            r = calibrate(
+                kw["hardware"], n=kw.get("n", 8), seed=kw.get("seed", 0), space=kw.get("space"), path=kw.get("out")
+            )
+            for net in r["networks"]:
+                print(
+                    f"  {net['name']}: measured {net['measured_ms']:.1f} ms, shipped calibration "
+                    f"{net['shipped_ms']:.1f} ms ({net['shipped_ms'] / net['measured_ms'] - 1:+.0%}), "
+                    f"adapted {net['adapted_ms']:.1f} ms ({net['adapted_ms'] / net['measured_ms'] - 1:+.1%})"
+                )
+            fit = r["fit"]
+            print(
+                f"{r['hardware']} on {r['device']}: {r['method']} fit on {fit['n']} networks in "
+                f"{r['measure_seconds']:.0f} s, leave-one-out relative RMSE {fit['loo_rel_rmse']:.1%}; wrote {r['path']}"
+            )
         elif command == "validate":
             from nas.latency.validate import validate
 

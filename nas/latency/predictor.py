@@ -24,9 +24,11 @@ from typing import Any
 import numpy as np
 
 from nas.errors import LatencyTableMissError, SpaceError
+from nas.latency.device import current_fingerprint, warn_mismatch
 from nas.latency.hardware import Hardware, load_hardware
 from nas.latency.tables import LatencyTable, build_command
 from nas.latency.units import Unit, decompose
+from nas.latency.usercal import calibrate_command, load_user_fit
 from nas.space.schema import ArchConfig
 
 __all__ = [
@@ -156,6 +158,7 @@ class LatencyPredictor:
     def __init__(self, table: LatencyTable, calibration: Calibration | None, space: Any = None):
         self.table, self.hardware, self.calibration = table, table.hardware, calibration
         self._space = space
+        self.calibration_source = "given" if calibration is not None else "lookup-table sum"
 
     def __repr__(self) -> str:
         cal = f"calibrated on {self.calibration.n} networks" if self.calibration else "uncalibrated LUT sum"
@@ -219,15 +222,28 @@ def load_predictor(
     space: Any = None,
     calibrated: bool = True,
     path: str | os.PathLike | None = None,
+    warn: bool = True,
 ) -> LatencyPredictor:
     """The predictor of a hardware target from its shipped (or own) table, or the table at `path`.
 
+    The calibration is this machine's own (`python -m nas.latency calibrate`) when one was made here for
+    this table, else the table's. Otherwise, if the table was measured on another device (or does not
+    record which), one `DeviceMismatchWarning` per process says so and names the command that fixes it.
     `calibrated=False` uses the raw lookup-table sum (e.g. on a table whose calibration is not built yet).
     """
     hw = load_hardware(hardware)
     table = LatencyTable.load(hw, path)
-    calibration = None
-    if calibrated:
+    fingerprint = current_fingerprint(hw.accelerator)
+    own = load_user_fit(table, fingerprint) if calibrated else None
+    if own is None and warn:
+        warn_mismatch(
+            f"latency table {table.path}", table.data.get("fingerprint"), fingerprint, hw, calibrate_command(hw)
+        )
+    calibration, source = None, "lookup-table sum"
+    if own is not None:
+        calibration, source = Calibration.from_dict(own[0]), f"this machine's calibration {own[1]}"
+    elif calibrated:
+        source = f"the table's calibration ({table.path.name})"
         fit = table.data.get("calibration", {}).get("fit")
         if fit is None:
             raise LatencyTableMissError(
@@ -239,4 +255,6 @@ def load_predictor(
         from nas.space.space import load_space
 
         space = load_space(space)
-    return LatencyPredictor(table, calibration, space)
+    pred = LatencyPredictor(table, calibration, space)
+    pred.calibration_source = source
+    return pred

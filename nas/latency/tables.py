@@ -3,7 +3,8 @@
 A table holds the median latency of every unit a search space can produce (see `nas.latency.units`),
 measured in its deployed form with the hardware's runtime, plus the whole networks measured end to end
 for the calibration (`nas.latency.predictor`). It records where and how it was measured (CPU/GPU model,
-library versions, threads, input size, timing settings, dates). Writes are atomic and periodic: a
+library versions, threads, input size, timing settings, dates) and the device's fingerprint
+(`nas.latency.device`). Writes are atomic and periodic: a
 killed build keeps what it measured and continues where it stopped.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from nas.errors import ConfigError, LatencyTableMissError
+from nas.latency.device import current_fingerprint, describe, mismatches
 from nas.latency.hardware import Hardware, load_hardware
 from nas.latency.units import Unit
 from nas.space.io import write_text_atomic
@@ -183,7 +185,16 @@ def _prepare(hw: Hardware, out: str | Path | None) -> LatencyTable:
 
     table = LatencyTable.load(hw, out, must_exist=False)
     env = environment(hw)
+    fp = current_fingerprint(hw.accelerator)
     old = table.data.get("environment") or {}
+    if table.units and table.data.get("fingerprint"):
+        diff = mismatches(table.data["fingerprint"], fp, hw)
+        if diff:
+            raise ConfigError(
+                f"{table.path}: was measured on another device ({describe(table.data['fingerprint'], hw.accelerator)}; "
+                f"differs in {sorted(diff)}); resuming would mix timings. Build into a new file with out=PATH, "
+                "or delete it to start over"
+            )
     if table.units and old:
         changed = {
             k: (old.get(k), env.get(k)) for k in ("cpu", "gpu", "torch", "onnxruntime") if old.get(k) != env.get(k)
@@ -194,6 +205,7 @@ def _prepare(hw: Hardware, out: str | Path | None) -> LatencyTable:
                 "Build into a new file with out=PATH, or delete it to start over"
             )
     table.data["environment"] = env
+    table.data["fingerprint"] = fp
     table.data["hardware"] = hw.to_dict()
     return table
 
