@@ -12,20 +12,22 @@ USAGE = """usage: python -m nas.latency COMMAND key=value ...
   build     hardware=NAME|PATH [space=yolo_nas] [limit=N] [calib=40] [seed=0] [out=PATH]
             time every unit of the space missing from the table, then calibrate on `calib` whole
             networks; resumable (run it again after an interruption)
-  validate  hardware=NAME|PATH [n=100] [seed=1] [noise=20] [space=yolo_nas] [out=DIR]
-            measure held-out networks end to end; writes DIR/validation.json and validation.png
-  calibrate hardware=NAME|PATH [n=8] [seed=0] [space=yolo_nas] [out=PATH]
+  validate  hardware=NAME|PATH [n=100] [seed=1] [noise=20] [rounds=5] [space=yolo_nas] [out=DIR]
+            measure held-out networks end to end, each interleaved with the released S; reports ms and
+            ratio-to-S accuracy; writes DIR/validation.json and validation.png (resumable)
+  calibrate hardware=NAME|PATH [n=8] [seed=0] [clock=wall|process] [space=yolo_nas] [out=PATH]
             measure n whole networks on this machine and re-fit the table's calibration for it
-            (the per-unit table is kept; stored per machine in $NAS_LATENCY_DIR or ~/.cache)
+            (the per-unit table is kept; stored per machine in $NAS_LATENCY_DIR or ~/.cache);
+            clock=process times CPU time, for a machine shared with other jobs
   info      hardware=NAME|PATH [space=yolo_nas] [out=PATH]   table status, ETA, predictions for S/M/L
   list                                              available hardware
 """
 
-_INTS = {"limit", "calib", "seed", "n", "noise"}
+_INTS = {"limit", "calib", "seed", "n", "noise", "rounds"}
 _KEYS = {
     "build": {"hardware", "space", "limit", "calib", "seed", "out"},
-    "validate": {"hardware", "space", "n", "seed", "noise", "out"},
-    "calibrate": {"hardware", "space", "n", "seed", "out"},
+    "validate": {"hardware", "space", "n", "seed", "noise", "rounds", "out"},
+    "calibrate": {"hardware", "space", "n", "seed", "out", "clock"},
     "info": {"hardware", "space", "out"},
     "list": set(),
 }
@@ -114,7 +116,12 @@ def main(argv: list[str] | None = None) -> int:
             from nas.latency.calibrate import calibrate
 
             r = calibrate(
-                kw["hardware"], n=kw.get("n", 8), seed=kw.get("seed", 0), space=kw.get("space"), path=kw.get("out")
+                kw["hardware"],
+                n=kw.get("n", 8),
+                seed=kw.get("seed", 0),
+                space=kw.get("space"),
+                path=kw.get("out"),
+                clock=kw.get("clock"),
             )
             for net in r["networks"]:
                 print(
@@ -131,16 +138,18 @@ def main(argv: list[str] | None = None) -> int:
             from nas.latency.validate import validate
 
             r = validate(**kw)
-            p, nf = r["predictor"], r["noise_floor"]
-            print(
-                f"{r['hardware']['name']}: {p['within_10pct']:.1%} within ±10%, {p['within_5pct']:.1%} within ±5%, "
-                f"MAPE {p['mape_pct']:.2f}%, Kendall τ {p['kendall_tau']:.3f}, Spearman ρ {p['spearman_rho']:.3f} "
-                f"(n={p['n']})"
-            )
-            if nf["n"]:
-                print(f"  noise floor: {nf['within_10pct']:.0%} of {nf['n']} re-measurements within ±10% of the first")
-            for name, b in r["baselines"].items():
-                print(f"  baseline {name}: {b['within_10pct']:.1%} within ±10%, τ {b['kendall_tau']:.3f}")
+            nf = r["noise_floor"]
+            for form, unit in (("absolute", "ms"), ("ratio", f"ratio to {r['reference']}")):
+                p = r[form]["predictor"]
+                print(
+                    f"{r['hardware']['name']} ({unit}): {p['within_5pct']:.1%} within ±5%, {p['within_10pct']:.1%} "
+                    f"within ±10%, MAPE {p['mape_pct']:.2f}%, Kendall τ {p['kendall_tau']:.3f} (n={p['n']})"
+                )
+                if nf[form]["n"]:
+                    print(f"  noise floor: {nf[form]['within_5pct']:.0%} of {nf[form]['n']} re-measured within ±5%")
+                for name, b in r[form].items():
+                    if name != "predictor":
+                        print(f"  baseline {name}: {b['within_5pct']:.1%} within ±5%, τ {b['kendall_tau']:.3f}")
             print(f"wrote {r['out']}/validation.json and validation.png")
         else:
             _info(**kw)

@@ -109,10 +109,13 @@ def calibrate(
     path: str | os.PathLike | None = None,
     progress: bool = True,
     measure: Callable[[Sequence[ArchConfig], Hardware], list[dict[str, Any]]] | None = None,
+    clock: str | None = None,
 ) -> dict[str, Any]:
     """Measure `n` whole networks here, re-fit the table's calibration, store it for this machine.
 
-    `path`: the table (default: the hardware's). `measure`: stands in for the harness (tests).
+    `path`: the table (default: the hardware's). `clock="process"` times CPU time instead of wall time
+    (one thread only): on a machine shared with other jobs it measures what the network costs, not the
+    neighbours. `measure`: stands in for the harness (tests).
     Returns the stored record (fingerprint, measured networks, fit, where it was written).
     """
     from nas.latency.predictor import load_predictor
@@ -125,8 +128,10 @@ def calibrate(
     fit = table.data.get("calibration", {}).get("fit")
     base = Calibration.from_dict(fit) if fit else None
     archs = _pick(table, pred.space, n, seed)
+    timing_hw = load_hardware(hw, clock=clock) if clock else hw
     t0 = time.monotonic()
-    timings = (measure or (lambda a, h: measure_archs(a, h, progress, desc=f"{h.name} calibrate")))(archs, hw)
+    run = measure or (lambda a, h: measure_archs(a, h, progress, desc=f"{h.name} calibrate"))
+    timings = run(archs, timing_hw)
     seconds = time.monotonic() - t0
     y = np.array([t["median_ms"] for t in timings], dtype=float)
     x = np.stack([unit_features(decompose(a, hw.input_hw), table) for a in archs])
@@ -143,6 +148,7 @@ def calibrate(
         "fingerprint": fp,
         "device": describe(fp, hw.accelerator),
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "clock": timing_hw.timing.clock,
         "method": method,
         "fit": cal.to_dict(),
         "measure_seconds": round(seconds, 1),

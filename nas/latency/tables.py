@@ -23,11 +23,11 @@ import numpy as np
 from nas.errors import ConfigError, LatencyTableMissError
 from nas.latency.device import current_fingerprint, describe, mismatches
 from nas.latency.hardware import Hardware, load_hardware
-from nas.latency.units import Unit
+from nas.latency.units import Unit, decompose
 from nas.space.io import write_text_atomic
 from nas.space.schema import ArchConfig
 
-__all__ = ["FORMAT", "LatencyTable", "build_command", "build_table", "measure_archs"]
+__all__ = ["FORMAT", "LatencyTable", "build_command", "build_table", "calibrate_table", "measure_archs"]
 
 FORMAT = 1
 
@@ -220,12 +220,15 @@ def build_table(
     progress: bool = True,
     save_every_s: float = 20.0,
     timer: Callable[[Unit], dict[str, Any]] | None = None,
+    first: Iterable[ArchConfig] = (),
 ) -> LatencyTable:
     """Time every unit of `space` missing from the table, then `calib` whole networks; resumable.
 
     Units are timed in a seeded shuffled order, so that `limit=` gives a representative sample and the
-    progress bar's ETA is honest. `limit` caps the units timed in this call (calibration waits until
-    every unit is there). The table is written atomically every `save_every_s` and on exit.
+    progress bar's ETA is honest; the units of the networks in `first` go before all others (a reduced
+    set that predicts those networks, e.g. on a GPU lent for minutes). `limit` caps the units timed in
+    this call (calibration waits until every unit is there). The table is written atomically every
+    `save_every_s` and on exit.
     """
     from tqdm.auto import tqdm
 
@@ -239,6 +242,8 @@ def build_table(
         table.data["spaces"].append(sp.name)
     todo = [u for u in SpaceMap(sp, hw.input_hw).units() if u not in table]
     np.random.default_rng(seed).shuffle(todo)  # type: ignore[arg-type]
+    early = {u.key for a in first for u in decompose(a, hw.input_hw)}
+    todo.sort(key=lambda u: u.key not in early)  # stable: the shuffled order holds within each group
     if limit is not None:
         todo = todo[:limit]
     time_unit = timer or _unit_timer(hw)
@@ -255,13 +260,15 @@ def build_table(
                 last = time.monotonic()
         missing = [u for u in SpaceMap(sp, hw.input_hw).units() if u not in table]
         if not missing and calib > 0:
-            _calibrate(table, sp, calib, seed, progress, save_every_s)
+            calibrate_table(table, sp, calib, seed, progress, save_every_s)
     finally:
         table.save()
     return table
 
 
-def _calibrate(table: LatencyTable, space: Any, n: int, seed: int, progress: bool, save_every_s: float) -> None:
+def calibrate_table(
+    table: LatencyTable, space: Any, n: int, seed: int = 0, progress: bool = True, save_every_s: float = 20.0
+) -> None:
     """Measure `n` seeded random networks of the space end to end (skipping those already measured), then fit."""
     from tqdm.auto import tqdm
 

@@ -47,6 +47,11 @@ def table_digest(table: LatencyTable) -> str:
     return hashlib.sha256(json.dumps(units, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _comparable(settings: Any) -> Any:
+    """Settings that change what a latency means (the timing loop's repeats and clock do not)."""
+    return {k: v for k, v in settings.items() if k != "timing"} if isinstance(settings, dict) else settings
+
+
 def load_user_fit(table: LatencyTable, fingerprint: dict[str, Any]) -> tuple[dict[str, Any], Path] | None:
     """This machine's calibration of `table`, if one was made here for this very table; else None."""
     hw = table.hardware
@@ -59,7 +64,7 @@ def load_user_fit(table: LatencyTable, fingerprint: dict[str, Any]) -> tuple[dic
             return None
         if mismatches(data.get("fingerprint"), fingerprint, hw) or data.get("table_digest") != table_digest(table):
             return None
-        if data.get("settings") != json.loads(json.dumps(hw.settings)):
+        if _comparable(data.get("settings")) != _comparable(json.loads(json.dumps(hw.settings))):
             return None
         return dict(data["fit"]), path
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:

@@ -12,19 +12,19 @@ from .conftest import tiny_hw_dict
 
 
 def test_shipped_hardware():
-    assert {"cpu_ort", "cpu_torch", "h100_fp16"} <= set(available_hardware())
-    ort, eager, h100 = (load_hardware(n) for n in ("cpu_ort", "cpu_torch", "h100_fp16"))
+    assert {"cpu_ort", "cpu_torch", "cuda_fp16"} <= set(available_hardware())
+    ort, eager, cuda = (load_hardware(n) for n in ("cpu_ort", "cpu_torch", "cuda_fp16"))
     assert (ort.backend, ort.accelerator, ort.precision, ort.threads, ort.batch) == ("onnxruntime", "cpu", "fp32", 1, 1)
     assert (eager.backend, eager.accelerator, eager.precision) == ("torch", "cpu", "fp32")
-    assert (h100.backend, h100.accelerator, h100.precision, h100.cuda_graphs) == ("torch", "cuda", "fp16", True)
-    assert h100.input_hw == (640, 640) and h100.threads is None
+    assert (cuda.backend, cuda.accelerator, cuda.precision, cuda.cuda_graphs) == ("torch", "cuda", "fp16", True)
+    assert cuda.input_hw == (640, 640) and cuda.threads is None
     assert ort.table_path == tables_dir() / "cpu_ort.json"
     assert ort == load_hardware(hardware_dir() / "cpu_ort.yaml") == load_hardware(ort.to_dict())
     assert load_hardware(ort.to_dict()).table_path == ort.table_path  # a mapping (Hydra) names a shipped table
 
 
 def test_unknown_name_lists_the_available_ones():
-    with pytest.raises(ConfigError, match=r"unknown hardware 'tpu'.*cpu_ort, cpu_torch, h100_fp16"):
+    with pytest.raises(ConfigError, match=r"unknown hardware 'tpu'.*cpu_ort, cpu_torch, cuda_fp16"):
         load_hardware("tpu")
 
 
