@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             fit = r["fit"]
             print(
                 f"{r['hardware']} on {r['device']}: {r['method']} fit on {fit['n']} networks in "
-                f"{r['measure_seconds']:.0f} s, leave-one-out relative RMSE {fit['loo_rel_rmse']:.1%}; wrote {r['path']}"
+                f"{r['measure_seconds']:.0f} s ({r['measure_cpu_seconds']:.0f} s CPU), leave-one-out relative RMSE {fit['loo_rel_rmse']:.1%}; wrote {r['path']}"
             )
         elif command == "validate":
             from nas.latency.validate import validate

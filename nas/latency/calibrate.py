@@ -129,10 +129,10 @@ def calibrate(
     base = Calibration.from_dict(fit) if fit else None
     archs = _pick(table, pred.space, n, seed)
     timing_hw = load_hardware(hw, clock=clock) if clock else hw
-    t0 = time.monotonic()
+    t0, c0 = time.monotonic(), time.process_time()
     run = measure or (lambda a, h: measure_archs(a, h, progress, desc=f"{h.name} calibrate"))
     timings = run(archs, timing_hw)
-    seconds = time.monotonic() - t0
+    seconds, cpu_seconds = time.monotonic() - t0, time.process_time() - c0
     y = np.array([t["median_ms"] for t in timings], dtype=float)
     x = np.stack([unit_features(decompose(a, hw.input_hw), table) for a in archs])
     cal, method = adapt(base, x, y)
@@ -152,6 +152,7 @@ def calibrate(
         "method": method,
         "fit": cal.to_dict(),
         "measure_seconds": round(seconds, 1),
+        "measure_cpu_seconds": round(cpu_seconds, 1),  # < wall time on a machine shared with other jobs
         "networks": [
             {
                 "name": a.name,
