@@ -105,3 +105,14 @@ def test_gpu_mismatch_and_description(monkeypatch):
     other["gpu"]["name"], other["gpu"]["capability"] = "NVIDIA H100 80GB HBM3", "9.0"
     assert mismatches(other, here, hw) == {"gpu": ("NVIDIA H100 80GB HBM3", "NVIDIA H200")}
     assert describe(here, "cuda").startswith("NVIDIA H200 (compute 9.0, driver 570.86, CUDA 12.8, cuDNN 90800")
+
+
+def test_nas_latency_and_info_warn_once_through_the_predictor(monkeypatch, capsys):
+    from nas.cli import main
+    from nas.engine.info import _latency
+
+    fake_machine(monkeypatch)
+    with pytest.warns(DeviceMismatchWarning, match="calibrate hardware=cpu_ort") as record:
+        assert main(["latency", "model=yolo_nas_s", "hardware=cpu_ort"]) == 0
+        assert _latency(load_arch("yolo_nas_s"), "cpu_ort")["latency_ms"] > 0
+    assert len(record) == 1 and "predicted" in capsys.readouterr().out
