@@ -116,3 +116,17 @@ def test_nas_latency_and_info_warn_once_through_the_predictor(monkeypatch, capsy
         assert main(["latency", "model=yolo_nas_s", "hardware=cpu_ort"]) == 0
         assert _latency(load_arch("yolo_nas_s"), "cpu_ort")["latency_ms"] > 0
     assert len(record) == 1 and "predicted" in capsys.readouterr().out
+
+
+def test_gpu_lease_script_without_a_gpu_says_so_and_builds_nothing(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the script would build its table")
+    script = Path(__file__).resolve().parents[2] / "experiments" / "latency_predictor" / "gpu_table.py"
+    r = subprocess.run([sys.executable, str(script), "budget_s=10"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "no CUDA device visible" in r.stderr
+    assert not list((tables_dir()).glob("cuda_fp16_*.json"))
