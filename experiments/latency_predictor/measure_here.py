@@ -47,9 +47,9 @@ def archs_of(table_name: str, which: str, n: int) -> list:
     table = LatencyTable.load(table_name)
     space = load_space("yolo_nas")
     if which == "calib":  # the networks `calibrate n=...` measures
-        from nas.latency.calibrate import _pick
+        from nas.latency.calibrate import spread_networks
 
-        return _pick(table, space, n, 0)
+        return spread_networks(table, space, n, 0)
     held = validation_archs(space, 48 if which == "again" else n, 1, set(table.calibration_archs))
     return held[:n] if which == "again" else held
 

@@ -101,7 +101,7 @@ def load_pairs(folder: Path) -> dict[str, dict]:
 
 
 def evaluate(machine: Path, target: str) -> dict | None:
-    from nas.latency.calibrate import _pick, adapt
+    from nas.latency.calibrate import adapt
     from nas.latency.predictor import Calibration
     from nas.latency.tables import LatencyTable
     from nas.latency.validate import metrics, noise_floors, validation_archs
@@ -124,7 +124,7 @@ def evaluate(machine: Path, target: str) -> dict | None:
 
     # ratio form: every predictor fitted on the table's 40 networks (for 2 threads: on the calib networks here)
     calib_here = load_pairs(machine / target / "calib")
-    c_archs = [a for a in _pick(table, space, 16, 0) if a.digest() in calib_here]
+    c_archs = [a for a in cal_archs if a.digest() in calib_here]  # the table's networks measured here
     if shipped_target:
         fit_archs, fit_ms, fit_on = cal_archs, cal_ms, f"the table's {len(cal_ms)} calibration networks (machine A)"
     else:

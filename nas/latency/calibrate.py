@@ -32,7 +32,7 @@ from nas.latency.usercal import FORMAT, table_digest, user_calibration_path
 from nas.space.io import write_text_atomic
 from nas.space.schema import ArchConfig
 
-__all__ = ["adapt", "calibrate"]
+__all__ = ["adapt", "calibrate", "spread_networks"]
 
 _FULL_REFIT_MIN = 12  # networks needed before the full feature fit is tried (5 weights by leave-one-out)
 
@@ -89,7 +89,7 @@ def adapt(base: Calibration | None, x: np.ndarray, y: np.ndarray) -> tuple[Calib
     return best[2], best[1]
 
 
-def _pick(table: LatencyTable, space: Any, n: int, seed: int) -> list[ArchConfig]:
+def spread_networks(table: LatencyTable, space: Any, n: int, seed: int) -> list[ArchConfig]:
     """`n` of the table's calibration networks spread evenly over their latency range (or seeded new ones)."""
     from nas.latency.predictor import calibration_archs
 
@@ -127,7 +127,7 @@ def calibrate(
     table = pred.table
     fit = table.data.get("calibration", {}).get("fit")
     base = Calibration.from_dict(fit) if fit else None
-    archs = _pick(table, pred.space, n, seed)
+    archs = spread_networks(table, pred.space, n, seed)
     timing_hw = load_hardware(hw, clock=clock) if clock else hw
     t0, c0 = time.monotonic(), time.process_time()
     run = measure or (lambda a, h: measure_archs(a, h, progress, desc=f"{h.name} calibrate"))
@@ -170,3 +170,6 @@ def calibrate(
     write_text_atomic(out, json.dumps(record, indent=1) + "\n")
     record["path"] = str(out)
     return record
+
+
+_pick = spread_networks  # TEMPORARY: the measurement runs started before the rename import this name

@@ -155,10 +155,13 @@ def calibration_archs(space: Any, n: int, seed: int = 0) -> list[ArchConfig]:
 class LatencyPredictor:
     """Predicted latency (ms) of architectures on one hardware target."""
 
-    def __init__(self, table: LatencyTable, calibration: Calibration | None, space: Any = None):
+    def __init__(
+        self, table: LatencyTable, calibration: Calibration | None, space: Any = None, source: str | None = None
+    ):
         self.table, self.hardware, self.calibration = table, table.hardware, calibration
         self._space = space
-        self.calibration_source = "given" if calibration is not None else "lookup-table sum"
+        # where the calibration comes from (the table's, or this machine's own calibration file)
+        self.calibration_source = source or ("given" if calibration is not None else "lookup-table sum")
 
     def __repr__(self) -> str:
         cal = f"calibrated on {self.calibration.n} networks" if self.calibration else "uncalibrated LUT sum"
@@ -255,6 +258,4 @@ def load_predictor(
         from nas.space.space import load_space
 
         space = load_space(space)
-    pred = LatencyPredictor(table, calibration, space)
-    pred.calibration_source = source
-    return pred
+    return LatencyPredictor(table, calibration, space, source)
