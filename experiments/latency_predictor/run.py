@@ -89,7 +89,8 @@ def predictors(table, fit_archs, fit_ms, archs) -> dict[str, np.ndarray]:
     out = {}
     cal = fit_calibration(np.stack([f["base"] for f in f_fit]), fit_ms)
     out["lut_cal"] = cal.apply(np.stack([f["base"] for f in f_new]))
-    for key in ("lut_kind", "lut_raw", "flops", "params"):
+    out["lut_raw"] = np.array([f["lut_raw"][0] for f in f_new])  # the plain sum of the table's unit times
+    for key in ("lut_kind", "flops", "params"):
         x = np.stack([f[key] for f in f_fit])
         w = nnls_rel(x, fit_ms)
         out[key] = np.column_stack([np.stack([f[key] for f in f_new]), np.ones(len(archs))]) @ w
