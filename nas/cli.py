@@ -174,7 +174,7 @@ def _run_predict(args: dict[str, Any]) -> int:
         if args["save"]:
             r.save(save_dir / f"{Path(r.path).stem}.jpg")
         records.append({"path": r.path, "orig_shape": [h, w], "detections": r.summary()})
-    from nas.space.io import write_text_atomic
+    from nas.io import write_text_atomic
 
     write_text_atomic(save_dir / "predictions.json", json.dumps(records, indent=1))
     print(f"{len(records)} images; results saved to {save_dir}")
@@ -234,7 +234,7 @@ def _run_latency(args: dict[str, Any]) -> int:
     predicted = load_predictor(hw).predict(arch)
     print(f"{arch.name} on {hw.name}: predicted {predicted:.2f} ms ({hw})")
     if args["measure"]:
-        from nas.latency.tables import measure_archs
+        from nas.latency.build import measure_archs
 
         timing = measure_archs([arch], hw)[0]
         error = (predicted - timing["median_ms"]) / timing["median_ms"]

@@ -31,8 +31,8 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 import numpy as np  # noqa: E402
 
+from nas.io import write_text_atomic  # noqa: E402
 from nas.latency.device import current_fingerprint, describe, device_slug  # noqa: E402
-from nas.space.io import write_text_atomic  # noqa: E402
 
 SEED_T4_TRT_MS = {"yolo_nas_s": 3.21, "yolo_nas_m": 5.85, "yolo_nas_l": 7.87}
 
@@ -41,7 +41,7 @@ def sml_eager_vs_graphs(hw, out: Path) -> dict:
     """Median ms of S/M/L, eager fp16 and CUDA-graph fp16 (each from a fresh model)."""
     import dataclasses
 
-    from nas.latency.tables import measure_archs
+    from nas.latency.build import measure_archs
     from nas.space.io import RELEASED, load_arch
 
     path = out / "sml.json"
@@ -69,10 +69,11 @@ def main(argv: list[str]) -> int:
     if not slug:
         print("no CUDA device visible (torch.cuda.is_available() is False): nothing to build here", file=sys.stderr)
         return 2
+    from nas.latency.build import build_table, calibrate_table
     from nas.latency.hardware import load_hardware
     from nas.latency.predictor import calibration_archs
     from nas.latency.spacemap import SpaceMap
-    from nas.latency.tables import LatencyTable, build_table, calibrate_table
+    from nas.latency.tables import LatencyTable
     from nas.latency.units import decompose
     from nas.latency.validate import validate, validation_archs
     from nas.space.space import load_space

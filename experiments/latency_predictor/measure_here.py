@@ -26,9 +26,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
+from nas.io import write_text_atomic  # noqa: E402
 from nas.latency.device import current_fingerprint, describe  # noqa: E402
 from nas.latency.hardware import Hardware, load_hardware  # noqa: E402
-from nas.space.io import load_arch, write_text_atomic  # noqa: E402
+from nas.space.io import load_arch  # noqa: E402
 
 
 def target(name: str) -> tuple[Hardware, str]:

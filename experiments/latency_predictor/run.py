@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 import numpy as np  # noqa: E402
 
-from nas.space.io import write_text_atomic  # noqa: E402
+from nas.io import write_text_atomic  # noqa: E402
 
 KINDS = ("conv", "upsample", "csp_in", "bottlenecks", "concat_conv", "spp", "decode")
 LABELS = {

@@ -23,13 +23,14 @@ from typing import Any
 import numpy as np
 
 from nas.errors import ConfigError
+from nas.io import write_text_atomic
+from nas.latency.build import measure_archs
 from nas.latency.device import current_fingerprint, describe
 from nas.latency.hardware import Hardware, load_hardware
-from nas.latency.predictor import Calibration, fit_calibration, unit_features
-from nas.latency.tables import LatencyTable, measure_archs
+from nas.latency.predictor import Calibration, calibration_archs, fit_calibration, load_predictor, unit_features
+from nas.latency.tables import LatencyTable
 from nas.latency.units import decompose
 from nas.latency.usercal import FORMAT, table_digest, user_calibration_path
-from nas.space.io import write_text_atomic
 from nas.space.schema import ArchConfig
 
 __all__ = ["adapt", "calibrate", "spread_networks"]
@@ -91,8 +92,6 @@ def adapt(base: Calibration | None, x: np.ndarray, y: np.ndarray) -> tuple[Calib
 
 def spread_networks(table: LatencyTable, space: Any, n: int, seed: int) -> list[ArchConfig]:
     """`n` of the table's calibration networks spread evenly over their latency range (or seeded new ones)."""
-    from nas.latency.predictor import calibration_archs
-
     archs, ms = table.calibration_set()
     if len(archs) >= n:
         order = np.argsort(ms)
@@ -118,8 +117,6 @@ def calibrate(
     neighbours. `measure`: stands in for the harness (tests).
     Returns the stored record (fingerprint, measured networks, fit, where it was written).
     """
-    from nas.latency.predictor import load_predictor
-
     hw = load_hardware(hardware)
     if n < 2:
         raise ConfigError(f"calibrate: n={n}; measure at least 2 networks (8 take ~2 min on one CPU core)")

@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import re
+import subprocess
 import warnings
 from pathlib import Path
 from typing import Any
@@ -103,8 +104,6 @@ def gpu_fingerprint() -> dict[str, Any]:
     major, minor = torch.cuda.get_device_capability(0)
     driver = None
     try:
-        import subprocess
-
         q = ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader", "-i", "0"]
         driver = subprocess.run(q, capture_output=True, text=True, timeout=10, check=True).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):

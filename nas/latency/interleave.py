@@ -16,16 +16,18 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
+from nas.io import write_text_atomic
 from nas.latency.hardware import Hardware
-from nas.space.io import write_text_atomic
+from nas.latency.modules import deployed_model
+from nas.latency.runtimes import make_runtime
 from nas.space.schema import ArchConfig
 
 __all__ = ["measure_pairs"]
 
 
 def _prepared(arch: ArchConfig, hw: Hardware, runtime: Any) -> Callable[[], Any]:
-    from nas.latency.modules import deployed_model
-
     model, inputs = deployed_model(arch, hw.input_hw, hw.batch)
     return runtime.prepare(model, inputs)
 
@@ -45,10 +47,6 @@ def measure_pairs(
     Each dict: median ms of the network and of the reference in that window, the median of the per-round
     ratios (network / reference), the samples. With `out_dir`, results already there are reused (resume).
     """
-    from tqdm.auto import tqdm
-
-    from nas.latency.runtimes import make_runtime
-
     archs = list(archs)
     store = Path(out_dir) if out_dir is not None else None
     runtime = make_runtime(hw)

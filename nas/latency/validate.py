@@ -18,10 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from nas.io import write_text_atomic
 from nas.latency.counting import count_flops, count_params
+from nas.latency.device import current_fingerprint
 from nas.latency.hardware import Hardware, load_hardware
-from nas.latency.predictor import LatencyPredictor, load_predictor
-from nas.space.io import write_text_atomic
+from nas.latency.interleave import measure_pairs
+from nas.latency.predictor import LatencyPredictor, load_predictor, unit_features
+from nas.latency.units import decompose
 from nas.space.schema import ArchConfig
 
 __all__ = ["baselines", "compare", "fit_linear", "metrics", "noise_floors", "validate", "validation_archs"]
@@ -120,9 +123,6 @@ def noise_floors(first: list[dict], again: list[dict], clock: str = "") -> dict[
 
 def baselines(table: Any, archs: Sequence[ArchConfig], input_hw: Any) -> dict[str, np.ndarray]:
     """FLOPs-only and params-only lines fitted on the table's calibration networks, and the raw LUT sum."""
-    from nas.latency.predictor import unit_features
-    from nas.latency.units import decompose
-
     calib_archs, calib_ms = table.calibration_set()
     out = {"lut_sum_raw": np.array([unit_features(decompose(a, input_hw), table)[0] for a in archs])}
     for name, fn in (("flops_linear", lambda a: count_flops(a, input_hw)), ("params_linear", count_params)):
@@ -181,9 +181,6 @@ def validate(
     all the others (the noise floor, in both forms). Resumable: one JSON per network under `out`/pairs
     and `out`/again. Writes `out`/validation.json and validation.png.
     """
-    from nas.latency.device import current_fingerprint
-    from nas.latency.interleave import measure_pairs
-
     hw = load_hardware(hardware)
     pred = predictor or load_predictor(hw, space=space)
     sp, table = pred.space, pred.table
