@@ -1,8 +1,9 @@
-"""`python -m nas.latency build|validate|info|list key=value ...`: latency tables on the target hardware."""
+"""`python -m nas.latency build|validate|calibrate|info|list key=value ...`: latency tables on the target hardware."""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from nas.errors import ConfigError, NasError
@@ -14,6 +15,7 @@ from nas.latency.predictor import load_predictor
 from nas.latency.spacemap import SpaceMap
 from nas.latency.tables import LatencyTable, build_command
 from nas.latency.validate import validate
+from nas.options import from_args
 from nas.space.space import load_space
 
 USAGE = """usage: python -m nas.latency COMMAND key=value ...
@@ -32,31 +34,61 @@ USAGE = """usage: python -m nas.latency COMMAND key=value ...
   list                                              available hardware
 """
 
-_INTS = {"limit", "calib", "seed", "n", "noise", "rounds"}
-_KEYS = {
-    "build": {"hardware", "space", "limit", "calib", "seed", "out"},
-    "validate": {"hardware", "space", "n", "seed", "noise", "rounds", "out"},
-    "calibrate": {"hardware", "space", "n", "seed", "out", "clock"},
-    "info": {"hardware", "space", "out"},
-    "list": set(),
+
+@dataclass(frozen=True)
+class _Target:
+    hardware: str | None = None  # required; checked in _parse with the list of targets
+    space: str | None = None
+
+
+@dataclass(frozen=True)
+class _Build(_Target):
+    limit: int | None = None
+    calib: int | None = None
+    seed: int | None = None
+    out: str | None = None
+
+
+@dataclass(frozen=True)
+class _Validate(_Target):
+    n: int | None = None
+    seed: int | None = None
+    noise: int | None = None
+    rounds: int | None = None
+    out: str | None = None
+
+
+@dataclass(frozen=True)
+class _Calibrate(_Target):
+    n: int | None = None
+    seed: int | None = None
+    clock: str | None = None
+    out: str | None = None
+
+
+@dataclass(frozen=True)
+class _Info(_Target):
+    out: str | None = None
+
+
+@dataclass(frozen=True)
+class _List:
+    pass
+
+
+# command -> its keys; a key left out takes the default of the function the command calls
+_COMMANDS: dict[str, type] = {
+    "build": _Build,
+    "validate": _Validate,
+    "calibrate": _Calibrate,
+    "info": _Info,
+    "list": _List,
 }
 
 
 def _parse(command: str, args: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for a in args:
-        key, sep, value = a.lstrip("+").partition("=")
-        if not sep or key not in _KEYS[command]:
-            raise ConfigError(
-                f"{command}: unexpected argument {a!r}; expected key=value with key in {sorted(_KEYS[command])}"
-            )
-        if key in _INTS:
-            try:
-                out[key] = int(value)
-            except ValueError:
-                raise ConfigError(f"{command}: {key}={value!r} is not an integer") from None
-        else:
-            out[key] = value
+    given = asdict(from_args(_COMMANDS[command], args, command, prog="python -m nas.latency"))
+    out = {k: v for k, v in given.items() if v is not None}
     if command != "list" and "hardware" not in out:
         raise ConfigError(f"{command}: hardware=... is required; available: {', '.join(available_hardware())}")
     return out
@@ -79,12 +111,10 @@ def _info(hardware: str, space: str = "yolo_nas", out: str | None = None) -> Non
         left = f"; the missing units take ~{eta / 60:.0f} min at the rate measured so far" if eta else ""
         print(f"incomplete ({n_cal} calibration networks{left}); continue with `{build_command(hw, sp.name, out)}`")
         return
-
     pred = load_predictor(hw, space=sp, path=out)
     feats = ", ".join(f"{c:+.4g}*{f}" for f, c in zip(pred.calibration.features, pred.calibration.coef))
-    print(
-        f"calibration ({pred.calibration_source}) on {pred.calibration.n} networks: {pred.calibration.intercept:+.4g} {feats}"
-    )
+    cal = pred.calibration
+    print(f"calibration ({pred.calibration_source}) on {cal.n} networks: {cal.intercept:+.4g} {feats}")
     print(f"  (leave-one-out relative RMSE {pred.calibration.loo_rel_rmse:.2%})")
     for name, arch in sp.references.items():
         print(f"  {name}: {pred.predict(arch):.2f} ms predicted")
@@ -92,7 +122,7 @@ def _info(hardware: str, space: str = "yolo_nas", out: str | None = None) -> Non
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] in ("-h", "--help") or args[0] not in _KEYS:
+    if not args or args[0] in ("-h", "--help") or args[0] not in _COMMANDS:
         print(USAGE, file=sys.stderr)
         return 2
     command = args[0]
@@ -114,14 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             if "fit" in table.data["calibration"]:
                 print(f"calibration: {table.data['calibration']['fit']}")
         elif command == "calibrate":
-            r = calibrate(
-                kw["hardware"],
-                n=kw.get("n", 8),
-                seed=kw.get("seed", 0),
-                space=kw.get("space"),
-                path=kw.get("out"),
-                clock=kw.get("clock"),
-            )
+            r = calibrate(kw.pop("hardware"), path=kw.pop("out", None), **kw)
             for net in r["networks"]:
                 print(
                     f"  {net['name']}: measured {net['measured_ms']:.1f} ms, shipped calibration "
