@@ -167,6 +167,3 @@ def calibrate(
     write_text_atomic(out, json.dumps(record, indent=1) + "\n")
     record["path"] = str(out)
     return record
-
-
-_pick = spread_networks  # TEMPORARY: the measurement runs started before the rename import this name
