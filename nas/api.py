@@ -22,6 +22,7 @@ from nas.data import load_dataset
 from nas.engine.info import ModelInfo, model_info
 from nas.engine.names import default_names
 from nas.engine.options import ExportOptions, ExportTarget, InfoOptions, PredictOptions, ValData, ValOptions
+from nas.engine.ort import OrtDetector, is_onnx
 from nas.engine.predict import predict_iter
 from nas.engine.val import validate
 from nas.errors import CheckpointError, ConfigError, SpaceError
@@ -91,6 +92,8 @@ def _load(source: Any) -> tuple[nn.Module, Path | None]:
         )
     text = str(source)
     path = Path(text).expanduser()
+    if is_onnx(path):  # an export (FP32 or INT8): predict and val run it in onnxruntime
+        return OrtDetector(path), path
     if path.suffix in (".yaml", ".yml"):
         if path.is_file():
             return build(load_arch(path)), None
@@ -139,7 +142,19 @@ class NAS:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        return getattr(self.model, "device", None) or next(self.model.parameters()).device
+
+    @property
+    def is_onnx(self) -> bool:
+        """Loaded from an .onnx export: predict and val run in onnxruntime; fuse/to/export do not apply."""
+        return isinstance(self.model, OrtDetector)
+
+    def _torch_only(self, what: str) -> None:
+        if self.is_onnx:
+            raise ConfigError(
+                f"{what} needs the torch model; {self.ckpt_path} is an ONNX export (predict and val only): "
+                "load the checkpoint it was exported from"
+            )
 
     @property
     def fused(self) -> str:
@@ -148,11 +163,17 @@ class NAS:
 
     def fuse(self, mode: str = "full") -> NAS:
         """Re-parameterize in place for inference (see `nas.models.fuse`); outputs are unchanged."""
+        self._torch_only("fuse()")
         fuse(self.model, mode)
         return self
 
     def to(self, device: str | int | torch.device) -> NAS:
-        self.model.to(select_device(device))
+        dev = select_device(device)
+        if self.is_onnx:
+            if dev.type != "cpu":
+                raise ConfigError(f"device={device!r}: an ONNX model runs in onnxruntime on the CPU; use device=cpu")
+            return self
+        self.model.to(dev)
         return self
 
     def _use(self, device: str | int | torch.device | None) -> None:
@@ -166,6 +187,7 @@ class NAS:
 
         Keywords are `InfoOptions` fields (imgsz, detailed, fuse, hardware); fuse=True fuses in place first.
         """
+        self._torch_only("info()")
         opts = merge(InfoOptions, options, kwargs, "NAS.info")
         if opts.fuse:
             self.fuse()
@@ -229,14 +251,21 @@ class NAS:
     ) -> str:
         """Write a deployment file and check it against torch in onnxruntime; returns its path.
 
-        Keywords are `ExportOptions` fields (imgsz, batch, half, dynamic, fuse, nms, conf, iou, max_det, opset).
+        Keywords are `ExportOptions` fields (imgsz, batch, half, dynamic, fuse, nms, conf, iou, max_det, opset,
+        int8, data, calib, calib_method).
         The default file is the checkpoint's path with the format's suffix, else "<arch name>.onnx".
         nms=True puts NMS (predict semantics: conf, iou, max_det) in the graph with fixed-size outputs.
+        int8=True writes "<stem>_int8.onnx": the checked FP32 export quantized by onnxruntime (static QDQ,
+        per-channel s8 weights, u8 activations) with `calib_method` ranges from `calib` images of `data`'s
+        train split (see `nas.quant`); `NAS("..._int8.onnx")` predicts and validates it. `data` may also be a
+        loaded dataset.
         """
         ExportTarget(format, None if file is None else os.fspath(file))  # checks the format
         opts = merge(ExportOptions, options, kwargs, "NAS.export")
+        self._torch_only("export()")
         if file is None:
-            file = self.ckpt_path.with_suffix(".onnx") if self.ckpt_path else Path(f"{self.arch.name}.onnx")
+            stem = self.ckpt_path.with_suffix("") if self.ckpt_path else Path(self.arch.name)
+            file = stem.with_name(stem.name + ("_int8.onnx" if opts.int8 else ".onnx"))
         metadata = {
             "names": {str(k): v for k, v in self.names.items()},
             "arch_name": self.arch.name,

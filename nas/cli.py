@@ -4,6 +4,8 @@
     nas val model=yolo_nas_s.pt data=synthetic
     nas info model=yolo_nas_s.pt detailed=true
     nas export model=yolo_nas_s.pt format=onnx nms=true
+    nas export model=yolo_nas_s.pt format=onnx int8=true data=synthetic calib=32
+    nas val model=yolo_nas_s_int8.onnx data=synthetic       (ONNX exports run in onnxruntime)
     nas latency model=yolo_nas_m hardware=cpu_ort measure=true
     nas search +space=yolo_nas strategy=tpe n_trials=100    (the Hydra app, python -m nas.search)
     nas space +space=yolo_nas                                (python -m nas.space)

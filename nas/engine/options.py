@@ -8,7 +8,7 @@ model is loaded or a run directory created. Light on purpose: `nas help` imports
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from nas.errors import ConfigError
 
@@ -33,6 +33,9 @@ PREPROCESS_MODES = ("ultralytics", "sg")
 # val protocol -> (default conf, pre-NMS candidate cap)
 PROTOCOLS = {"ultralytics": (0.001, 30000), "sg": (0.01, 1000)}
 EXPORT_FORMATS = ("onnx",)
+# nas.quant.CALIB_METHODS, repeated here so that `nas help` need not import onnxruntime's quantizer (a test
+# keeps the two equal)
+CALIB_METHODS = ("minmax", "percentile", "entropy")
 
 
 def check_imgsz(imgsz: int | tuple[int, int], stride: int = 32) -> tuple[int, int]:
@@ -150,6 +153,10 @@ class ExportOptions(InferenceOptions):
     fuse: bool = True
     nms: bool = False
     opset: int | None = None
+    int8: bool = False
+    data: Any = "synthetic"
+    calib: int = 32
+    calib_method: str = "minmax"
 
     HELP: ClassVar = {
         "conf": "in-graph NMS confidence threshold",
@@ -159,13 +166,25 @@ class ExportOptions(InferenceOptions):
         "fuse": "fuse before export",
         "nms": "NMS in the graph (outputs num_dets, boxes, scores, classes)",
         "opset": "ONNX opset (default 17)",
+        "int8": "INT8 post-training quantization (onnxruntime QDQ): writes <stem>_int8.onnx",
+        "data": "int8 calibration images: synthetic, a data YAML or a COCO JSON (its train split)",
+        "calib": "int8: number of calibration images",
+        "calib_method": "int8 calibration: minmax, percentile or entropy",
     }
-    ORDER: ClassVar = ("imgsz", "batch", "dynamic", "fuse", "nms", "conf", "iou", "max_det", "half", "opset")
+    CHOICES: ClassVar = {"calib_method": CALIB_METHODS}
+    ORDER: ClassVar = (
+        "imgsz", "batch", "dynamic", "fuse", "nms", "conf", "iou", "max_det", "half", "opset",
+        "int8", "data", "calib", "calib_method",
+    )  # fmt: skip
 
     def __post_init__(self):
         super().__post_init__()
         if self.opset is not None:
             _positive_int("opset", self.opset)
+        if not isinstance(self.int8, bool):
+            raise ConfigError(f"int8={self.int8!r}: expected true or false")
+        _positive_int("calib", self.calib)
+        _one_of("calib_method", self.calib_method, CALIB_METHODS)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ def forward(model: nn.Module, x: torch.Tensor, half: bool) -> tuple[torch.Tensor
 
 
 def check_device(model: nn.Module, half: bool) -> torch.device:
-    device = next(model.parameters()).device
+    device = getattr(model, "device", None) or next(model.parameters()).device  # OrtDetector: cpu, no parameters
     if half and device.type != "cuda":
         raise ConfigError("half=True needs the model on a CUDA device (device=cuda); fp16 on CPU is not supported")
     return device

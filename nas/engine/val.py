@@ -34,10 +34,12 @@ from nas.options import merge
 __all__ = ["format_metrics", "validate"]
 
 
-def _plan(dataset: Any, imgsz: int, batch: int, protocol: str) -> list[tuple[list[int], tuple[int, int]]]:
-    """Batches of dataset indices with their input (h, w), in processing order."""
+def _plan(
+    dataset: Any, imgsz: int, batch: int, protocol: str, rect: bool = True
+) -> list[tuple[list[int], tuple[int, int]]]:
+    """Batches of dataset indices with their input (h, w), in processing order (rect=False: all square)."""
     n = len(dataset.images)
-    if protocol == "sg":
+    if protocol == "sg" or not rect:
         return [(list(range(s, min(s + batch, n))), (imgsz, imgsz)) for s in range(0, n, batch)]
     hw = [(rec.height, rec.width) for rec in dataset.images]
     order, shapes = rect_batch_shapes(hw, imgsz, batch)
@@ -109,7 +111,9 @@ def validate(
     if not dataset.images:
         raise DataError("the dataset has no images to validate on")
     device = check_device(model, half)
-    plan = _plan(dataset, imgsz, batch, protocol)
+    # A fixed-shape ONNX graph gets square imgsz inputs, as ultralytics' validator gives exported models
+    rect = not getattr(model, "fixed_input", False)
+    plan = _plan(dataset, imgsz, batch, protocol, rect)
     detections: list[dict] = []
     t_forward = t_nms = 0.0
     t_start = time.perf_counter()

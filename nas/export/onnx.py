@@ -10,8 +10,10 @@ IoU > iou suppresses, first max_det by score) and fixed-size, padded outputs: "n
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +24,14 @@ import torch
 from torch import Tensor, nn
 
 from nas.engine.options import ExportOptions, check_imgsz
+from nas.errors import ConfigError
 from nas.models.postprocess import MAX_WH, nms, non_max_suppression, xywh2xyxy, xyxy2xywh
 from nas.models.reparam import fuse as fuse_model
 from nas.options import merge
+from nas.quant import calibration_images, quantize_onnx
+from nas.quant.sensitivity import output_error
 
-__all__ = ["DEFAULT_OPSET", "ExportResult", "export_onnx", "onnx_predict"]
+__all__ = ["DEFAULT_OPSET", "ExportResult", "export_onnx", "export_onnx_int8", "onnx_predict"]
 
 DEFAULT_OPSET = 17
 
@@ -38,6 +43,7 @@ class ExportResult:
     path: Path
     max_abs_diff: dict[str, float] = field(default_factory=dict)
     mismatches: list[str] = field(default_factory=list)
+    int8: dict[str, Any] | None = None  # INT8 exports: how it was quantized and its output error vs FP32
 
     @property
     def ok(self) -> bool:
@@ -46,7 +52,15 @@ class ExportResult:
     def __str__(self) -> str:
         diffs = ", ".join(f"{k} {v:.2e}" for k, v in self.max_abs_diff.items()) or "not checked"
         state = "matches torch" if self.ok else "DIFFERS from torch: " + "; ".join(self.mismatches)
-        return f"exported {self.path} ({self.path.stat().st_size / 1e6:.1f} MB); onnxruntime {state} (max abs diff: {diffs})"
+        text = f"exported {self.path} ({self.path.stat().st_size / 1e6:.1f} MB); onnxruntime {state} (max abs diff: {diffs})"
+        if self.int8:
+            q, e = self.int8, self.int8["output_error"]
+            text = (
+                f"exported INT8 {self.path} ({self.path.stat().st_size / 1e6:.1f} MB; {q['method']} calibration on "
+                f"{q['calib_images']} {q['data']} images): the FP32 export it was quantized from {state}; INT8 vs "
+                f"FP32 on the calibration images: box error {e['box_error']:.4f}, score error {e['score_error']:.4f}"
+            )
+        return text
 
 
 class _NMSOp(torch.autograd.Function):
@@ -140,6 +154,8 @@ def export_onnx(
     import onnx
 
     o = merge(ExportOptions, options, kwargs, "export_onnx")
+    if o.int8:
+        return export_onnx_int8(model, file, o, metadata=metadata)
     batch, half, dynamic, fuse, nms, opset = o.batch, o.half, o.dynamic, o.fuse, o.nms, o.opset
     conf, iou, max_det = o.conf, o.iou, o.max_det
     h, w = check_imgsz(o.imgsz)
@@ -238,3 +254,36 @@ def _check(result: ExportResult, graph: _Detect, x: Tensor, file: Path) -> None:
     result.max_abs_diff.update(nms_boxes=diff_boxes, nms_scores=diff_scores)
     if diff_boxes > 1e-4 or diff_scores > 1e-6:
         result.mismatches.append(f"in-graph NMS boxes/scores differ by {diff_boxes:.3g} px / {diff_scores:.3g}")
+
+
+def export_onnx_int8(
+    model: nn.Module,
+    file: str | os.PathLike,
+    options: ExportOptions | None = None,
+    *,
+    metadata: dict[str, Any] | None = None,
+    exclude: tuple[str, ...] | list[str] = (),
+    reduce_range: bool = False,
+    seed: int = 0,
+    **kwargs: Any,
+) -> ExportResult:
+    """FP32 export (checked against torch, as `export_onnx`), then static QDQ INT8 quantization calibrated on
+    `calib` images of `data`'s train split (`nas.quant.quantize_onnx`); the INT8 file goes to `file`.
+
+    Keywords are `ExportOptions` fields (int8 is implied). The result's `int8` holds the settings and the
+    INT8-vs-FP32 output error on the calibration images.
+    """
+    o = dataclasses.replace(merge(ExportOptions, options, kwargs, "export_onnx_int8"), int8=False)
+    if o.half:
+        raise ConfigError("int8=True quantizes the FP32 graph; drop half=True")
+    images = calibration_images(o.data, o.calib, check_imgsz(o.imgsz), seed=seed)
+    with tempfile.TemporaryDirectory(prefix="nas-int8-") as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        result = export_onnx(model, fp32, o, metadata=metadata)
+        q = quantize_onnx(fp32, file, images, method=o.calib_method, exclude=exclude, reduce_range=reduce_range)
+        error = output_error(fp32, q.path, images)
+    result.path = q.path
+    name = o.data if isinstance(o.data, (str, os.PathLike)) else type(o.data).__name__
+    result.int8 = {"method": o.calib_method, "calib_images": len(images), "data": str(name), **q.settings}
+    result.int8.update(float_nodes=q.float_nodes, output_error=error)
+    return result

@@ -2,8 +2,9 @@
 
 Backends: PyTorch eager on the CPU (fp32), onnxruntime on the CPU (fp32; the module is exported to ONNX
 with torch's legacy exporter and run with all graph optimizations), PyTorch on CUDA (fp16, replayed as
-a CUDA graph; `torch.compile` optional). onnxruntime INT8 timing is not implemented: `precision: int8`
-is refused with a clear error. Callers pass the *deployed* module (see `nas.latency.modules`):
+a CUDA graph; `torch.compile` optional), onnxruntime INT8 on the CPU (the fp32 ONNX quantized by `nas.quant`:
+static QDQ, per-channel s8 weights, u8 activations, calibrated on the timing inputs).
+Callers pass the *deployed* module (see `nas.latency.modules`):
 timing an unfused network, or eager `predict()` with pre/post-processing, measures something else.
 """
 
@@ -14,22 +15,26 @@ import io
 import os
 import platform
 import statistics
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nas.errors import ConfigError
 from nas.latency.hardware import Hardware, TimingSettings
+from nas.quant.ptq import quantize_onnx
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
 __all__ = [
     "NoiseReport",
+    "OrtCPUInt8Runtime",
     "Runtime",
     "RuntimeUnavailableError",
     "Timing",
@@ -228,22 +233,50 @@ class OrtCPURuntime(Runtime):
         return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
     def prepare(self, module: nn.Module, inputs: Sequence[Tensor]) -> Callable[[], Any]:
-        sess = self.session(onnx_bytes(module, inputs))
-        feeds = {i.name: np.ascontiguousarray(x.numpy()) for i, x in zip(sess.get_inputs(), inputs)}
-        # Inputs and outputs bound once to fixed buffers: a timed run neither allocates nor copies its
-        # outputs, as inside a whole network (where a block's output stays in the runtime's arena).
-        outputs = [np.empty_like(y) for y in sess.run(None, feeds)]
-        binding = sess.io_binding()
-        for name, x in feeds.items():
-            binding.bind_cpu_input(name, x)
-        for o, y in zip(sess.get_outputs(), outputs):
-            binding.bind_output(o.name, "cpu", 0, y.dtype, list(y.shape), y.ctypes.data)
+        return _bind(self.session(onnx_bytes(module, inputs)), inputs)
 
-        def run() -> Any:
-            sess.run_with_iobinding(binding)
-            return outputs
 
-        return run
+def _bind(sess: Any, inputs: Sequence[Tensor]) -> Callable[[], Any]:
+    """A zero-argument run of `sess` on `inputs`, inputs and outputs bound once to fixed buffers: a timed run
+    neither allocates nor copies its outputs, as inside a whole network (where a block's output stays in the
+    runtime's arena)."""
+    feeds = {i.name: np.ascontiguousarray(x.numpy()) for i, x in zip(sess.get_inputs(), inputs)}
+    outputs = [np.empty_like(y) for y in sess.run(None, feeds)]
+    binding = sess.io_binding()
+    for name, x in feeds.items():
+        binding.bind_cpu_input(name, x)
+    for o, y in zip(sess.get_outputs(), outputs):
+        binding.bind_output(o.name, "cpu", 0, y.dtype, list(y.shape), y.ctypes.data)
+
+    def run() -> Any:
+        sess.run_with_iobinding(binding)
+        return outputs
+
+    return run
+
+
+class OrtCPUInt8Runtime(OrtCPURuntime):
+    """onnxruntime INT8: the unit's fp32 ONNX quantized (QDQ) with ranges from its own timing inputs.
+
+    A unit's graph starts with a QuantizeLinear and ends with a DequantizeLinear that a whole INT8 network
+    only has at its input and before its float post-processing; the calibration on whole networks absorbs it.
+    """
+
+    name = "onnxruntime-cpu-int8"
+
+    def prepare(self, module: nn.Module, inputs: Sequence[Tensor]) -> Callable[[], Any]:
+        feeds = [{f"x{i}": np.ascontiguousarray(x.numpy()) for i, x in enumerate(inputs)}]
+        with tempfile.TemporaryDirectory(prefix="nas-int8-unit-") as tmp:
+            src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+            src.write_bytes(onnx_bytes(module, inputs))
+            # A whole network goes through the export's pipeline (pre-processing, float post-processing tail).
+            # A unit skips the pre-processing (it only speeds up the quantizer here) and is all int8, except
+            # the decode unit, which is all post-processing and so stays float.
+            network = hasattr(module, "arch")
+            decode = not network and b"Softmax" in src.read_bytes()
+            quantize_onnx(src, dst, feeds, pre_processed=not network, float_tail=network or decode)
+            model = dst.read_bytes()
+        return _bind(self.session(model), inputs)
 
 
 class TorchCUDARuntime(Runtime):
@@ -303,10 +336,12 @@ def _no_grad_call(module: nn.Module, xs: tuple) -> Any:
 def make_runtime(hw: Hardware) -> Runtime:
     """The runtime that times on `hw` (checked here, not at first use)."""
     if hw.precision == "int8":
-        raise RuntimeUnavailableError(
-            f"hardware {hw.name!r}: INT8 timing is not implemented in this version; set precision: fp32 "
-            f"in {hw.name}.yaml (or time an fp32 target such as cpu_ort)"
-        )
+        if hw.backend != "onnxruntime" or hw.accelerator != "cpu":
+            raise RuntimeUnavailableError(
+                f"hardware {hw.name!r}: INT8 timing runs in onnxruntime on the CPU (backend onnxruntime); "
+                f"got backend {hw.backend}"
+            )
+        return OrtCPUInt8Runtime(hw.threads or 1)
     if hw.accelerator == "cuda":
         return TorchCUDARuntime(hw.precision, hw.cuda_graphs, hw.compile)
     if hw.backend == "onnxruntime":

@@ -5,6 +5,9 @@ Objectives: `proxy_score` (maximize; zero-cost proxies combined against a fixed 
 2 x multiply-adds of the deployed network at the cost resolution) and `params_m` (minimize). The three
 costs are counted from the `ArchConfig` (`nas.latency.counting`, the numbers `nas info` prints): no
 model is built for them; only the proxies that need one build it.
+Quantization-aware: `int8_latency_ms` (minimize; the predictor of the `cpu_ort_int8` target, the network
+quantized by nas.quant) and `int8_drop` (minimize; estimated mAP50-95 points lost by INT8 post-training
+quantization, `nas.quant.estimate`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from nas.errors import ConfigError
 from nas.io import write_text_atomic
 from nas.latency import arch_cost, load_hardware, load_predictor
 from nas.proxy import zero_cost
+from nas.quant.estimate import int8_drop_estimate
 from nas.search.config import ProxyConfig, SearchConfig
 from nas.space import ArchConfig, SearchSpace
 
@@ -35,7 +39,10 @@ OBJECTIVES: dict[str, str] = {
     "latency_ms": "minimize",
     "flops_g": "minimize",
     "params_m": "minimize",
+    "int8_latency_ms": "minimize",
+    "int8_drop": "minimize",
 }
+INT8_HARDWARE = "cpu_ort_int8"
 log = logging.getLogger("nas.search")
 COST_IMGSZ = 640  # resolution of `flops_g` when the hardware does not name one
 
@@ -50,8 +57,10 @@ def check_objectives(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
         raise ConfigError(
             f"objectives={list(names)}: need at least two distinct objectives, e.g. [proxy_score, latency_ms]"
         )
-    if not any(OBJECTIVES[n] == "minimize" for n in names):
-        raise ConfigError(f"objectives={list(names)}: need a cost to minimize (latency_ms, flops_g or params_m)")
+    if not any(OBJECTIVES[n] == "minimize" and n != "int8_drop" for n in names):
+        raise ConfigError(
+            f"objectives={list(names)}: need a cost to minimize (latency_ms, int8_latency_ms, flops_g or params_m)"
+        )
     return names
 
 
@@ -131,6 +140,7 @@ class Evaluator:
                 "objective latency_ms needs a hardware: add hardware=cpu_ort (or another nas.latency hardware)"
             )
         self._predictor: Any = None
+        self._int8_predictor: Any = None
         self._hw: Any = None
         self.cost_imgsz = self._hardware_imgsz() if self.hardware is not None else COST_IMGSZ
         cache_root = Path(self.proxy.cache_dir).expanduser() if self.proxy.cache_dir else default_cache_dir()
@@ -229,6 +239,11 @@ class Evaluator:
             self._predictor = load_predictor(self.hardware_target())
         return float(self._predictor.predict(arch))
 
+    def int8_latency_ms(self, arch: ArchConfig) -> float:
+        if self._int8_predictor is None:
+            self._int8_predictor = load_predictor(load_hardware(INT8_HARDWARE))
+        return float(self._int8_predictor.predict(arch))
+
     # ---- evaluation --------------------------------------------------------------------------
     def costs(self, arch: ArchConfig) -> dict[str, float]:
         """The cost metrics of `arch` from its ArchConfig alone (no model): flops_g, params_m, latency_ms."""
@@ -236,6 +251,8 @@ class Evaluator:
         values = {"flops_g": cost.gflops, "params_m": cost.params_m}
         if self.hardware is not None:
             values["latency_ms"] = self.latency_ms(arch)
+        if "int8_latency_ms" in self.objectives:
+            values["int8_latency_ms"] = self.int8_latency_ms(arch)
         return values
 
     def evaluate(self, arch: ArchConfig) -> Evaluation:
@@ -244,4 +261,6 @@ class Evaluator:
         m, cached = self.measure(arch)
         score = zero_cost.combine(m["proxies"], self.reference(), self.proxy.proxies, self.proxy.combine)
         values = {"proxy_score": score, **self.costs(arch)}
+        if "int8_drop" in self.objectives:
+            values["int8_drop"] = int8_drop_estimate(arch)
         return Evaluation(values, dict(m["proxies"]), time.perf_counter() - t0, cached)

@@ -108,10 +108,12 @@ def test_make_runtime_per_hardware():
     assert make_runtime(load_hardware("cpu_ort")).threads == 1
 
 
-def test_int8_is_reported_as_not_available_yet():
-    hw = load_hardware("cpu_ort", precision="int8")
-    with pytest.raises(RuntimeUnavailableError, match=r"INT8 timing is not implemented.*precision: fp32"):
-        make_runtime(hw)
+def test_int8_runs_in_onnxruntime_only():
+    from nas.latency.runtimes import OrtCPUInt8Runtime
+
+    assert isinstance(make_runtime(load_hardware("cpu_ort", precision="int8")), OrtCPUInt8Runtime)
+    with pytest.raises(RuntimeUnavailableError, match=r"INT8 timing runs in onnxruntime"):
+        make_runtime(load_hardware("cpu_torch", precision="int8"))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
