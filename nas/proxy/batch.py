@@ -1,5 +1,5 @@
-"""The proxy batch (a few images with boxes, from the synthetic set or seeded noise) and the small
-detection loss that gradient-based zero-cost proxies differentiate."""
+"""The proxy batch (a few images with boxes, from the synthetic set or seeded noise) and the detection loss that
+gradient-based zero-cost proxies differentiate: YOLO-NAS's training loss (`nas.train.loss.ppyoloe_loss`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nas.errors import ConfigError
@@ -18,7 +17,6 @@ __all__ = [
     "ProxyBatch",
     "check_hw",
     "detection_loss",
-    "giou",
     "make_batch",
     "random_batch",
     "raw_outputs",
@@ -113,37 +111,13 @@ def raw_outputs(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Te
     return boxes, cls_logits, reg_distri, anchor_points
 
 
-def giou(a: Tensor, b: Tensor, eps: float = 1e-9) -> Tensor:
-    """Generalized IoU of paired boxes [P, 4] (xyxy) → [P]; `eps` keeps empty unions and hulls finite."""
-    lt, rb = torch.max(a[:, :2], b[:, :2]), torch.min(a[:, 2:], b[:, 2:])
-    inter = (rb - lt).clamp(min=0).prod(1)
-    area_a, area_b = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(1), (b[:, 2:] - b[:, :2]).clamp(min=0).prod(1)
-    union = area_a + area_b - inter + eps
-    hull = (torch.max(a[:, 2:], b[:, 2:]) - torch.min(a[:, :2], b[:, :2])).clamp(min=0).prod(1) + eps
-    return inter / union - (hull - union) / hull
-
-
 def detection_loss(model: nn.Module, batch: ProxyBatch) -> Tensor:
-    """Sigmoid focal-free BCE on all anchors + (1 - GIoU) on positives; an anchor is positive for the
-    smallest ground-truth box that contains its centre (centre sampling, no learned assignment)."""
-    boxes, cls_logits, _reg, points = raw_outputs(model, batch.images)
-    target = torch.zeros_like(cls_logits)
-    box_losses, n_pos = [], 0
-    for i, (gt, lab) in enumerate(zip(batch.boxes, batch.labels)):
-        if len(gt) == 0:
-            continue
-        inside = (points[:, None, :] > gt[None, :, :2]).all(-1) & (points[:, None, :] < gt[None, :, 2:]).all(-1)
-        area = (gt[:, 2:] - gt[:, :2]).prod(1)
-        cost = torch.where(inside, area[None, :], torch.full_like(inside, float("inf"), dtype=area.dtype))
-        best_cost, best = cost.min(1)
-        pos = torch.isfinite(best_cost)
-        if pos.any():
-            # labels beyond the model's classes (a random batch vs. a few-class model) fold onto its classes
-            target[i, pos, lab[best[pos]] % target.shape[-1]] = 1.0
-            box_losses.append((1.0 - giou(boxes[i, pos], gt[best[pos]])).sum())
-            n_pos += int(pos.sum())
-    norm = max(n_pos, 1)
-    loss = F.binary_cross_entropy_with_logits(cls_logits, target, reduction="sum") / norm
-    if box_losses:
-        loss = loss + torch.stack(box_losses).sum() / norm
+    """YOLO-NAS's training loss (TAL + varifocal + GIoU + DFL, `nas.train.loss`) of the model on the batch.
+
+    Labels beyond the model's classes (a random batch with 80 ids vs a few-class model) fold onto its classes."""
+    from nas.train.loss import ppyoloe_loss
+
+    outputs = model(batch.images)
+    c = outputs[1][0].shape[-1]
+    loss, _parts = ppyoloe_loss(outputs, list(batch.boxes), [lab % c for lab in batch.labels])
     return loss
