@@ -1,10 +1,11 @@
-"""`NAS`: the model-zoo front end (load, info, predict, val, export), shaped like ultralytics' `YOLO`/`NAS`.
+"""`NAS`: the model-zoo front end (load, info, predict, val, train, export), shaped like ultralytics' `YOLO`/`NAS`.
 
 from nas import NAS
 model = NAS("yolo_nas_s.pt")      # any checkpoint format, a released name, or an ArchConfig YAML
 model.info()
 results = model("bus.jpg")        # == model.predict("bus.jpg")
 metrics = model.val(data="synthetic")
+result = model.train(data="custom.yaml", epochs=100)   # fine-tune; result.best is runs/train/exp/best.pt
 model.export(format="onnx")
 """
 
@@ -26,6 +27,7 @@ from nas.space.schema import ArchConfig
 
 if TYPE_CHECKING:
     from nas.export.onnx import ExportResult
+    from nas.train import TrainResult
 
 __all__ = ["NAS", "select_device"]
 
@@ -253,6 +255,31 @@ class NAS:
             half=half,
             verbose=verbose,
         )
+
+    def train(self, **options: Any) -> TrainResult:
+        """Train or fine-tune this model; `options` are `nas.train.TrainOptions` keys (ultralytics names: data,
+        epochs, imgsz, batch, device, workers, resume, ...). A dataset with other classes than the model's moves
+        it onto them (class-prediction layers re-initialized, reported). Afterwards this object holds the EMA
+        weights of the last epoch; the result has the best epoch's metrics and the path of best.pt."""
+        from nas.train import TrainOptions
+        from nas.train import train as run
+
+        opts = TrainOptions().replace(**options)
+        if opts.weights is not None and not opts.resume:
+            if self.ckpt_path is not None or self.inherited is not None:
+                raise ConfigError(f"weights={opts.weights!r}: this model already holds weights")
+            from nas.models.inherit import inherit_weights
+
+            state_dict, self.inherited = inherit_weights(self.arch, opts.weights)
+            self.model.load_state_dict(state_dict, strict=True)
+            print(self.inherited.summary())
+        pretrained = self.ckpt_path is not None or self.inherited is not None
+        result = run(self.model, opts, pretrained=pretrained)
+        self.model = result.model
+        self.ckpt_path = result.best if result.best is not None else self.ckpt_path
+        self.names = dict(enumerate(result.class_names))
+        self.model.checkpoint_meta = {"path": str(self.ckpt_path), "format": "nas", "class_names": result.class_names}
+        return result
 
     def export(
         self,

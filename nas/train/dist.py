@@ -32,6 +32,12 @@ class Dist:
         dist.all_reduce(t)
         return t / self.world
 
+    def loss_normalizer(self, s: torch.Tensor) -> torch.Tensor:
+        """max(ΣS over processes, 1) / processes: see `nas.train.loss.ppyoloe_loss`."""
+        total = s.detach().clone()
+        dist.all_reduce(total)
+        return total.clamp(min=1.0) / self.world
+
     def any(self, flag: bool) -> bool:
         if self.world == 1:
             return flag

@@ -14,7 +14,7 @@ from torch import nn
 
 from nas.errors import CheckpointError
 
-__all__ = ["ClassAdaptation", "adapt_classes", "set_backbone_frozen"]
+__all__ = ["ClassAdaptation", "adapt_classes", "placeholders", "set_backbone_frozen"]
 
 
 def _is_class_pred(key: str) -> bool:
@@ -61,12 +61,22 @@ def adapt_classes(model: nn.Module, num_classes: int) -> tuple[nn.Module, ClassA
     return new, ClassAdaptation(arch.num_classes, num_classes, re_init, len(target) - 2 * len(re_init))
 
 
+def placeholders(model: nn.Module) -> set[int]:
+    """ids of the `rbr_reparam` placeholder parameters of unfused re-parameterizable blocks: unused in the forward
+    pass, so they never train (DDP refuses parameters that never get a gradient)."""
+    out: set[int] = set()
+    for m in model.modules():
+        if getattr(m, "fusion", None) == "none" and isinstance(getattr(m, "rbr_reparam", None), nn.Module):
+            out |= {id(p) for p in m.rbr_reparam.parameters()}
+    return out
+
+
 def set_backbone_frozen(model: nn.Module, frozen: bool) -> int:
     """(Un)freeze the backbone's parameters; returns how many tensors changed. Frozen BN layers keep their
     running statistics (eval mode) while the rest trains."""
-    n = 0
+    n, skip = 0, placeholders(model)
     for p in model.backbone.parameters():
-        if p.requires_grad == frozen:
+        if p.requires_grad == frozen and id(p) not in skip:
             p.requires_grad_(not frozen)
             n += 1
     for m in model.backbone.modules():

@@ -120,9 +120,10 @@ def ppyoloe_loss(
 ) -> tuple[Tensor, dict[str, float]]:
     """YOLO-NAS's training loss on a forward pass `((boxes, scores), raw)` and per-image targets (xyxy px, class ids).
 
-    `normalizer` maps this process's S (sum of soft targets) to the one to divide by; under DDP it is the mean over
-    processes (super-gradients' `reduce_across_gpus`), so that the averaged gradients equal one process's on the
-    whole global batch. Predictions are cast to float32 (autocast outputs). Returns the total and its weighted
+    `normalizer` maps this process's S (sum of soft targets) to the one to divide by (default max(S, 1)); under DDP
+    it is max(ΣS over processes, 1) / processes, so that the mean of the processes' losses and gradients equals one
+    process's on the whole global batch (super-gradients averages S over GPUs before the clamp instead, which
+    differs only when S < 1). Predictions are cast to float32 (autocast outputs). Returns the total and its weighted
     components (which sum to it)."""
     (pred_boxes, _scores), (cls_logits, reg_distri, _anchors, points, _n, strides) = outputs
     pred_boxes, cls_logits, reg_distri = pred_boxes.float(), cls_logits.float(), reg_distri.float()
@@ -139,7 +140,7 @@ def ppyoloe_loss(
         probs.detach().float(), pred_boxes.detach().float(), points, gt_boxes, gt_labels, gt_mask
     )
     s = t_scores.sum()
-    s = (normalizer(s) if normalizer is not None else s).clamp(min=1.0)
+    s = normalizer(s) if normalizer is not None else s.clamp(min=1.0)
     one_hot = F.one_hot(labels_a, c + 1)[..., :c].float()
     weight = VFL_ALPHA * probs.pow(VFL_GAMMA) * (1 - one_hot) + t_scores * one_hot
     l_cls = (F.binary_cross_entropy_with_logits(cls_logits, t_scores, reduction="none") * weight).sum() / s

@@ -13,7 +13,7 @@ from nas.space.io import write_text_atomic
 
 __all__ = ["COLUMNS", "RunLog", "summary_table"]
 
-COLUMNS = ("epoch", "loss", "cls", "iou", "dfl", "lr", "mAP50_95", "mAP50", "mAP75", "skipped_steps", "time_s")
+COLUMNS = ("epoch", "loss", "cls", "iou", "dfl", "lr", "mAP50_95", "mAP50", "mAP75", "skipped_steps", "elapsed_s")
 
 
 class RunLog:

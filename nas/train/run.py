@@ -102,6 +102,8 @@ def train(
         model = build(arch)
     elif model is None:
         raise ConfigError("train() needs a model (or resume=path/to/last.pt)")
+    if getattr(model, "fusion", "none") != "none":
+        raise ConfigError(f"the model is fused ({model.fusion}); train the unfused network (load it without fuse=)")
     d = setup(opts.device)
     if opts.sync_bn and d.device.type != "cuda":
         raise ConfigError("sync_bn=true needs CUDA devices (SyncBatchNorm does not run on CPU); use sync_bn=false")
@@ -141,16 +143,18 @@ def train(
         if runlog is not None:
             runlog.finish()
         d.close()
-    if say is not None and result.metrics.get("per_class") is not None:
+    if result.metrics.get("per_class") is not None:
+        m = result.metrics
         table = summary_table(
             {
-                "mAP50_95": result.metrics["mAP50_95"] / 100,
-                "mAP50": result.metrics["mAP50"] / 100,
-                "per_class": {k: v / 100 for k, v in result.metrics["per_class"].items()},
-                "per_class_AP50": {k: v / 100 for k, v in result.metrics.get("per_class_AP50", {}).items()},
+                "mAP50_95": m["mAP50_95"] / 100,
+                "mAP50": m["mAP50"] / 100,
+                "per_class": {k: v / 100 for k, v in m["per_class"].items()},
+                "per_class_AP50": {k: v / 100 for k, v in m.get("per_class_AP50", {}).items()},
             }
         )
-        say(f"best epoch {result.metrics['epoch']} (EMA weights, val):\n{table}")
-        if run_dir is not None:
+        if say is not None:
+            say(f"best epoch {m['epoch']} (EMA weights, val):\n{table}")
+        if run_dir is not None and d.main:
             (run_dir / "summary.md").write_text(table + "\n")
     return result

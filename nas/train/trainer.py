@@ -22,7 +22,7 @@ from nas.errors import TrainingError
 from nas.train.data import EpochBatches, TrainSet, make_loader
 from nas.train.dist import Dist
 from nas.train.ema import EMA
-from nas.train.finetune import set_backbone_frozen
+from nas.train.finetune import placeholders, set_backbone_frozen
 from nas.train.loss import ppyoloe_loss
 from nas.train.options import TrainOptions
 from nas.train.schedule import lr_at, param_groups
@@ -46,6 +46,7 @@ class TrainResult:
     run_dir: Path | None
     history: list[dict[str, Any]]
     model: nn.Module  # the EMA model of the last epoch
+    class_names: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -96,6 +97,8 @@ def run_epochs(run: Run) -> TrainResult:
     o, d, model = run.opts, run.dist, run.model
     dev = d.device
     model.to(dev)
+    for p in model.parameters():  # an EMA copy (NAS.train after NAS.train) comes without gradients
+        p.requires_grad_(id(p) not in placeholders(model))
     s = run.resume_state
     if s is not None:
         model.load_state_dict(s["model"], strict=True)
@@ -131,7 +134,7 @@ def run_epochs(run: Run) -> TrainResult:
     if o.compile:
         net = torch.compile(net)
     loader = make_loader(run.train_set, sampler, o.workers)
-    normalizer = d.mean if d.world > 1 else None
+    normalizer = d.loss_normalizer if d.world > 1 else None
     best_path = run.run_dir / "best.pt" if run.run_dir and (run.run_dir / "best.pt").is_file() else None
     last_path = None
     t0 = time.perf_counter() - elapsed0
@@ -257,4 +260,4 @@ def run_epochs(run: Run) -> TrainResult:
                 run.on_epoch(row, eval_model)
         d.barrier()
     best_row = max(run.history, key=lambda r: r.get("mAP50_95", -r["loss"])) if run.history else {}
-    return TrainResult(best_row, best_path, last_path, run.run_dir, run.history, eval_model)
+    return TrainResult(best_row, best_path, last_path, run.run_dir, run.history, eval_model, run.class_names)
