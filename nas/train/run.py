@@ -139,6 +139,7 @@ def train(
             f"{opts.epochs} epochs, imgsz {opts.imgsz}, batch {opts.batch} on {d.world} x {d.device}{where}")  # fmt: skip
     try:
         result = run_epochs(run)
+        result.adaptation = adaptation
     finally:
         if runlog is not None:
             runlog.finish()

@@ -47,6 +47,7 @@ class TrainResult:
     history: list[dict[str, Any]]
     model: nn.Module  # the EMA model of the last epoch
     class_names: list[str] = field(default_factory=list)
+    adaptation: Any = None  # nas.train.finetune.ClassAdaptation when the class layers were re-initialized
 
 
 @dataclass
