@@ -2,6 +2,7 @@
 
     nas predict model=yolo_nas_s.pt source=img.jpg conf=0.3
     nas val model=yolo_nas_s.pt data=synthetic
+    nas train model=yolo_nas_s.yaml data=synthetic epochs=1 imgsz=128
     nas info model=yolo_nas_s.pt detailed=true
     nas export model=yolo_nas_s.pt format=onnx nms=true
     nas latency model=yolo_nas_m hardware=cpu_ort measure=true
@@ -55,7 +56,15 @@ def _int_list(text: str) -> list[int]:
     return [int(t) for t in text.strip("[]() ").replace(" ", "").split(",") if t]
 
 
+def _bool_or_path(text: str) -> bool | str:
+    try:
+        return _bool(text)
+    except ValueError:
+        return _str(text)
+
+
 _TYPE_NAMES = {
+    _bool_or_path: "true, false or a path",
     _bool: "true or false",
     _int: "an integer",
     _float: "a number",
@@ -264,6 +273,39 @@ def _run_export(args: dict[str, Any]) -> int:
     return 0 if model.last_export.ok else 1
 
 
+def _train_keys() -> dict[str, Key]:
+    """`nas train` keys: model= plus every `TrainOptions` field, with its default and help (one place)."""
+    import dataclasses
+
+    from nas.train.options import TrainOptions
+
+    parsers = {"int": _int, "float": _float, "bool": _bool, "str": _str, "bool | str": _bool_or_path}
+    keys = {"model": Key(_str, "yolo_nas_s.yaml", "checkpoint path, released name, or ArchConfig YAML")}
+    for f in dataclasses.fields(TrainOptions):
+        base, optional = str(f.type).removesuffix(" | None"), str(f.type).endswith(" | None")
+        keys[f.name] = Key(parsers[base], f.default, f.metadata["help"], optional=optional)
+    return keys
+
+
+def _run_train(args: dict[str, Any]) -> int:
+    import os
+
+    import torch
+
+    from nas.api import NAS
+    from nas.train.options import TrainOptions
+
+    args = dict(args)
+    model = args.pop("model")
+    opts = TrainOptions(**args)  # checked before anything is built
+    torch.manual_seed(opts.seed)  # the initialization of a YAML model
+    result = NAS(model).train(**opts.to_dict())
+    if int(os.environ.get("RANK", "0")) == 0:
+        metrics = {k: result.metrics.get(k) for k in ("epoch", "mAP50_95", "mAP50")}
+        print(json.dumps({"best": str(result.best) if result.best else None, **metrics}))
+    return 0
+
+
 MODES: dict[str, Mode] = {
     "predict": Mode(
         _run_predict,
@@ -282,6 +324,11 @@ MODES: dict[str, Mode] = {
             **_DEVICE,
             **_RUN_DIR,
         },
+    ),
+    "train": Mode(
+        _run_train,
+        "train or fine-tune; writes best.pt, last.pt, results.csv/png to runs/train/exp* (torchrun for DDP)",
+        _train_keys(),
     ),
     "val": Mode(
         _run_val,

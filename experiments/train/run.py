@@ -1,7 +1,7 @@
 """Trainer benchmarks (issue 11): data-pipeline overhead and quality on the embedded synthetic set.
 
     python experiments/train/run.py quality            # S layout from scratch, 256 px, 30 epochs, batch 8 (hours on CPU)
-    python experiments/train/run.py overhead           # trainer images/s vs a bare loop on pre-loaded tensors
+    python experiments/train/run.py overhead           # trainer images/s vs a bare loop on pre-loaded tensors (128 px)
 
 `quality` trains with the trainer's augmentation (mosaic, random affine, HSV, flip) and the recipe that
 experiments/synthetic_difficulty used with flip only (AdamW lr 1e-3, 100 warm-up steps, EMA), writes one row per
@@ -120,13 +120,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--close-mosaic", type=int, default=5)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=10, help="overhead: optimizer steps per timed run")
+    ap.add_argument("--reps", type=int, default=2, help="overhead: interleaved repetitions")
+    ap.add_argument("--overhead-imgsz", type=int, default=128)
     ap.add_argument("--project", default=str(HERE / "runs"))
     ap.add_argument("--out", default=str(HERE))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.what == "quality":
         return quality(args)
-    from experiments.train.overhead import overhead
+    sys.path.insert(0, str(HERE))
+    from overhead import overhead
 
     return overhead(args)
 
