@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import ConfigError, NasError
+from nas.io import increment_dir
 
 __all__ = ["MODES", "Key", "Mode", "increment_dir", "main", "parse_args"]
 
@@ -123,20 +124,6 @@ _NMS = {
 }
 
 
-def increment_dir(path: Path, exist_ok: bool = False) -> Path:
-    """`path` if free (or exist_ok), else path2, path3, ... (created)."""
-    if not exist_ok and path.exists():
-        for n in range(2, 10_000):
-            candidate = path.with_name(f"{path.name}{n}")
-            if not candidate.exists():
-                path = candidate
-                break
-        else:
-            raise ConfigError(f"{path}: 9,999 run directories exist; choose another name= or project=")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def check_inputs(args: dict[str, Any]) -> None:
     """Validate sizes and thresholds before a model is loaded or a run directory created."""
     from nas.engine.predict import check_imgsz, check_thresholds
@@ -183,7 +170,7 @@ def _run_predict(args: dict[str, Any]) -> int:
         if args["save"]:
             r.save(save_dir / f"{Path(r.path).stem}.jpg")
         records.append({"path": r.path, "orig_shape": [h, w], "detections": r.summary()})
-    from nas.space.io import write_text_atomic
+    from nas.io import write_text_atomic
 
     write_text_atomic(save_dir / "predictions.json", json.dumps(records, indent=1))
     print(f"{len(records)} images; results saved to {save_dir}")
@@ -243,7 +230,7 @@ def _run_latency(args: dict[str, Any]) -> int:
     predicted = load_predictor(hw).predict(arch)
     print(f"{arch.name} on {hw.name}: predicted {predicted:.2f} ms ({hw})")
     if args["measure"]:
-        from nas.latency.tables import measure_archs
+        from nas.latency.build import measure_archs
 
         timing = measure_archs([arch], hw)[0]
         error = (predicted - timing["median_ms"]) / timing["median_ms"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from nas.space.io import write_text_atomic
+from nas.io import write_text_atomic
 
 
 def _bare(model, batch, steps: int, lr: float) -> float:

@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from nas.space.io import write_text_atomic
+from nas.io import write_text_atomic
 
 HERE = Path(__file__).resolve().parent
 BASELINE = {"source": "experiments/synthetic_difficulty (flip only)", "epochs": 30, "mAP50_95": 16.2, "mAP50": 23.9}

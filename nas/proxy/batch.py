@@ -10,7 +10,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from nas.data import load_dataset
+from nas.data.images import read_rgb
 from nas.errors import ConfigError
+from nas.train.loss import ppyoloe_loss
 
 __all__ = [
     "BATCH_KINDS",
@@ -70,13 +73,7 @@ def random_batch(input_hw: int, batch_size: int, seed: int, num_classes: int = 8
 def synthetic_batch(input_hw: int, batch_size: int, data: str = "synthetic", split: str = "val") -> ProxyBatch:
     """The first `batch_size` images of a dataset (default: the embedded synthetic set), resized square."""
     check_hw(input_hw)
-    try:
-        from nas.data import load_dataset
-    except ImportError as e:
-        raise ConfigError(
-            f"proxy batch 'synthetic' needs the nas.data package ({e}); use proxy.batch=random for a seeded noise batch"
-        ) from None
-    import cv2
+    import cv2  # cv2's import costs ~0.1 s: only a synthetic batch pays it
 
     ds = load_dataset(data, split)
     if len(ds) < batch_size:
@@ -84,10 +81,7 @@ def synthetic_batch(input_hw: int, batch_size: int, data: str = "synthetic", spl
     images, boxes, labels = [], [], []
     for i in range(batch_size):
         rec, xyxy, cls = ds[i]
-        img = cv2.imread(str(rec.path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise ConfigError(f"cannot read image {rec.path} of dataset {data!r}")
-        img = cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), (input_hw, input_hw), interpolation=cv2.INTER_LINEAR)
+        img = cv2.resize(read_rgb(rec.path), (input_hw, input_hw), interpolation=cv2.INTER_LINEAR)
         images.append(torch.from_numpy(img).permute(2, 0, 1).float() / 255.0)
         scale = torch.tensor([input_hw / rec.width, input_hw / rec.height] * 2)
         boxes.append(torch.from_numpy(np.asarray(xyxy, dtype=np.float32)).reshape(-1, 4) * scale)
@@ -115,8 +109,6 @@ def detection_loss(model: nn.Module, batch: ProxyBatch) -> Tensor:
     """YOLO-NAS's training loss (TAL + varifocal + GIoU + DFL, `nas.train.loss`) of the model on the batch.
 
     Labels beyond the model's classes (a random batch with 80 ids vs a few-class model) fold onto its classes."""
-    from nas.train.loss import ppyoloe_loss
-
     outputs = model(batch.images)
     c = outputs[1][0].shape[-1]
     loss, _parts = ppyoloe_loss(outputs, list(batch.boxes), [lab % c for lab in batch.labels])

@@ -13,7 +13,9 @@ from collections.abc import Callable
 
 from torch import nn
 
-from nas.train.options import TrainOptions
+from nas.data import load_dataset
+from nas.train import TrainOptions
+from nas.train import train as run
 
 __all__ = ["SHORT", "train"]
 
@@ -36,9 +38,6 @@ def train(
     `on_epoch(row, ema_model)` is called after every epoch. Returns (the EMA model, history rows {epoch, steps,
     loss, cls, iou, dfl, lr, elapsed_s and, with val_data, mAP50_95, mAP50, mAP75, mAP_small/medium/large,
     per_class} (mAP in percent))."""
-    from nas.data import load_dataset
-    from nas.train import train as run
-
     train_ds = load_dataset(data, "train")
     val_ds = load_dataset(val_data, "val") if val_data is not None else None
     opts = opts.replace(val=val_ds is not None, verbose=log is not None)

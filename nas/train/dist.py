@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
+from nas.engine.predict import select_device
 from nas.errors import ConfigError
 
 __all__ = ["Dist", "setup"]
@@ -56,8 +57,6 @@ class Dist:
 
 def setup(device: str | None) -> Dist:
     """One process (WORLD_SIZE unset or 1) on `device`, or this process's place in a torchrun group."""
-    from nas.api import select_device
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
     want = select_device(device) if device is not None else None
     if world <= 1:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from nas.errors import CheckpointError
+from nas.models import build
 
 __all__ = ["ClassAdaptation", "adapt_classes", "placeholders", "set_backbone_frozen"]
 
@@ -38,8 +39,6 @@ class ClassAdaptation:
 def adapt_classes(model: nn.Module, num_classes: int) -> tuple[nn.Module, ClassAdaptation | None]:
     """`model` itself if it already predicts `num_classes`; else a new `build(arch with num_classes)` carrying every
     weight of `model` except the class-prediction layers. Returns (model, report or None)."""
-    from nas.models import build
-
     arch = model.arch
     if arch.num_classes == num_classes:
         return model, None

@@ -15,22 +15,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nas.errors import ConfigError
+from nas.metrics import batch_box_iou, paired_giou
 
-__all__ = ["assign", "dfl_loss", "giou", "pad_targets", "ppyoloe_loss"]
+__all__ = ["assign", "dfl_loss", "pad_targets", "ppyoloe_loss"]
 
 TOPK, ALPHA, BETA, EPS = 13, 1.0, 6.0, 1e-9  # TaskAlignedAssigner as super-gradients hard-codes it
 VFL_ALPHA, VFL_GAMMA = 0.75, 2.0
 W_CLS, W_IOU, W_DFL = 1.0, 2.5, 0.5
-
-
-def giou(a: Tensor, b: Tensor, eps: float = 1e-9) -> Tensor:
-    """Generalized IoU of paired boxes [P, 4] (xyxy) → [P]; `eps` keeps empty unions and hulls finite."""
-    lt, rb = torch.max(a[:, :2], b[:, :2]), torch.min(a[:, 2:], b[:, 2:])
-    inter = (rb - lt).clamp(min=0).prod(1)
-    area_a, area_b = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(1), (b[:, 2:] - b[:, :2]).clamp(min=0).prod(1)
-    union = area_a + area_b - inter + eps
-    hull = (torch.max(a[:, 2:], b[:, 2:]) - torch.min(a[:, :2], b[:, :2])).clamp(min=0).prod(1) + eps
-    return inter / union - (hull - union) / hull
 
 
 def pad_targets(boxes: list[Tensor], labels: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
@@ -42,16 +33,6 @@ def pad_targets(boxes: list[Tensor], labels: list[Tensor]) -> tuple[Tensor, Tens
         n = len(bx)
         gt_boxes[i, :n], gt_labels[i, :n], mask[i, :n] = bx.reshape(-1, 4), lb.reshape(-1), True
     return gt_boxes, gt_labels, mask
-
-
-def _pairwise_iou(a: Tensor, b: Tensor) -> Tensor:
-    """IoU of [B, M, 4] against [B, N, 4] → [B, M, N] (union + 1e-9, as `batch_iou_similarity`)."""
-    a, b = a[:, :, None], b[:, None]
-    lt, rb = torch.maximum(a[..., :2], b[..., :2]), torch.minimum(a[..., 2:], b[..., 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area_a = (a[..., 2:] - a[..., :2]).clamp(min=0).prod(-1)
-    area_b = (b[..., 2:] - b[..., :2]).clamp(min=0).prod(-1)
-    return inter / (area_a + area_b - inter + EPS)
 
 
 @torch.no_grad()
@@ -74,7 +55,7 @@ def assign(
             torch.zeros(b, n, c, device=dev),
             torch.zeros(b, n, dtype=torch.bool, device=dev),
         )
-    iou = _pairwise_iou(gt_boxes, pred_boxes)  # [B, M, N]
+    iou = batch_box_iou(gt_boxes, pred_boxes, EPS)  # [B, M, N]
     cls_scores = scores.gather(2, gt_labels[:, None, :].expand(b, n, m)).permute(0, 2, 1)  # [B, M, N]: p[a, class(g)]
     metric = cls_scores.pow(ALPHA) * iou.pow(BETA)
     deltas = torch.cat(
@@ -147,7 +128,7 @@ def ppyoloe_loss(
     if fg.any():
         w = t_scores.sum(-1)[fg]
         stride = strides.expand(b, n, 1)[fg]
-        l_iou = ((1 - giou(pred_boxes[fg] / stride, t_boxes[fg] / stride, eps=1e-10)) * w).sum() / s
+        l_iou = ((1 - paired_giou(pred_boxes[fg] / stride, t_boxes[fg] / stride, eps=1e-10)) * w).sum() / s
         anchor = (points[None].expand(b, n, 2)[fg]) / stride
         gt = t_boxes[fg] / stride
         dist = torch.cat([anchor - gt[:, :2], gt[:, 2:] - anchor], -1).clamp(0, r1 - 1 - 0.01)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import ConfigError
-from nas.space.io import write_text_atomic
+from nas.io import atomic_path, write_text_atomic
 
 __all__ = ["COLUMNS", "RunLog", "summary_table"]
 
@@ -78,10 +78,9 @@ class RunLog:
         b.legend()
         fig.tight_layout()
         path = self.dir / "results.png"
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
-        fig.savefig(tmp, dpi=100)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
         plt.close(fig)
-        os.replace(tmp, path)
         return path
 
     def finish(self) -> None:

@@ -16,8 +16,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from nas.data import DataWarning, load_dataset
 from nas.errors import CheckpointError, ConfigError, DataError
+from nas.io import increment_dir
+from nas.models import build
+from nas.train.data import TrainSet
+from nas.train.dist import setup
+from nas.train.finetune import adapt_classes
 from nas.train.options import TrainOptions
+from nas.train.outputs import RunLog, summary_table
+from nas.train.state import read_train_state
 from nas.train.trainer import Run, TrainResult, run_epochs
 
 __all__ = ["load_train_split", "train"]
@@ -28,8 +36,6 @@ RESUME_OVERRIDES = ("device", "workers", "verbose", "resume", "plots", "logger")
 
 def load_train_split(data: Any, limit: int | None = None):
     """The train split; a label row whose class id is not in the data YAML's names is an error naming the row."""
-    from nas.data import DataWarning, load_dataset
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataWarning)
         ds = load_dataset(data, "train")
@@ -44,8 +50,6 @@ def load_train_split(data: Any, limit: int | None = None):
 
 
 def _val_split(data: Any):
-    from nas.data import load_dataset
-
     try:
         return load_dataset(data, "val")
     except DataError as e:
@@ -55,8 +59,6 @@ def _val_split(data: Any):
 
 
 def _resume_from(model: nn.Module | None, opts: TrainOptions) -> tuple[Path, TrainOptions, dict, Any]:
-    from nas.train.state import read_train_state
-
     if opts.resume is True:
         path = (getattr(model, "checkpoint_meta", None) or {}).get("path")
         if path is None:
@@ -89,11 +91,6 @@ def train(
     `train_data` / `val_data`: already loaded datasets instead of `opts.data`'s splits. `pretrained`: report the
     class-layer re-initialization when the dataset's classes differ from the model's. `save=False` writes nothing
     (no run directory). `on_epoch(row, ema_model)` is called on rank 0 after every epoch."""
-    from nas.models import build
-    from nas.train.dist import setup
-    from nas.train.finetune import adapt_classes
-    from nas.train.outputs import RunLog, summary_table
-
     opts = (opts or TrainOptions()).replace(**overrides) if overrides else (opts or TrainOptions())
     resume_state, run_dir = None, None
     if opts.resume:
@@ -119,12 +116,8 @@ def train(
     say = log if (d.main and opts.verbose) else None
     if adaptation is not None and pretrained and say is not None:
         say(adaptation.summary())
-    from nas.train.data import TrainSet
-
     train_set = TrainSet(train_ds, opts)
     if save and d.main and run_dir is None:
-        from nas.cli import increment_dir
-
         run_dir = increment_dir(Path(opts.project) / "train" / opts.name, opts.exist_ok)
     if not save:
         run_dir = None

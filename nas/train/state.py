@@ -17,8 +17,10 @@ from typing import Any
 import torch
 
 from nas.errors import CheckpointError
-from nas.models.checkpoints import _check_meta, _interpret, _torch_load
+from nas.io import atomic_path
+from nas.models.checkpoints import FORMAT_VERSION, _check_meta, _interpret, _torch_load
 from nas.space.schema import ArchConfig
+from nas.version import __version__
 
 __all__ = ["read_train_state", "rng_state", "set_rng_state", "write_checkpoint"]
 
@@ -40,9 +42,6 @@ def write_checkpoint(
     path: Path, arch: ArchConfig, weights: dict[str, torch.Tensor], meta: dict, train_state: dict | None
 ) -> Path:
     """Write one checkpoint atomically (a killed run leaves the previous file intact)."""
-    from nas import __version__
-    from nas.models.checkpoints import FORMAT_VERSION
-
     meta = dict(meta, format_version=FORMAT_VERSION, nas_version=__version__)
     _check_meta(meta, f"{path}: meta")
     payload: dict[str, Any] = {
@@ -52,16 +51,10 @@ def write_checkpoint(
     }
     if train_state is not None:
         payload["train_state"] = train_state
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
+        f.flush()
+        os.fsync(f.fileno())
     return path
 
 

@@ -17,7 +17,9 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
+from nas.engine.val import validate
 from nas.errors import TrainingError
 from nas.train.data import EpochBatches, TrainSet, make_loader
 from nas.train.dist import Dist
@@ -91,10 +93,6 @@ def _metrics_row(m: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_epochs(run: Run) -> TrainResult:
-    from tqdm import tqdm
-
-    from nas.engine.val import validate
-
     o, d, model = run.opts, run.dist, run.model
     dev = d.device
     model.to(dev)

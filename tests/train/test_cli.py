@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from nas.cli import main
-from nas.space.io import dump_yaml
+from nas.io import dump_yaml
 from tests.zoo_helpers import tiny_arch
 
 

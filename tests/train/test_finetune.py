@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from nas import NAS
+from nas.io import dump_yaml
 from nas.models import build
 from nas.space import ArchConfig
-from nas.space.io import dump_yaml
 from nas.train.finetune import adapt_classes
 from tests.zoo_helpers import tiny_arch
 
