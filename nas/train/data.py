@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from nas.errors import ConfigError, DataError
+from nas.data.images import read_image
+from nas.errors import ConfigError
 from nas.train.augment import hflip, hsv, letterbox_square, mosaic4, random_affine
 from nas.train.options import TrainOptions
 
@@ -48,9 +49,7 @@ class TrainSet(Dataset):
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Image i (BGR) resized so that its long side is imgsz, with its boxes scaled alike."""
         rec, boxes, labels = self.dataset[i]
-        img = cv2.imread(str(rec.path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise DataError(f"cannot read image {rec.path} (image {i} of {self.dataset.name!r}); replace or remove it")
+        img = read_image(rec.path)
         h, w = img.shape[:2]
         r = self.size / max(h, w)
         if r != 1:
