@@ -156,3 +156,12 @@ def test_options_are_checked_once():
 def test_amp_on_cuda(fast, amp):
     result = train(_model(), fast.replace(device="cuda", amp=amp, val=False))
     assert np.isfinite(result.history[0]["loss"])
+
+
+def test_wandb_logger_runs_offline(fast, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    result = train(_model(), fast.replace(logger="wandb", val=False))
+    offline = list((result.run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1 and any(offline[0].rglob("*.wandb"))
