@@ -20,116 +20,88 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from nas.engine.options import (
+    ExportOptions,
+    ExportTarget,
+    InfoOptions,
+    LatencyOptions,
+    PredictOptions,
+    ValData,
+    ValOptions,
+)
 from nas.errors import ConfigError, NasError
 from nas.io import increment_dir
+from nas.options import describe, keys_of, parse_text, pick, split_args
+from nas.train.options import TrainOptions
 
-__all__ = ["MODES", "Key", "Mode", "increment_dir", "main", "parse_args"]
-
-
-def _bool(text: str) -> bool:
-    low = text.lower()
-    if low in ("true", "1", "yes", "on"):
-        return True
-    if low in ("false", "0", "no", "off"):
-        return False
-    raise ValueError("expected true or false")
-
-
-def _int(text: str) -> int:
-    return int(text)
-
-
-def _float(text: str) -> float:
-    return float(text)
-
-
-def _str(text: str) -> str:
-    if not text:
-        raise ValueError("expected a non-empty value")
-    return text
-
-
-def _int_list(text: str) -> list[int]:
-    return [int(t) for t in text.strip("[]() ").replace(" ", "").split(",") if t]
-
-
-def _bool_or_path(text: str) -> bool | str:
-    try:
-        return _bool(text)
-    except ValueError:
-        return _str(text)
-
-
-_TYPE_NAMES = {
-    _bool_or_path: "true, false or a path",
-    _bool: "true or false",
-    _int: "an integer",
-    _float: "a number",
-    _str: "a string",
-    _int_list: "integers like 0,2,5",
-}
+__all__ = ["MODES", "Mode", "increment_dir", "main", "parse_args"]
 
 
 @dataclass(frozen=True)
-class Key:
-    parse: Callable[[str], Any]
-    default: Any
-    help: str
-    choices: tuple[str, ...] = ()
-    optional: bool = False  # "none" / "null" give None
+class ModelKey:
+    model: str = "yolo_nas_s"
 
-    def convert(self, name: str, text: str) -> Any:
-        if self.optional and text.lower() in ("none", "null"):
-            return None
-        try:
-            value = self.parse(text)
-        except ValueError:
-            raise ConfigError(f"{name}={text!r}: expected {_TYPE_NAMES[self.parse]}") from None
-        if self.choices and value not in self.choices:
-            raise ConfigError(f"{name}={text!r}: expected one of {', '.join(self.choices)}")
-        return value
+    HELP: ClassVar = {"model": "checkpoint path, released name, or ArchConfig YAML"}
+
+
+@dataclass(frozen=True)
+class ModelKeys(ModelKey):
+    weights: str | None = None
+
+    HELP: ClassVar = {
+        "weights": "initial weights of an ArchConfig YAML model: released name, checkpoint path or auto (inherited)"
+    }
+
+
+@dataclass(frozen=True)
+class PredictSource:
+    source: str | None = None
+
+    HELP: ClassVar = {"source": "image file, directory or glob (default: synthetic images)"}
+
+
+@dataclass(frozen=True)
+class PredictSave:
+    save: bool = True
+
+    HELP: ClassVar = {"save": "save annotated images"}
+
+
+@dataclass(frozen=True)
+class DeviceKey:
+    device: str | None = None
+
+    HELP: ClassVar = {"device": "cpu, cuda, cuda:N or N (default: cpu)"}
+
+
+@dataclass(frozen=True)
+class RunDir:
+    project: str = "runs"
+    name: str = "exp"
+    exist_ok: bool = False
+
+    HELP: ClassVar = {
+        "project": "parent of the run directories",
+        "name": "run directory name (exp, exp2, ... when taken)",
+        "exist_ok": "reuse runs/<mode>/<name> instead of incrementing",
+    }
 
 
 @dataclass(frozen=True)
 class Mode:
+    """A `nas MODE`: its runner, help line, and the options classes whose fields are its keys (in order)."""
+
     run: Callable[[dict[str, Any]], int]
     help: str
-    keys: dict[str, Key] = field(default_factory=dict)
+    parts: tuple[type, ...] = ()
 
-
-_MODEL = {
-    "model": Key(_str, "yolo_nas_s", "checkpoint path, released name, or ArchConfig YAML"),
-    "weights": Key(
-        _str,
-        None,
-        "initial weights of an ArchConfig YAML model: released name, checkpoint path or auto (inherited)",
-        optional=True,
-    ),
-}
-_HARDWARE = {"hardware": Key(_str, "cpu_ort", "latency target (python -m nas.latency list)", optional=True)}
-_DEVICE = {"device": Key(_str, None, "cpu, cuda, cuda:N or N (default: cpu)", optional=True)}
-_RUN_DIR = {
-    "project": Key(_str, "runs", "parent of the run directories"),
-    "name": Key(_str, "exp", "run directory name (exp, exp2, ... when taken)"),
-    "exist_ok": Key(_bool, False, "reuse runs/<mode>/<name> instead of incrementing"),
-}
-_NMS = {
-    "iou": Key(_float, 0.7, "NMS IoU threshold"),
-    "max_det": Key(_int, 300, "detections kept per image"),
-    "half": Key(_bool, False, "fp16 inference (CUDA only)"),
-}
-
-
-def check_inputs(args: dict[str, Any]) -> None:
-    """Validate sizes and thresholds before a model is loaded or a run directory created."""
-    from nas.engine.predict import check_imgsz, check_thresholds
-
-    check_imgsz(args["imgsz"])
-    check_thresholds(args["conf"], args["iou"], args["max_det"])
+    @property
+    def keys(self) -> list[str]:
+        return keys_of(*self.parts)
 
 
 def _model(args: dict[str, Any]):
@@ -146,24 +118,11 @@ def _model(args: dict[str, Any]):
 def _run_predict(args: dict[str, Any]) -> int:
     from nas.engine.sources import resolve_source
 
-    check_inputs(args)
     source = resolve_source(args["source"]) if args["source"] is not None else None
     model = _model(args)
     save_dir = increment_dir(Path(args["project"]) / "predict" / args["name"], args["exist_ok"])
     records = []
-    results = model.predict(
-        source,
-        conf=args["conf"],
-        iou=args["iou"],
-        imgsz=args["imgsz"],
-        max_det=args["max_det"],
-        batch=args["batch"],
-        classes=args["classes"],
-        agnostic=args["agnostic"],
-        preprocess=args["preprocess"],
-        half=args["half"],
-        stream=True,
-    )
+    results = model.predict(source, options=pick(PredictOptions, args), stream=True)
     for i, r in enumerate(results, start=1):
         h, w = r.orig_shape
         print(f"image {i} {r.path}: {h}x{w} {r.verbose()}, {r.speed_ms['inference']:.1f}ms")
@@ -181,31 +140,17 @@ def _run_val(args: dict[str, Any]) -> int:
     from nas.data import load_dataset
     from nas.engine.val import validate
 
-    check_inputs(args)
     dataset = load_dataset(args["data"], split=args["split"])
     model = _model(args)
     save_dir = increment_dir(Path(args["project"]) / "val" / args["name"], args["exist_ok"])
-    metrics = validate(
-        model.model,
-        dataset,
-        imgsz=args["imgsz"],
-        batch=args["batch"],
-        conf=args["conf"],
-        iou=args["iou"],
-        max_det=args["max_det"],
-        protocol=args["protocol"],
-        half=args["half"],
-        save_dir=save_dir,
-    )
+    metrics = validate(model.model, dataset, pick(ValOptions, args), save_dir=save_dir)
     print(f"mAP50-95 {metrics['mAP50_95']:.4f}, mAP50 {metrics['mAP50']:.4f}; results saved to {save_dir}")
     return 0
 
 
 def _run_info(args: dict[str, Any]) -> int:
     model = _model(args)
-    if args["fuse"]:
-        model.fuse()
-    model.info(detailed=args["detailed"], imgsz=args["imgsz"], hardware=args["hardware"])
+    model.info(options=pick(InfoOptions, args))
     return 0
 
 
@@ -243,35 +188,8 @@ def _run_latency(args: dict[str, Any]) -> int:
 
 def _run_export(args: dict[str, Any]) -> int:
     model = _model(args)
-    model.export(
-        args["format"],
-        file=args["file"],
-        imgsz=args["imgsz"],
-        batch=args["batch"],
-        half=args["half"],
-        dynamic=args["dynamic"],
-        fuse=args["fuse"],
-        nms=args["nms"],
-        conf=args["conf"],
-        iou=args["iou"],
-        max_det=args["max_det"],
-        opset=args["opset"],
-    )
+    model.export(args["format"], file=args["file"], options=pick(ExportOptions, args))
     return 0 if model.last_export.ok else 1
-
-
-def _train_keys() -> dict[str, Key]:
-    """`nas train` keys: model= plus every `TrainOptions` field, with its default and help (one place)."""
-    import dataclasses
-
-    from nas.train.options import TrainOptions
-
-    parsers = {"int": _int, "float": _float, "bool": _bool, "str": _str, "bool | str": _bool_or_path}
-    keys = {"model": Key(_str, "yolo_nas_s.yaml", "checkpoint path, released name, or ArchConfig YAML")}
-    for f in dataclasses.fields(TrainOptions):
-        base, optional = str(f.type).removesuffix(" | None"), str(f.type).endswith(" | None")
-        keys[f.name] = Key(parsers[base], f.default, f.metadata["help"], optional=optional)
-    return keys
 
 
 def _run_train(args: dict[str, Any]) -> int:
@@ -280,13 +198,10 @@ def _run_train(args: dict[str, Any]) -> int:
     import torch
 
     from nas.api import NAS
-    from nas.train.options import TrainOptions
 
-    args = dict(args)
-    model = args.pop("model")
-    opts = TrainOptions(**args)  # checked before anything is built
+    opts = pick(TrainOptions, args)  # checked before anything is built
     torch.manual_seed(opts.seed)  # the initialization of a YAML model
-    result = NAS(model).train(**opts.to_dict())
+    result = NAS(args["model"]).train(options=opts)
     if int(os.environ.get("RANK", "0")) == 0:
         metrics = {k: result.metrics.get(k) for k in ("epoch", "mAP50_95", "mAP50")}
         print(json.dumps({"best": str(result.best) if result.best else None, **metrics}))
@@ -297,80 +212,28 @@ MODES: dict[str, Mode] = {
     "predict": Mode(
         _run_predict,
         "detect objects in images; writes annotated images and predictions.json to runs/predict/exp*",
-        {
-            **_MODEL,
-            "source": Key(_str, None, "image file, directory or glob (default: synthetic images)", optional=True),
-            "conf": Key(_float, 0.25, "confidence threshold"),
-            **_NMS,
-            "imgsz": Key(_int, 640, "inference size (multiple of 32)"),
-            "batch": Key(_int, 1, "images per forward"),
-            "classes": Key(_int_list, None, "keep only these class ids, e.g. 0,2", optional=True),
-            "agnostic": Key(_bool, False, "class-agnostic NMS"),
-            "preprocess": Key(_str, "ultralytics", "letterbox: ultralytics or sg", ("ultralytics", "sg")),
-            "save": Key(_bool, True, "save annotated images"),
-            **_DEVICE,
-            **_RUN_DIR,
-        },
+        (ModelKeys, PredictSource, PredictOptions, PredictSave, DeviceKey, RunDir),
     ),
     "train": Mode(
         _run_train,
         "train or fine-tune; writes best.pt, last.pt, results.csv/png to runs/train/exp* (torchrun for DDP)",
-        _train_keys(),
+        (ModelKey, TrainOptions),
     ),
     "val": Mode(
         _run_val,
         "COCO mAP (pycocotools) on a dataset; writes metrics.json and predictions.json to runs/val/exp*",
-        {
-            **_MODEL,
-            "data": Key(_str, "synthetic", "synthetic, a data YAML (coco8.yaml, ...) or a COCO JSON"),
-            "split": Key(_str, "val", "dataset split"),
-            "imgsz": Key(_int, 640, "validation size (multiple of 32)"),
-            "batch": Key(_int, 8, "images per forward"),
-            "conf": Key(_float, None, "confidence threshold (default: 0.001 ultralytics, 0.01 sg)", optional=True),
-            **_NMS,
-            "protocol": Key(_str, "ultralytics", "pre-processing protocol", ("ultralytics", "sg")),
-            **_DEVICE,
-            **_RUN_DIR,
-        },
+        (ModelKeys, ValData, ValOptions, DeviceKey, RunDir),
     ),
-    "info": Mode(
-        _run_info,
-        "layers, parameters, gradients and GFLOPs (fvcore)",
-        {
-            **_MODEL,
-            "imgsz": Key(_int, 640, "input size for the GFLOPs count"),
-            "detailed": Key(_bool, False, "per-layer table"),
-            "fuse": Key(_bool, False, "fuse (re-parameterize) before counting"),
-            **_HARDWARE,
-            **_DEVICE,
-        },
-    ),
+    "info": Mode(_run_info, "layers, parameters, gradients and GFLOPs (fvcore)", (ModelKeys, InfoOptions, DeviceKey)),
     "latency": Mode(
         _run_latency,
         "predicted (and measured) latency of the deployed network on a hardware target",
-        {
-            "model": _MODEL["model"],
-            **_HARDWARE,
-            "measure": Key(_bool, False, "also measure it end to end on this machine (the target's runtime)"),
-        },
+        (ModelKey, LatencyOptions),
     ),
     "export": Mode(
         _run_export,
         "write an ONNX file checked against torch in onnxruntime",
-        {
-            **_MODEL,
-            "format": Key(_str, "onnx", "export format", ("onnx",)),
-            "file": Key(_str, None, "output path (default: beside the checkpoint)", optional=True),
-            "imgsz": Key(_int, 640, "input size (multiple of 32)"),
-            "batch": Key(_int, 1, "batch size of the graph"),
-            "dynamic": Key(_bool, False, "dynamic batch, height and width"),
-            "fuse": Key(_bool, True, "fuse before export"),
-            "nms": Key(_bool, False, "NMS in the graph (outputs num_dets, boxes, scores, classes)"),
-            "conf": Key(_float, 0.25, "in-graph NMS confidence threshold"),
-            **_NMS,
-            "opset": Key(_int, None, "ONNX opset (default 17)", optional=True),
-            **_DEVICE,
-        },
+        (ModelKeys, ExportTarget, ExportOptions, DeviceKey),
     ),
 }
 
@@ -391,9 +254,8 @@ def usage() -> str:
     lines.append(f"  {'help':<8} this message")
     for name, mode in MODES.items():
         lines += ["", f"nas {name} keys:"]
-        for key, spec in mode.keys.items():
-            default = "none" if spec.default is None else spec.default
-            lines.append(f"  {key + '=':<12} {spec.help} [default: {default}]")
+        for part in mode.parts:
+            lines += describe(part)
     lines += ["", "example: nas predict model=yolo_nas_s.pt source=images/ conf=0.3"]
     return "\n".join(lines)
 
@@ -406,15 +268,11 @@ def parse_args(argv: list[str]) -> tuple[str, dict[str, Any]]:
     mode = MODES.get(mode_name)
     if mode is None:
         raise ConfigError(f"unknown mode {mode_name!r}; valid modes: {', '.join([*MODES, *PASS_THROUGH, 'help'])}")
-    args = {key: spec.default for key, spec in mode.keys.items()}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep:
-            raise ConfigError(f"argument {pair!r} is not key=value; valid keys for {mode_name}: {', '.join(mode.keys)}")
-        key = key.strip().lstrip("-").replace("-", "_")
-        if key not in mode.keys:
-            raise ConfigError(f"unknown key {key!r} for nas {mode_name}; valid keys: {', '.join(mode.keys)}")
-        args[key] = mode.keys[key].convert(key, text.strip())
+    texts = split_args(pairs, mode.keys, mode_name, prog="nas")
+    args: dict[str, Any] = {}
+    for part in mode.parts:  # each part checks its values (thresholds, sizes, ...) when made
+        obj = part(**{k: parse_text(part, k, t) for k, t in texts.items() if k in keys_of(part)})
+        args.update({k: getattr(obj, k) for k in keys_of(part)})
     return mode_name, args
 
 

@@ -33,7 +33,7 @@ from nas.models import build
 from nas.models.checkpoints import save_checkpoint
 from nas.proxy.train import SHORT, train
 from nas.space import load_arch
-from nas.train import TrainOptions
+from nas.train.options import TrainOptions
 
 HERE = Path(__file__).resolve().parent
 

@@ -37,9 +37,9 @@ def _bare(model, batch, steps: int, lr: float) -> float:
 def overhead(args) -> int:
     from nas.models import build
     from nas.space import load_arch
-    from nas.train import TrainOptions, train
     from nas.train.data import Key, TrainSet, collate
-    from nas.train.run import load_train_split
+    from nas.train.options import TrainOptions
+    from nas.train.run import load_train_split, train
 
     steps, reps = args.steps, args.reps
     imgsz, batch = args.overhead_imgsz, args.batch

@@ -69,7 +69,8 @@ def write_quality(out: Path, opts, history: list[dict], threads: int) -> None:
 def quality(args) -> int:
     from nas.models import build
     from nas.space import load_arch
-    from nas.train import TrainOptions, train
+    from nas.train.options import TrainOptions
+    from nas.train.run import train
 
     out = Path(args.out)
     run_dir = Path(args.project) / "train" / "quality"

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from torch import nn
 
 from nas.data import load_dataset
-from nas.train import TrainOptions
-from nas.train import train as run
+from nas.train.options import TrainOptions
+from nas.train.run import train as run
 
 __all__ = ["SHORT", "train"]
 

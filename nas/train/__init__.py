@@ -1,7 +1,5 @@
-"""Training and fine-tuning of any architecture of the space (`nas train`, `NAS(...).train`, the proxies)."""
+"""Training and fine-tuning of any architecture of the space (`nas train`, `NAS(...).train`, the proxies).
 
-from nas.train.options import TrainOptions
-from nas.train.run import train
-from nas.train.trainer import TrainResult
-
-__all__ = ["TrainOptions", "TrainResult", "train"]
+`nas.train.options.TrainOptions` (torch-free, read by `nas help`), `nas.train.run.train`, `nas.train.trainer`
+(the loop), `loss`, `augment`, `data`, `ema`, `schedule`, `state` (checkpoints), `finetune`, `dist`, `outputs`.
+"""

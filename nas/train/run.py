@@ -1,7 +1,9 @@
 """`nas.train.train(model, opts)`: datasets, fine-tuning, resume and run directory around `run_epochs`.
 
 from nas.models import build
-from nas.train import TrainOptions, train
+from nas.options import merge
+from nas.train.options import TrainOptions
+from nas.train.run import train
 result = train(build("yolo_nas_s"), TrainOptions(data="synthetic", epochs=30, imgsz=256, batch=8))
 result.metrics["mAP50_95"], result.best      # best epoch (percent), runs/train/exp/best.pt
 """
@@ -20,6 +22,7 @@ from nas.data import DataWarning, load_dataset
 from nas.errors import CheckpointError, ConfigError, DataError
 from nas.io import increment_dir
 from nas.models import build
+from nas.options import merge
 from nas.train.data import TrainSet
 from nas.train.dist import setup
 from nas.train.finetune import adapt_classes
@@ -91,7 +94,7 @@ def train(
     `train_data` / `val_data`: already loaded datasets instead of `opts.data`'s splits. `pretrained`: report the
     class-layer re-initialization when the dataset's classes differ from the model's. `save=False` writes nothing
     (no run directory). `on_epoch(row, ema_model)` is called on rank 0 after every epoch."""
-    opts = (opts or TrainOptions()).replace(**overrides) if overrides else (opts or TrainOptions())
+    opts = merge(TrainOptions, opts, overrides, "nas.train.run.train")
     resume_state, run_dir = None, None
     if opts.resume:
         path, opts, resume_state, arch = _resume_from(model, opts)

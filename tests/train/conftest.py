@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nas.train import TrainOptions
+from nas.train.options import TrainOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -19,7 +19,8 @@ SCRIPT = """
 import sys, torch
 torch.set_num_threads(1)
 from nas.models import build
-from nas.train import TrainOptions, train
+from nas.train.options import TrainOptions
+from nas.train.run import train
 from tests.zoo_helpers import tiny_arch
 data, project, name, mode, batch, workers, imgsz = sys.argv[1:8]
 opts = TrainOptions(data=data, epochs=2, imgsz=int(imgsz), batch=int(batch), workers=int(workers), val=False,

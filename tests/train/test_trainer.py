@@ -12,7 +12,7 @@ import torch
 from nas.errors import CheckpointError, ConfigError, DataError, TrainingError
 from nas.models import build, load_model, read_checkpoint
 from nas.space import ArchConfig
-from nas.train import train
+from nas.train.run import train
 from nas.train.state import read_train_state
 from tests.zoo_helpers import tiny_arch, write_image
 
@@ -140,14 +140,15 @@ def test_frozen_backbone_stays_put_for_the_frozen_epochs(fast):
 
 
 def test_options_are_checked_once():
-    from nas.train import TrainOptions
+    from nas.train.options import TrainOptions
 
-    with pytest.raises(ConfigError, match="imgsz=100"):
+    with pytest.raises(ConfigError, match="imgsz: got 100; expected a positive multiple of 32"):
         TrainOptions(imgsz=100)
-    with pytest.raises(ConfigError, match="amp='fp8'"):
+    with pytest.raises(ConfigError, match="amp: got 'fp8'; expected one of auto, bf16, fp16, off"):
         TrainOptions(amp="fp8")
-    with pytest.raises(ConfigError, match=r"unknown train option.*lr; valid"):
+    with pytest.raises(ConfigError, match=r"unknown field\(s\) \['lr'\]"):
         TrainOptions().replace(lr=1.0)
+    assert TrainOptions(resume="true").resume is True and TrainOptions(resume="a/last.pt").resume == "a/last.pt"
 
 
 @pytest.mark.gpu
