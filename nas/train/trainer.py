@@ -234,6 +234,7 @@ def run_epochs(run: Run) -> TrainResult:
         row = {"epoch": epoch + 1, "steps": global_step, **{k: round(v / done, 4) for k, v in sums.items()}}
         row.update(lr=lr, skipped_steps=skipped)
         if d.main and o.val and run.val_set is not None:
+            eval_model.eval()  # the EMA copy always is; the raw model (ema_decay=0) must not move its BN statistics
             m = validate(eval_model, run.val_set, imgsz=o.imgsz, batch=max(1, o.batch), verbose=False)
             row.update(_metrics_row(m))
         row["elapsed_s"] = round(time.perf_counter() - t0, 1)
