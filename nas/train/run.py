@@ -1,10 +1,10 @@
 """`nas.train.run.train(model, opts)`: datasets, fine-tuning, resume and run directory around `run_epochs`.
 
-    from nas.models import build
-    from nas.train.options import TrainOptions
-    from nas.train.run import train
-    result = train(build("yolo_nas_s"), TrainOptions(data="synthetic", epochs=30, imgsz=256, batch=8))
-    result.metrics["mAP50_95"], result.best      # best epoch (percent), runs/train/exp/best.pt
+from nas.models import build
+from nas.train.options import TrainOptions
+from nas.train.run import train
+result = train(build("yolo_nas_s"), TrainOptions(data="synthetic", epochs=30, imgsz=256, batch=8))
+result.metrics["mAP50_95"], result.best      # best epoch (percent), runs/train/exp/best.pt
 """
 
 from __future__ import annotations
