@@ -75,7 +75,10 @@ class RunLog:
             if pts:
                 b.plot(*zip(*pts), marker=".", label=k)
         b.set(xlabel="epoch", ylabel="%", title="val mAP (EMA weights)")
-        b.legend()
+        if b.lines:
+            b.legend()
+        else:
+            b.text(0.5, 0.5, "no validation (val=false)", ha="center", va="center", transform=b.transAxes)
         fig.tight_layout()
         path = self.dir / "results.png"
         with atomic_path(path) as tmp:
