@@ -1,10 +1,11 @@
-"""`NAS`: the model-zoo front end (load, info, predict, val, export), shaped like ultralytics' `YOLO`/`NAS`.
+"""`NAS`: the model-zoo front end (load, info, predict, val, train, export), shaped like ultralytics' `YOLO`/`NAS`.
 
 from nas import NAS
 model = NAS("yolo_nas_s.pt")      # any checkpoint format, a released name, or an ArchConfig YAML
 model.info()
 results = model("bus.jpg")        # == model.predict("bus.jpg")
 metrics = model.val(data="synthetic")
+result = model.train(data="custom.yaml", epochs=100)   # fine-tune; result.best is runs/train/exp/best.pt
 model.export(format="onnx")
 """
 
@@ -23,7 +24,7 @@ from nas.engine.info import ModelInfo, model_info
 from nas.engine.names import default_names
 from nas.engine.options import ExportOptions, ExportTarget, InfoOptions, PredictOptions, ValData, ValOptions
 from nas.engine.ort import OrtDetector, is_onnx
-from nas.engine.predict import predict_iter
+from nas.engine.predict import predict_iter, select_device
 from nas.engine.val import validate
 from nas.errors import CheckpointError, ConfigError, SpaceError
 from nas.export.onnx import export_onnx
@@ -32,33 +33,14 @@ from nas.models.inherit import inherit_weights
 from nas.options import merge
 from nas.space.io import RELEASED, load_arch
 from nas.space.schema import ArchConfig
+from nas.train.options import TrainOptions
+from nas.train.run import train as run_training
+from nas.train.trainer import TrainResult
 
 if TYPE_CHECKING:
     from nas.export.onnx import ExportResult
 
 __all__ = ["NAS", "select_device"]
-
-
-def select_device(device: str | int | torch.device) -> torch.device:
-    """ "cpu", "cuda", "cuda:1", 0 or "0" (a CUDA index, as in ultralytics) -> torch.device, checked."""
-    if isinstance(device, torch.device):
-        dev = device
-    else:
-        text = str(device).strip().lower()
-        try:
-            dev = torch.device(f"cuda:{text}" if text.isdigit() else text)
-        except RuntimeError:
-            dev = None
-        if dev is None or dev.type not in ("cpu", "cuda"):
-            raise ConfigError(f"device={device!r}: expected 'cpu', 'cuda', 'cuda:N' or a CUDA index")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"device={device!r}: CUDA is not available here (torch.cuda.is_available() is False); use device=cpu"
-            )
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ConfigError(f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
-    return dev
 
 
 def _names(model: nn.Module, num_classes: int) -> dict[int, str]:
@@ -239,6 +221,26 @@ class NAS:
             data = load_dataset(data, split=split)
         self._use(device)
         return validate(self.model, data, opts, verbose=verbose)
+
+    def train(self, options: TrainOptions | None = None, **kwargs: Any) -> TrainResult:
+        """Train or fine-tune this model; `options` are `nas.train.TrainOptions` keys (ultralytics names: data,
+        epochs, imgsz, batch, device, workers, resume, ...). A dataset with other classes than the model's moves
+        it onto them (class-prediction layers re-initialized, reported). Afterwards this object holds the EMA
+        weights of the last epoch; the result has the best epoch's metrics and the path of best.pt."""
+        opts = merge(TrainOptions, options, kwargs, "NAS.train")
+        if opts.weights is not None and not opts.resume:
+            if self.ckpt_path is not None or self.inherited is not None:
+                raise ConfigError(f"weights={opts.weights!r}: this model already holds weights")
+            state_dict, self.inherited = inherit_weights(self.arch, opts.weights)
+            self.model.load_state_dict(state_dict, strict=True)
+            print(self.inherited.summary())
+        pretrained = self.ckpt_path is not None or self.inherited is not None
+        result = run_training(self.model, opts, pretrained=pretrained)
+        self.model = result.model
+        self.ckpt_path = result.best if result.best is not None else self.ckpt_path
+        self.names = dict(enumerate(result.class_names))
+        self.model.checkpoint_meta = {"path": str(self.ckpt_path), "format": "nas", "class_names": result.class_names}
+        return result
 
     def export(
         self,

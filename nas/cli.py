@@ -2,6 +2,7 @@
 
     nas predict model=yolo_nas_s.pt source=img.jpg conf=0.3
     nas val model=yolo_nas_s.pt data=synthetic
+    nas train model=yolo_nas_s.yaml data=synthetic epochs=1 imgsz=128
     nas info model=yolo_nas_s.pt detailed=true
     nas export model=yolo_nas_s.pt format=onnx nms=true
     nas export model=yolo_nas_s.pt format=onnx int8=true data=synthetic calib=32
@@ -35,7 +36,9 @@ from nas.engine.options import (
     ValOptions,
 )
 from nas.errors import ConfigError, NasError
+from nas.io import increment_dir
 from nas.options import describe, keys_of, parse_text, pick, split_args
+from nas.train.options import TrainOptions
 
 __all__ = ["MODES", "Mode", "increment_dir", "main", "parse_args"]
 
@@ -101,20 +104,6 @@ class Mode:
     @property
     def keys(self) -> list[str]:
         return keys_of(*self.parts)
-
-
-def increment_dir(path: Path, exist_ok: bool = False) -> Path:
-    """`path` if free (or exist_ok), else path2, path3, ... (created)."""
-    if not exist_ok and path.exists():
-        for n in range(2, 10_000):
-            candidate = path.with_name(f"{path.name}{n}")
-            if not candidate.exists():
-                path = candidate
-                break
-        else:
-            raise ConfigError(f"{path}: 9,999 run directories exist; choose another name= or project=")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _model(args: dict[str, Any]):
@@ -205,11 +194,32 @@ def _run_export(args: dict[str, Any]) -> int:
     return 0 if model.last_export.ok else 1
 
 
+def _run_train(args: dict[str, Any]) -> int:
+    import os
+
+    import torch
+
+    from nas.api import NAS
+
+    opts = pick(TrainOptions, args)  # checked before anything is built
+    torch.manual_seed(opts.seed)  # the initialization of a YAML model
+    result = NAS(args["model"]).train(options=opts)
+    if int(os.environ.get("RANK", "0")) == 0:
+        metrics = {k: result.metrics.get(k) for k in ("epoch", "mAP50_95", "mAP50")}
+        print(json.dumps({"best": str(result.best) if result.best else None, **metrics}))
+    return 0
+
+
 MODES: dict[str, Mode] = {
     "predict": Mode(
         _run_predict,
         "detect objects in images; writes annotated images and predictions.json to runs/predict/exp*",
         (ModelKeys, PredictSource, PredictOptions, PredictSave, DeviceKey, RunDir),
+    ),
+    "train": Mode(
+        _run_train,
+        "train or fine-tune; writes best.pt, last.pt, results.csv/png to runs/train/exp* (torchrun for DDP)",
+        (ModelKey, TrainOptions),
     ),
     "val": Mode(
         _run_val,

@@ -10,6 +10,7 @@ __all__ = [
     "LatencyTableMissError",
     "NasError",
     "SpaceError",
+    "TrainingError",
     "WeightsNotFoundError",
 ]
 
@@ -40,6 +41,10 @@ class CheckpointError(NasError, RuntimeError):
 
 class WeightsNotFoundError(CheckpointError, FileNotFoundError):
     """A released weights file is not in the weights directory."""
+
+
+class TrainingError(NasError, RuntimeError):
+    """A training run cannot go on (repeated non-finite losses, out of memory); the message says where and why."""
 
 
 class LatencyTableMissError(NasError, KeyError):

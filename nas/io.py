@@ -10,9 +10,9 @@ from typing import Any
 
 import yaml
 
-from nas.errors import SpaceError
+from nas.errors import ConfigError, SpaceError
 
-__all__ = ["atomic_path", "dump_yaml", "parse_yaml", "write_bytes_atomic", "write_text_atomic"]
+__all__ = ["atomic_path", "dump_yaml", "increment_dir", "parse_yaml", "write_bytes_atomic", "write_text_atomic"]
 
 
 @contextlib.contextmanager
@@ -43,6 +43,20 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def increment_dir(path: Path, exist_ok: bool = False) -> Path:
+    """`path` if free (or exist_ok), else path2, path3, ... (created): run directories like ultralytics' runs/<mode>/exp, exp2, ..."""
+    if not exist_ok and path.exists():
+        for n in range(2, 10_000):
+            candidate = path.with_name(f"{path.name}{n}")
+            if not candidate.exists():
+                path = candidate
+                break
+        else:
+            raise ConfigError(f"{path}: 9,999 run directories exist; choose another name= or project=")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 class _Dumper(yaml.SafeDumper):

@@ -2,8 +2,9 @@
 
 A YOLO-NAS-family network (default: the released S layout with the set's 8 classes, from random initialization)
 is trained on the synthetic train split with YOLO-NAS's own loss and a scaled-down version of its recipe
-(`nas.proxy.train`: Task-Aligned Assigner, varifocal + GIoU + DFL, AdamW, warm-up + cosine, EMA; letterboxed
-inputs and horizontal flips). After every epoch the EMA weights are validated on the val split by pycocotools
+(`nas.proxy.train`, i.e. the trainer of `nas.train`: Task-Aligned Assigner, varifocal + GIoU + DFL, AdamW,
+warm-up + cosine, EMA; letterboxed inputs and horizontal flips only, as the committed results were made; the
+trainer's full augmentation is measured in experiments/train). After every epoch the EMA weights are validated on the val split by pycocotools
 (the same `NAS.val` protocol users get). The point is the curve: mAP must rise clearly above 0 and stay well
 below 100 for the set to rank architectures.
 
@@ -30,18 +31,19 @@ from nas.data import load_dataset
 from nas.io import write_text_atomic
 from nas.models import build
 from nas.models.checkpoints import save_checkpoint
-from nas.proxy.train import TrainConfig, train
+from nas.proxy.train import SHORT, train
 from nas.space import load_arch
+from nas.train.options import TrainOptions
 
 HERE = Path(__file__).resolve().parent
 
 
-def write_results(args, cfg: TrainConfig, arch, n: int, n_val: int, history: list[dict]) -> None:
+def write_results(args, cfg: TrainOptions, arch, n: int, n_val: int, history: list[dict]) -> None:
     """results.json + results.md into --out (atomically, so a half-written file never replaces a good one)."""
     result = {
         "arch": args.arch,
         "num_classes": arch.num_classes,
-        "config": dataclasses.asdict(cfg),
+        "config": cfg.to_dict(),
         "train_images": n,
         "val_images": n_val,
         "threads": args.threads,
@@ -56,7 +58,7 @@ def write_results(args, cfg: TrainConfig, arch, n: int, n_val: int, history: lis
     lines = [
         f"Synthetic set difficulty: `{args.arch}` layout ({arch.num_classes} classes) from random init, trained with "
         f"YOLO-NAS's loss (TAL + VFL + GIoU + DFL) on {n} train images at {cfg.imgsz}, batch {cfg.batch}, "
-        f"AdamW lr {cfg.lr}, {cfg.epochs} epochs, EMA; validated (EMA weights, pycocotools) on {n_val} val images.",
+        f"AdamW lr {cfg.lr0}, {cfg.epochs} epochs, EMA; validated (EMA weights, pycocotools) on {n_val} val images.",
         "",
         "| epoch | loss | cls | iou | dfl | mAP50-95 | mAP50 | elapsed |",
         "|---|---|---|---|---|---|---|---|",
@@ -107,13 +109,22 @@ def main(argv: list[str] | None = None) -> int:
     n_val = len(val_ds)
     arch = load_arch(args.arch)
     arch = dataclasses.replace(arch, heads=dataclasses.replace(arch.heads, num_classes=n_classes))
-    cfg = TrainConfig(
+    steps_per_epoch = max(1, n_train // args.batch)
+    # flip only (no mosaic, affine, HSV): the pipeline the committed results were made with
+    cfg = SHORT.replace(
         epochs=args.epochs,
         imgsz=args.imgsz,
         batch=args.batch,
-        lr=args.lr,
+        lr0=args.lr,
         weight_decay=args.weight_decay,
-        warmup_steps=args.warmup_steps,
+        warmup_epochs=args.warmup_steps / steps_per_epoch,
+        clip_grad=0.0,
+        mosaic=0.0,
+        scale=0.0,
+        translate=0.0,
+        hsv_h=0.0,
+        hsv_s=0.0,
+        hsv_v=0.0,
         seed=args.seed,
         limit=args.limit,
     )

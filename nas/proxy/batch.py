@@ -1,5 +1,5 @@
-"""The proxy batch (a few images with boxes, from the synthetic set or seeded noise) and the small
-detection loss that gradient-based zero-cost proxies differentiate."""
+"""The proxy batch (a few images with boxes, from the synthetic set or seeded noise) and the detection loss that
+gradient-based zero-cost proxies differentiate: YOLO-NAS's training loss (`nas.train.loss.ppyoloe_loss`)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nas.data import load_dataset
 from nas.data.images import read_rgb
 from nas.errors import ConfigError
-from nas.metrics import paired_giou
+from nas.train.loss import ppyoloe_loss
 
 __all__ = [
     "BATCH_KINDS",
@@ -107,26 +106,10 @@ def raw_outputs(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Te
 
 
 def detection_loss(model: nn.Module, batch: ProxyBatch) -> Tensor:
-    """Sigmoid focal-free BCE on all anchors + (1 - GIoU) on positives; an anchor is positive for the
-    smallest ground-truth box that contains its centre (centre sampling, no learned assignment)."""
-    boxes, cls_logits, _reg, points = raw_outputs(model, batch.images)
-    target = torch.zeros_like(cls_logits)
-    box_losses, n_pos = [], 0
-    for i, (gt, lab) in enumerate(zip(batch.boxes, batch.labels)):
-        if len(gt) == 0:
-            continue
-        inside = (points[:, None, :] > gt[None, :, :2]).all(-1) & (points[:, None, :] < gt[None, :, 2:]).all(-1)
-        area = (gt[:, 2:] - gt[:, :2]).prod(1)
-        cost = torch.where(inside, area[None, :], torch.full_like(inside, float("inf"), dtype=area.dtype))
-        best_cost, best = cost.min(1)
-        pos = torch.isfinite(best_cost)
-        if pos.any():
-            # labels beyond the model's classes (a random batch vs. a few-class model) fold onto its classes
-            target[i, pos, lab[best[pos]] % target.shape[-1]] = 1.0
-            box_losses.append((1.0 - paired_giou(boxes[i, pos], gt[best[pos]])).sum())
-            n_pos += int(pos.sum())
-    norm = max(n_pos, 1)
-    loss = F.binary_cross_entropy_with_logits(cls_logits, target, reduction="sum") / norm
-    if box_losses:
-        loss = loss + torch.stack(box_losses).sum() / norm
+    """YOLO-NAS's training loss (TAL + varifocal + GIoU + DFL, `nas.train.loss`) of the model on the batch.
+
+    Labels beyond the model's classes (a random batch with 80 ids vs a few-class model) fold onto its classes."""
+    outputs = model(batch.images)
+    c = outputs[1][0].shape[-1]
+    loss, _parts = ppyoloe_loss(outputs, list(batch.boxes), [lab % c for lab in batch.labels])
     return loss

@@ -2,14 +2,14 @@
 
 Every proxy is "larger is better" and on a log scale (natural log), so that proxies can be combined by
 z-scores or ranks against a reference population (`combine`). Established proxies, adapted to a
-detector (their outputs are the raw head outputs, the loss a small detection loss):
+detector (their outputs are the raw head outputs, the loss YOLO-NAS's training loss):
 
 - `synflow` (Tanaka et al. 2020; zero-cost-nas): ln sum |theta * dR/dtheta| over conv weights, with
   |theta| weights, eval-mode BN, an all-ones input, R = sum of the raw head outputs; float64.
 - `naswot` (Mellor et al. 2021, the jacob_cov successor): ln det of the Hamming kernel of the binary
   ReLU activation codes of the batch (train-mode BN).
 - `snip` (Lee et al. 2019) and `grad_norm` (Abdelfattah et al. 2021): ln sum |theta * dL/dtheta| and
-  ln sum_layers ||dL/dW|| for the detection loss `detection_loss` on the batch (train-mode BN).
+  ln sum_layers ||dL/dW|| for YOLO-NAS's training loss on the batch (`detection_loss`, train-mode BN).
 - `zen` (Lin et al. 2021; the entropy family of MAE-DET): Gaussian weights, train-mode BN; ln of the
   expected feature change under a small input perturbation at the three neck outputs (the detection
   features, MAE-DET's multi-scale view) plus the sum of ln BN scale factors.

@@ -1,4 +1,4 @@
-"""YOLO-NAS's training loss (TAL + VFL + GIoU + DFL), EMA, parameter groups and the short-training loop."""
+"""YOLO-NAS's training loss (TAL + VFL + GIoU + DFL), EMA, parameter groups, schedule and the short-training proxy."""
 
 from __future__ import annotations
 
@@ -12,17 +12,10 @@ from torch import nn
 
 from nas.errors import ConfigError
 from nas.models import build
-from nas.proxy.train import (
-    EMA,
-    TrainConfig,
-    assign,
-    dfl_loss,
-    letterbox_with_boxes,
-    pad_targets,
-    param_groups,
-    ppyoloe_loss,
-    train,
-)
+from nas.proxy.train import SHORT, train
+from nas.train.ema import EMA
+from nas.train.loss import assign, dfl_loss, pad_targets, ppyoloe_loss
+from nas.train.schedule import lr_at, param_groups
 from tests.zoo_helpers import tiny_arch
 
 
@@ -184,27 +177,25 @@ def test_param_groups_put_norms_and_biases_without_weight_decay(tiny):
 
 
 def test_schedule_warms_up_then_decays_to_the_final_ratio():
-    cfg = TrainConfig(lr=1e-3, warmup_steps=10, final_lr_ratio=0.1)
-    assert cfg.lr_at(0, 100) == pytest.approx(1e-4) and cfg.lr_at(9, 100) == pytest.approx(1e-3)
-    assert cfg.lr_at(10, 100) == pytest.approx(1e-3)
-    assert cfg.lr_at(100, 100) == pytest.approx(1e-4)
-    lrs = [cfg.lr_at(s, 100) for s in range(10, 101)]
+    def at(step):
+        return lr_at(step, 100, 1e-3, 10, 0.1)
+
+    assert at(0) == pytest.approx(1e-4) and at(9) == pytest.approx(1e-3)
+    assert at(10) == pytest.approx(1e-3)
+    assert at(100) == pytest.approx(1e-4)
+    lrs = [at(s) for s in range(10, 101)]
     assert all(a >= b for a, b in itertools.pairwise(lrs))
-    with pytest.raises(ConfigError, match="imgsz=100"):
-        TrainConfig(imgsz=100)
+    assert at(55) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5))))
 
 
-def test_letterbox_moves_boxes_with_the_image():
-    import numpy as np
-
-    img = np.zeros((50, 100, 3), np.uint8)
-    img[10:20, 30:40] = 255  # a white square at x 30..40, y 10..20
-    out, boxes = letterbox_with_boxes(img, np.array([[30, 10, 40, 20]], np.float32), 64)
-    assert out.shape == (64, 64, 3)
-    x0, y0, x1, y1 = boxes[0]
-    assert (x1 - x0, y1 - y0) == pytest.approx((6.4, 6.4))
-    ys, xs = np.nonzero(out[..., 0] > 128)  # the box lands on the white pixels of the letterboxed image
-    assert xs.min() >= x0 - 1 and xs.max() <= x1 and ys.min() >= y0 - 1 and ys.max() <= y1
+def test_ema_state_round_trips():
+    model = nn.Linear(2, 1)
+    ema = EMA(model)
+    for _ in range(3):
+        ema.update(model)
+    other = EMA(nn.Linear(2, 1))
+    other.load_state_dict(ema.state_dict())
+    assert other.updates == 3 and torch.equal(other.module.weight, ema.module.weight)
 
 
 def test_the_loss_is_trainable_on_one_batch():
@@ -226,7 +217,7 @@ def test_the_loss_is_trainable_on_one_batch():
     assert parts["iou"] < 0.5 * first["iou"] and parts["dfl"] < first["dfl"]
 
 
-def test_short_training_loop(tmp_path):
+def test_short_training_proxy_runs_the_trainer(tmp_path):
     """Two epochs on four synthetic images: steps, history rows and validation on the EMA weights."""
     from nas.data.synthetic import SyntheticSpec, ensure_synthetic
 
@@ -234,13 +225,14 @@ def test_short_training_loop(tmp_path):
     torch.manual_seed(0)
     model = build(tiny_arch(num_classes=8))
     rows = []
-    cfg = TrainConfig(epochs=2, imgsz=64, batch=2, lr=3e-3, warmup_steps=2)
-    ema, history = train(model, folder / "synthetic.yaml", cfg, val_data=folder / "synthetic.yaml", log=None,
+    opts = SHORT.replace(epochs=2, imgsz=64, batch=2, lr0=3e-3, warmup_epochs=1.0)
+    ema, history = train(model, folder / "synthetic.yaml", opts, val_data=folder / "synthetic.yaml", log=None,
                          on_epoch=lambda row, m: rows.append((row, m)))  # fmt: skip
     assert [r for r, _ in rows] == history and [r["steps"] for r in history] == [2, 4]
     assert all(m is ema for _, m in rows)
     assert all(r["loss"] == pytest.approx(r["cls"] + r["iou"] + r["dfl"], abs=1e-3) for r in history)
     assert all(0 <= r["mAP50_95"] <= r["mAP50"] <= 100 for r in history)
     assert not ema.training and ema is not model
-    with pytest.raises(ConfigError, match="fewer than batch=8"):
-        train(model, folder / "synthetic.yaml", TrainConfig(epochs=1, imgsz=64, batch=8), log=None)
+    assert not (tmp_path / "runs").exists()  # the proxy writes nothing
+    with pytest.raises(ConfigError, match="batch=8 is larger than the 4 training images"):
+        train(model, folder / "synthetic.yaml", SHORT.replace(epochs=1, imgsz=64, batch=8), log=None)

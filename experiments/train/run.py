@@ -1,0 +1,140 @@
+"""Trainer benchmarks (issue 11): data-pipeline overhead and quality on the embedded synthetic set.
+
+    python experiments/train/run.py quality            # S layout from scratch, 256 px, 30 epochs, batch 8 (hours on CPU)
+    python experiments/train/run.py overhead           # trainer images/s vs a bare loop on pre-loaded tensors (128 px)
+
+`quality` trains with the trainer's augmentation (mosaic, random affine, HSV, flip) and the recipe that
+experiments/synthetic_difficulty used with flip only (AdamW lr 1e-3, 100 warm-up steps, EMA), writes one row per
+epoch to quality.json / quality.md as it finishes, and resumes from its last.pt (runs/train/quality/, not committed)
+when started again. `overhead` writes overhead.json / overhead.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from nas.io import write_text_atomic
+
+HERE = Path(__file__).resolve().parent
+BASELINE = {"source": "experiments/synthetic_difficulty (flip only)", "epochs": 30, "mAP50_95": 16.2, "mAP50": 23.9}
+
+
+def _machine(threads: int) -> str:
+    return f"{platform.processor() or platform.machine()}, {threads} torch thread(s), torch {torch.__version__}"
+
+
+def write_quality(out: Path, opts, history: list[dict], threads: int) -> None:
+    best = max(history, key=lambda r: r["mAP50_95"]) if history else None
+    result = {
+        "what": "yolo_nas_s layout (8 classes) from random init on the synthetic set with the trainer's augmentation",
+        "options": opts.to_dict(),
+        "baseline": BASELINE,
+        "machine": _machine(threads) + "; shared with five other jobs (timings are not clean)",
+        "history": history,
+        "best": best,
+    }
+    write_text_atomic(out / "quality.json", json.dumps(result, indent=2) + "\n")
+    lines = [
+        f"Quality: `yolo_nas_s` layout, 8 classes, random init, synthetic set, {opts.imgsz} px, batch {opts.batch}, "
+        f"{opts.epochs} epochs, AdamW lr {opts.lr0}, EMA; augmentation: mosaic p {opts.mosaic} (off for the last "
+        f"{opts.close_mosaic} epochs), affine scale ±{opts.scale} translate {opts.translate}, HSV, flip {opts.fliplr}. "
+        f"Baseline (flip only, same recipe otherwise): {BASELINE['mAP50_95']} mAP50-95 / {BASELINE['mAP50']} mAP50 "
+        f"at {BASELINE['epochs']} epochs. Machine: {result['machine']}.",
+        "",
+        "| epoch | loss | cls | iou | dfl | mAP50-95 | mAP50 | elapsed |",
+        "|---|---|---|---|---|---|---|---|",
+        *(
+            f"| {r['epoch']} | {r['loss']:.3f} | {r['cls']:.3f} | {r['iou']:.3f} | {r['dfl']:.3f} "
+            f"| {r['mAP50_95']:.1f} | {r['mAP50']:.1f} | {r['elapsed_s']:.0f} s |"
+            for r in history
+        ),
+    ]
+    if best is not None:
+        lines += [
+            "",
+            f"Best so far: epoch {best['epoch']}, {best['mAP50_95']:.1f} mAP50-95 / {best['mAP50']:.1f} mAP50.",
+        ]
+    write_text_atomic(out / "quality.md", "\n".join(lines) + "\n")
+
+
+def quality(args) -> int:
+    from nas.models import build
+    from nas.space import load_arch
+    from nas.train.options import TrainOptions
+    from nas.train.run import train
+
+    out = Path(args.out)
+    run_dir = Path(args.project) / "train" / "quality"
+    last = run_dir / "last.pt"
+    opts = TrainOptions(
+        data="synthetic",
+        epochs=args.epochs,
+        imgsz=args.imgsz,
+        batch=args.batch,
+        workers=args.workers,
+        lr0=1e-3,
+        warmup_epochs=2.0,  # 100 steps of 50, as synthetic_difficulty's warmup_steps=100
+        weight_decay=1e-5,
+        close_mosaic=args.close_mosaic,
+        limit=args.limit,
+        project=args.project,
+        name="quality",
+        exist_ok=True,
+        device="cpu",
+        seed=0,
+    )
+    previous = json.loads((out / "quality.json").read_text())["history"] if (out / "quality.json").is_file() else []
+    history = {r["epoch"]: r for r in previous} if last.is_file() else {}
+
+    def on_epoch(row: dict, _model) -> None:
+        history[row["epoch"]] = row
+        write_quality(out, opts, [history[k] for k in sorted(history)], args.threads)
+
+    log = lambda s: print(s, flush=True)  # noqa: E731
+    if last.is_file():
+        print(f"resuming {last}", flush=True)
+        train(None, opts.replace(resume=str(last)), on_epoch=on_epoch, log=log)
+    else:
+        arch = load_arch("yolo_nas_s")
+        arch = dataclasses.replace(arch, heads=dataclasses.replace(arch.heads, num_classes=8))
+        torch.manual_seed(0)
+        train(build(arch), opts, on_epoch=on_epoch, log=log)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=("quality", "overhead"))
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--imgsz", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--close-mosaic", type=int, default=5)
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=10, help="overhead: optimizer steps per timed run")
+    ap.add_argument("--reps", type=int, default=2, help="overhead: interleaved repetitions")
+    ap.add_argument("--overhead-imgsz", type=int, default=128)
+    ap.add_argument("--project", default=str(HERE / "runs"))
+    ap.add_argument("--out", default=str(HERE))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.what == "quality":
+        return quality(args)
+    sys.path.insert(0, str(HERE))
+    from overhead import overhead
+
+    return overhead(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

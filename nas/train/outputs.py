@@ -1,0 +1,102 @@
+"""What a run writes besides checkpoints: results.csv, steps.csv, results.png, the summary table, wandb."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+from nas.errors import ConfigError
+from nas.io import atomic_path, write_text_atomic
+
+__all__ = ["COLUMNS", "RunLog", "summary_table"]
+
+COLUMNS = ("epoch", "loss", "cls", "iou", "dfl", "lr", "mAP50_95", "mAP50", "mAP75", "skipped_steps", "elapsed_s")
+
+
+class RunLog:
+    """Per-epoch rows to results.csv (rewritten whole, atomically), per-step losses to steps.csv, optional wandb."""
+
+    def __init__(self, run_dir: Path, logger: str, config: dict[str, Any], name: str):
+        self.dir = run_dir
+        self.steps_path = run_dir / "steps.csv"
+        self.wandb = None
+        if logger == "wandb":
+            try:
+                import wandb
+            except ImportError:
+                raise ConfigError("logger=wandb needs the wandb package: pip install wandb (or logger=none)") from None
+            os.environ.setdefault("WANDB_MODE", "offline")
+            self.wandb = wandb.init(project="yolo-nas-search", name=name, dir=str(run_dir), config=config)
+
+    def write_epochs(self, history: list[dict[str, Any]]) -> None:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for row in history:
+            w.writerow({k: row.get(k, "") for k in COLUMNS})
+        write_text_atomic(self.dir / "results.csv", buf.getvalue())
+        if self.wandb is not None and history:
+            self.wandb.log({k: v for k, v in history[-1].items() if isinstance(v, (int, float))})
+
+    def truncate_steps(self, global_step: int) -> None:
+        """Keep the first `global_step` step rows (a resumed run rewrites the steps after its checkpoint)."""
+        if not self.steps_path.is_file():
+            return
+        lines = self.steps_path.read_text().splitlines(keepends=True)
+        write_text_atomic(self.steps_path, "".join(lines[: global_step + 1]))
+
+    def write_step(self, step: int, epoch: int, batch: int, loss: float, lr: float) -> None:
+        new = not self.steps_path.is_file()
+        with open(self.steps_path, "a") as f:
+            if new:
+                f.write("step,epoch,batch,loss,lr\n")
+            f.write(f"{step},{epoch},{batch},{loss!r},{lr!r}\n")
+
+    def plot(self, history: list[dict[str, Any]]) -> Path | None:
+        """results.png: the three loss terms and the total, and mAP50-95 / mAP50 per epoch."""
+        if not history:
+            return None
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        epochs = [r["epoch"] for r in history]
+        fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+        for k in ("loss", "cls", "iou", "dfl"):
+            a.plot(epochs, [r[k] for r in history], marker=".", label=k)
+        a.set(xlabel="epoch", ylabel="train loss", title="loss (weighted terms)")
+        a.legend()
+        for k in ("mAP50_95", "mAP50"):
+            pts = [(r["epoch"], r[k]) for r in history if r.get(k) is not None]
+            if pts:
+                b.plot(*zip(*pts), marker=".", label=k)
+        b.set(xlabel="epoch", ylabel="%", title="val mAP (EMA weights)")
+        if b.lines:
+            b.legend()
+        else:
+            b.text(0.5, 0.5, "no validation (val=false)", ha="center", va="center", transform=b.transAxes)
+        fig.tight_layout()
+        path = self.dir / "results.png"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+        plt.close(fig)
+        return path
+
+    def finish(self) -> None:
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def summary_table(metrics: dict[str, Any]) -> str:
+    """Markdown table: all classes, then AP50-95 and AP50 of each class (percent)."""
+    lines = ["| class | AP50-95 | AP50 |", "|---|---|---|"]
+    lines.append(f"| all | {100 * metrics['mAP50_95']:.1f} | {100 * metrics['mAP50']:.1f} |")
+    per50 = metrics.get("per_class_AP50", {})
+    for name, ap in metrics.get("per_class", {}).items():
+        ap50 = per50.get(name)
+        lines.append(f"| {name} | {100 * ap:.1f} | {'' if ap50 is None else f'{100 * ap50:.1f}'} |")
+    return "\n".join(lines)
