@@ -1,14 +1,25 @@
 """Search strategies: Optuna samplers by name, seeded. The cost budget reaches them as a trial constraint
-(`trial.set_constraint`, see nas.search.study), which every Optuna 5 sampler here takes into account."""
+(`trial.set_constraint`, see nas.search.study), which every Optuna 5 sampler here takes into account.
+
+`TrialSeededSampler` seeds a fresh sampler for every trial from (study seed, trial number): the random draws of
+trial N do not depend on which process runs it or on how many trials that process ran before. Workers sharing a
+study therefore draw different candidates, and a resumed process does not replay the draws of the first one.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
 import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
 
 from nas.errors import ConfigError
 from nas.search.config import StrategyConfig
 
-__all__ = ["CONSTRAINT_KEY", "STRATEGIES", "make_sampler"]
+__all__ = ["CONSTRAINT_KEY", "STRATEGIES", "TrialSeededSampler", "make_sampler", "trial_seed"]
 
 STRATEGIES = ("nsga2", "tpe", "random", "gp")
 CONSTRAINT_KEY = "cost_over_budget"  # trial constraint: cost - max_cost (<= 0 is feasible)
@@ -39,3 +50,45 @@ def make_sampler(cfg: StrategyConfig, seed: int) -> optuna.samplers.BaseSampler:
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise ConfigError(f"unknown strategy {name!r}; available strategies: {', '.join(STRATEGIES)}")
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """The sampler seed of trial `number` of a study seeded with `seed`."""
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+class TrialSeededSampler(optuna.samplers.BaseSampler):
+    """`make_sampler(cfg, trial_seed(seed, trial.number))`, made fresh for each trial (in `before_trial`).
+
+    The samplers here keep no state of their own beyond their random generator (NSGA-II keeps its generations
+    in the study), so a fresh one per trial sees the same history and differs only in its seed.
+    """
+
+    def __init__(self, cfg: StrategyConfig, seed: int):
+        self.cfg, self.seed = cfg, seed
+        self._inner = make_sampler(cfg, seed)  # checks the config now; replaced before every trial
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._inner = make_sampler(self.cfg, trial_seed(self.seed, trial.number))
+        self._inner.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return self._inner.infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return self._inner.sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        return self._inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(
+        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+    ) -> None:
+        self._inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._inner.reseed_rng()
