@@ -198,9 +198,12 @@ def make_storage(cfg: StorageConfig, out_dir: str | os.PathLike) -> StudyStorage
             raise ConfigError(f"storage.url={url!r}: storage=sqlite expects sqlite:///path/to/study.db")
         db = Path(url[len("sqlite:///") :])
         db.parent.mkdir(parents=True, exist_ok=True)
-        # sqlite serializes writers; wait instead of failing when another process holds the lock.
-        storage = _rdb(cfg, url, {"connect_args": {"timeout": 60}})
-        return StudyStorage(storage, redact(url), lock_file=db.with_name(f".{db.name}.lock"), retry_s=cfg.retry_s)
+        lock_file = db.with_name(f".{db.name}.lock")
+        with open(lock_file, "a+") as fh:  # processes started together would race to create the tables
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            # sqlite serializes writers; wait instead of failing when another process holds the lock.
+            storage = _rdb(cfg, url, {"connect_args": {"timeout": 60}})
+        return StudyStorage(storage, redact(url), lock_file=lock_file, retry_s=cfg.retry_s)
     if kind == "postgres":
         url = cfg.url or os.environ.get(cfg.url_env)
         if not url:
