@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -45,52 +44,11 @@ def _server() -> PgServer:
     return PgServer(bindir)
 
 
-WORKER = textwrap.dedent(
-    """
-    import dataclasses, sys
-    from pathlib import Path
-    from nas.search import StorageConfig, run_search
-from tests.search.pg import PgServer, pg_bindir
-from tests.search.tiny import tiny_config
-    from tests.search.tiny import tiny_config
-    space, cache, url, out, n = sys.argv[1:6]
-    cfg = tiny_config(Path(space), Path(cache), name="shared", n_trials=int(n),
-                      storage=StorageConfig(kind="postgres", url=url, heartbeat_interval_s=5, grace_period_s=20))
-    run_search(cfg, out)
-    """
-)
-
-
 def test_two_workers_share_one_study(postgres_url, tiny_space_path, proxy_cache, tmp_path):
-    # the reference population is computed once here, so both workers start on the search itself
-    from tests.search.tiny import tiny_config
-
-    run_search(
-        dataclasses.replace(
-            tiny_config(tiny_space_path, proxy_cache), storage=StorageConfig(kind="memory"), n_trials=0
-        ),
-        tmp_path / "warm",
-    )
+    _warm(tiny_space_path, proxy_cache, tmp_path)  # both workers start on the search itself
     n = 12
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                WORKER,
-                str(tiny_space_path),
-                str(proxy_cache),
-                postgres_url,
-                str(tmp_path / f"w{i}"),
-                str(n),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
+    procs = [_worker(tiny_space_path, proxy_cache, postgres_url, tmp_path / f"w{i}", n, heartbeat_s=5, grace_s=20)
+             for i in range(2)]  # fmt: skip
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
