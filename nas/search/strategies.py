@@ -1,9 +1,12 @@
 """Search strategies: Optuna samplers by name, seeded. The cost budget reaches them as a trial constraint
 (`trial.set_constraint`, see nas.search.study), which every Optuna 5 sampler here takes into account.
 
-`TrialSeededSampler` seeds a fresh sampler for every trial from (study seed, trial number): the random draws of
-trial N do not depend on which process runs it or on how many trials that process ran before. Workers sharing a
-study therefore draw different candidates, and a resumed process does not replay the draws of the first one.
+`TrialSeededSampler` seeds a fresh sampler for every trial from (study seed, draw index), where the draw index is
+the trial number less the retries before it (a retry re-runs fixed parameters and draws nothing). The random
+draws of a trial thus do not depend on which process runs it or on how many trials that process ran before:
+workers sharing a study draw different candidates, a resumed process does not replay the draws of the first
+one, and a study interrupted and resumed draws what the uninterrupted study draws (exactly so for a single
+worker whose sampler depends on the draws and the complete trials only, see docs/search.md).
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def trial_seed(seed: int, number: int) -> int:
 
 
 class TrialSeededSampler(optuna.samplers.BaseSampler):
-    """`make_sampler(cfg, trial_seed(seed, trial.number))`, made fresh for each trial (in `before_trial`).
+    """`make_sampler(cfg, trial_seed(seed, draw index))`, made fresh for each trial (in `before_trial`).
 
     The samplers here keep no state of their own beyond their random generator (NSGA-II keeps its generations
     in the study), so a fresh one per trial sees the same history and differs only in its seed.
@@ -69,7 +72,8 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
         self._inner = make_sampler(cfg, seed)  # checks the config now; replaced before every trial
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self._inner = make_sampler(self.cfg, trial_seed(self.seed, trial.number))
+        retries = sum(t.number < trial.number and "retry_of" in t.user_attrs for t in study.get_trials(deepcopy=False))
+        self._inner = make_sampler(self.cfg, trial_seed(self.seed, trial.number - retries))
         self._inner.before_trial(study, trial)
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:

@@ -84,6 +84,8 @@ def test_a_killed_trial_is_retried_once_and_the_rest_continues(tiny_cfg, tmp_pat
     res = run_search(dataclasses.replace(cfg, n_trials=9), tmp_path)
     study = session.study
     assert len(res.trials) == 9 and len({r.arch.digest() for r in res.trials}) == 9
+    whole = run_search(dataclasses.replace(cfg, n_trials=9, storage=StorageConfig(kind="memory")), tmp_path / "w")
+    assert [r.arch.digest() for r in res.trials] == [r.arch.digest() for r in whole.trials], "same draws in order"
     retries = [t for t in study.trials if t.user_attrs.get("retry_of") == trial.number]
     assert [t.state for t in retries] == [TrialState.COMPLETE]
     assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
