@@ -270,6 +270,8 @@ def _run_latency(args: dict[str, Any]) -> int:
 
 def _run_export(args: dict[str, Any]) -> int:
     model = _model(args)
+    steps = "fuse, trace, check against torch in onnxruntime" if args["fuse"] else "trace, check in onnxruntime"
+    print(f"exporting {model.arch.name} to {args['format']} at {args['imgsz']}px ({steps}) ...", flush=True)
     model.export(
         args["format"],
         file=args["file"],

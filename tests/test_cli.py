@@ -150,7 +150,9 @@ def test_val_info_export_modes(ckpt, tmp_path, capsys):
     assert "fused: full" in capsys.readouterr().out
     onnx_file = tmp_path / "out" / "m.onnx"
     assert main(["export", f"model={ckpt}", "imgsz=64", "nms=true", f"file={onnx_file}"]) == 0
-    assert onnx_file.is_file() and "matches torch" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert onnx_file.is_file() and "matches torch" in out
+    assert out.index("exporting ") < out.index("matches torch"), "the export says what it is doing first"
 
 
 def test_runtime_errors_have_no_traceback(ckpt, tmp_path, monkeypatch, capsys):

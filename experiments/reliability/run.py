@@ -342,6 +342,7 @@ def main() -> None:
     args = ap.parse_args()
     (args.out / "scenarios").mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="nas-reliability-"))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the PostgreSQL server on the way out
     ctx = Ctx(work)
     try:
         for name in args.only:

@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nas.errors import ConfigError
 from nas.search.config import StrategyConfig
 
-__all__ = ["CONSTRAINT_KEY", "STRATEGIES", "TrialSeededSampler", "make_sampler", "trial_seed"]
+__all__ = ["CONSTRAINT_KEY", "STRATEGIES", "TrialSeededSampler", "draw_index", "make_sampler", "trial_seed"]
 
 STRATEGIES = ("nsga2", "tpe", "random", "gp")
 CONSTRAINT_KEY = "cost_over_budget"  # trial constraint: cost - max_cost (<= 0 is feasible)
@@ -60,6 +60,15 @@ def trial_seed(seed: int, number: int) -> int:
     return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
 
 
+def draw_index(trials: Sequence[FrozenTrial], trial: FrozenTrial) -> int:
+    """The trial's number less the retries before it; a retry has the index of the trial it retries (a trial
+    stopped before it drew its parameters is redrawn with the same seed)."""
+    by_number = {t.number: t for t in trials}
+    while "retry_of" in trial.user_attrs and trial.user_attrs["retry_of"] in by_number:
+        trial = by_number[trial.user_attrs["retry_of"]]
+    return trial.number - sum(t.number < trial.number and "retry_of" in t.user_attrs for t in trials)
+
+
 class TrialSeededSampler(optuna.samplers.BaseSampler):
     """`make_sampler(cfg, trial_seed(seed, draw index))`, made fresh for each trial (in `before_trial`).
 
@@ -72,8 +81,7 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
         self._inner = make_sampler(cfg, seed)  # checks the config now; replaced before every trial
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        retries = sum(t.number < trial.number and "retry_of" in t.user_attrs for t in study.get_trials(deepcopy=False))
-        self._inner = make_sampler(self.cfg, trial_seed(self.seed, trial.number - retries))
+        self._inner = make_sampler(self.cfg, trial_seed(self.seed, draw_index(study.get_trials(deepcopy=False), trial)))
         self._inner.before_trial(study, trial)
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:

@@ -212,11 +212,14 @@ class Session:
                 if n >= need:
                     break
                 redo = t.state == TrialState.FAIL and not any(k in t.user_attrs for k in NOT_RETRIED)
-                if redo and t.number not in retried and t.params:
+                if redo and t.number not in retried:
+                    # no parameters yet (stopped before sampling): redrawn with the same seed, see draw_index
                     attrs: dict[str, Any] = {"retry_of": t.number}
+                    params = t.params
                     if t.user_attrs.get("reference"):
                         attrs["reference"] = t.user_attrs["reference"]
-                    self.study.enqueue_trial(t.params, user_attrs=attrs)
+                        params = params or self.space.params_of(self.space.references[attrs["reference"]])
+                    self.study.enqueue_trial(params, user_attrs=attrs)
                     n += 1
             if n:
                 log.info("re-enqueued %d interrupted or stale trial(s)", n)

@@ -91,6 +91,22 @@ def test_a_killed_trial_is_retried_once_and_the_rest_continues(tiny_cfg, tmp_pat
     assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
 
 
+def test_a_trial_killed_before_it_sampled_is_redrawn_with_its_seed(tiny_cfg, tmp_path):
+    cfg = dataclasses.replace(tiny_cfg, strategy=dataclasses.replace(tiny_cfg.strategy, name="random"), n_trials=5)
+    run_search(cfg, tmp_path)
+    session = Session(cfg, tmp_path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    trial = session.study.ask()  # killed between ask and sampling: no parameters
+    trial.set_user_attr("worker", {"host": __import__("socket").gethostname(), "pid": dead.pid, "start": None})
+    res = run_search(dataclasses.replace(cfg, n_trials=8), tmp_path)
+    whole = run_search(dataclasses.replace(cfg, n_trials=8, storage=StorageConfig(kind="memory")), tmp_path / "w")
+    assert [r.arch.digest() for r in res.trials] == [r.arch.digest() for r in whole.trials]
+    assert [t.state for t in session.study.trials if t.user_attrs.get("retry_of") == trial.number] == [
+        TrialState.COMPLETE
+    ]
+
+
 RECOVER = """
 import sys
 from pathlib import Path
