@@ -8,7 +8,6 @@ import json
 import logging
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -108,7 +107,7 @@ def test_a_trial_killed_before_it_sampled_is_redrawn_with_its_seed(tiny_cfg, tmp
 
 
 RECOVER = """
-import sys
+import sys, time
 from pathlib import Path
 from nas.search import StorageConfig
 from nas.search.study import Session
@@ -117,7 +116,7 @@ space, cache, out, n = sys.argv[1:5]
 cfg = tiny_config(Path(space), Path(cache), name="race", n_trials=int(n), storage=StorageConfig(kind="sqlite"))
 s = Session(cfg, out)
 while not Path(out, "go").exists():
-    pass
+    time.sleep(0.01)
 s.enqueue_references()
 print(s.recover())
 """
@@ -138,8 +137,7 @@ def test_concurrent_restarts_enqueue_and_recover_once(tiny_space_path, proxy_cac
                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(6)
     ]  # fmt: skip
-    time.sleep(0)  # the processes wait for the `go` file, then all race
-    (tmp_path / "go").touch()
+    (tmp_path / "go").touch()  # the processes wait for it, then all race
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [e for _, e in outs]
     trials = session.study.get_trials()
