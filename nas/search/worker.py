@@ -140,10 +140,20 @@ class Worker:
                 )
 
     def _ask(self) -> optuna.trial.Trial:
+        study = self.session.study
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-            trial = self.session.study.ask()
+            trial = study.ask()
         trial.set_user_attr("worker", worker_id())
+        retry_of = study._storage.get_trial(trial._trial_id).user_attrs.get("retry_of")
+        if retry_of is not None:
+            # A retry's parameters are fixed, so its sampler never runs: it takes over the sampler's bookkeeping
+            # of the trial it re-runs (NSGA-II's generation), as that trial would have had on completion.
+            original = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, retry_of)
+            mine = study._storage.get_trial_system_attrs(trial._trial_id)
+            for k, v in study._storage.get_trial_system_attrs(original).items():
+                if k not in mine and k != "fixed_params" and not k.startswith("constraints"):
+                    study._storage.set_trial_system_attr(trial._trial_id, k, v)
         return trial
 
     def _surplus(self, trial: optuna.trial.Trial) -> bool:

@@ -71,8 +71,9 @@ def test_resume_reproduces_the_uninterrupted_sequence(tiny_cfg, tmp_path):
         assert len(set(digests)) == len(digests), "a resumed study does not re-draw what it has"
 
 
-def test_a_killed_trial_is_retried_once_and_the_rest_continues(tiny_cfg, tmp_path):
-    cfg = dataclasses.replace(tiny_cfg, strategy=dataclasses.replace(tiny_cfg.strategy, name="random"), n_trials=5)
+@pytest.mark.parametrize("strategy", ["random", "nsga2"])
+def test_a_killed_trial_is_retried_once_and_the_rest_continues(tiny_cfg, tmp_path, strategy):
+    cfg = dataclasses.replace(tiny_cfg, strategy=dataclasses.replace(tiny_cfg.strategy, name=strategy), n_trials=5)
     run_search(cfg, tmp_path)
     session = Session(cfg, tmp_path)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -80,10 +81,10 @@ def test_a_killed_trial_is_retried_once_and_the_rest_continues(tiny_cfg, tmp_pat
     trial = session.study.ask()  # left RUNNING by a process that is gone (kill -9)
     session.sample(trial)
     trial.set_user_attr("worker", {"host": __import__("socket").gethostname(), "pid": dead.pid, "start": None})
-    res = run_search(dataclasses.replace(cfg, n_trials=9), tmp_path)
+    res = run_search(dataclasses.replace(cfg, n_trials=12), tmp_path)
     study = session.study
-    assert len(res.trials) == 9 and len({r.arch.digest() for r in res.trials}) == 9
-    whole = run_search(dataclasses.replace(cfg, n_trials=9, storage=StorageConfig(kind="memory")), tmp_path / "w")
+    assert len(res.trials) == 12 and len({r.arch.digest() for r in res.trials}) == 12
+    whole = run_search(dataclasses.replace(cfg, n_trials=12, storage=StorageConfig(kind="memory")), tmp_path / "w")
     assert [r.arch.digest() for r in res.trials] == [r.arch.digest() for r in whole.trials], "same draws in order"
     retries = [t for t in study.trials if t.user_attrs.get("retry_of") == trial.number]
     assert [t.state for t in retries] == [TrialState.COMPLETE]
