@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from nas.space import ArchConfig
+from nas.version import __version__
 
 if TYPE_CHECKING:
     from nas.api import NAS
-
-__version__ = "0.1.0"
 
 __all__ = ["NAS", "ArchConfig", "__version__"]
 

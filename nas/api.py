@@ -18,9 +18,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from nas.data import load_dataset
 from nas.engine.info import ModelInfo, model_info
 from nas.engine.names import default_names
+from nas.engine.predict import predict_iter
+from nas.engine.val import validate
 from nas.errors import CheckpointError, ConfigError, SpaceError
+from nas.export.onnx import export_onnx
+from nas.models import build, fuse, load_model
+from nas.models.inherit import inherit_weights
 from nas.space.io import RELEASED, load_arch
 from nas.space.schema import ArchConfig
 
@@ -71,8 +77,6 @@ def _names(model: nn.Module, num_classes: int) -> dict[int, str]:
 
 def _load(source: Any) -> tuple[nn.Module, Path | None]:
     """Build or load the network behind `NAS(source)`; returns it and its checkpoint path (if any)."""
-    from nas.models import build
-
     if isinstance(source, nn.Module):
         if not isinstance(getattr(source, "arch", None), ArchConfig):
             raise ConfigError(f"NAS() needs a YOLO-NAS module with an .arch ArchConfig, got {type(source).__name__}")
@@ -94,8 +98,6 @@ def _load(source: Any) -> tuple[nn.Module, Path | None]:
             return build(load_arch(path.stem)), None
         raise SpaceError(f"architecture file {text!r} does not exist (released architectures: "
                          f"{', '.join(r + '.yaml' for r in RELEASED)})")  # fmt: skip
-    from nas.models import load_model
-
     model = load_model(source)  # a released name resolves in the weights dir, with a "place it here" error
     return model, Path(model.checkpoint_meta["path"])
 
@@ -125,8 +127,6 @@ class NAS:
                     f"weights={os.fspath(weights)!r}: {self.ckpt_path} already holds weights; "
                     "weights= initialises an architecture given as YAML or ArchConfig"
                 )
-            from nas.models.inherit import inherit_weights
-
             state_dict, self.inherited = inherit_weights(self.arch, weights)
             self.model.load_state_dict(state_dict, strict=True)
         self.model.eval()
@@ -148,8 +148,6 @@ class NAS:
 
     def fuse(self, mode: str = "full") -> NAS:
         """Re-parameterize in place for inference (see `nas.models.fuse`); outputs are unchanged."""
-        from nas.models import fuse
-
         fuse(self.model, mode)
         return self
 
@@ -191,8 +189,6 @@ class NAS:
         cv2.imread returns); None uses images of the embedded synthetic set. Defaults and pre-processing
         equal ultralytics' NAS predictor; preprocess="sg" selects super-gradients' resize + centre pad.
         """
-        from nas.engine.predict import predict_iter
-
         if source is None:
             source = _default_source()
         self._use(device)
@@ -234,11 +230,7 @@ class NAS:
         protocol="ultralytics" matches ultralytics' NAS validator (conf default 0.001); protocol="sg"
         super-gradients' 636 + pad-640 recipe (conf default 0.01). Prints a table with `verbose`.
         """
-        from nas.engine.val import validate
-
         if isinstance(data, (str, os.PathLike)):
-            from nas.data import load_dataset
-
             data = load_dataset(data, split=split)
         self._use(device)
         return validate(
@@ -276,8 +268,6 @@ class NAS:
         The default file is the checkpoint's path with the format's suffix, else "<arch name>.onnx".
         nms=True puts NMS (predict semantics: conf, iou, max_det) in the graph with fixed-size outputs.
         """
-        from nas.export.onnx import export_onnx
-
         if format not in EXPORT_FORMATS:
             raise ConfigError(f"format={format!r}; supported export formats: {', '.join(EXPORT_FORMATS)}")
         if file is None:
@@ -321,8 +311,6 @@ class NAS:
 
 
 def _default_source() -> list[str]:
-    from nas.data import load_dataset
-
     images = load_dataset("synthetic", split="val").images[:4]
     print(f"no source given: predicting on {len(images)} images of the embedded synthetic set", file=sys.stderr)
     return [str(r.path) for r in images]

@@ -164,7 +164,7 @@ def _predict_chunk(model, items: list[Any], args: dict[str, Any], bad: list[tupl
 
 def _run_predict(args: dict[str, Any]) -> int:
     from nas.engine.sources import resolve_source
-    from nas.space.io import write_text_atomic
+    from nas.io import write_text_atomic
 
     check_inputs(args)
     items = resolve_source(args["source"]) if args["source"] is not None else None
@@ -257,7 +257,7 @@ def _run_latency(args: dict[str, Any]) -> int:
     predicted = load_predictor(hw).predict(arch)
     print(f"{arch.name} on {hw.name}: predicted {predicted:.2f} ms ({hw})")
     if args["measure"]:
-        from nas.latency.tables import measure_archs
+        from nas.latency.build import measure_archs
 
         timing = measure_archs([arch], hw)[0]
         error = (predicted - timing["median_ms"]) / timing["median_ms"]

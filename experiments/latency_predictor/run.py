@@ -25,8 +25,8 @@ sys.path.insert(0, str(HERE.parents[1]))  # run from anywhere inside the reposit
 import numpy as np  # noqa: E402
 
 from nas.errors import LatencyTableMissError  # noqa: E402
+from nas.io import write_text_atomic  # noqa: E402
 from nas.latency.hardware import load_hardware  # noqa: E402
-from nas.space.io import write_text_atomic  # noqa: E402
 
 ROWS = (("predictor", "LUT + calibration"), ("lut_sum_raw", "LUT sum (raw)"), ("flops_linear", "FLOPs, linear fit"))
 ROWS += (("params_linear", "params, linear fit"),)

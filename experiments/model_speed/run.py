@@ -33,22 +33,14 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from nas.engine.info import count_flops  # noqa: E402
+from nas.engine.info import layer_macs  # noqa: E402
 from nas.export.onnx import export_onnx  # noqa: E402
+from nas.latency.counting import gflops  # noqa: E402
+from nas.latency.runtimes import cpu_name  # noqa: E402
 from nas.models import build, fuse  # noqa: E402
 from nas.space import load_arch  # noqa: E402
 
 DEPLOYMENT_PATH = "onnxruntime fused"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def summarize(times_s: list[float]) -> dict[str, float]:
@@ -131,8 +123,8 @@ def bench_model(name: str, imgsz: int, threads: int, warmup: int, repeats: int, 
     unfused = build(load_arch(name)).eval()
     fused = fuse(copy.deepcopy(unfused), "full")
     fused_cl = copy.deepcopy(fused).to(memory_format=torch.channels_last)
-    gflop_fused = 2 * count_flops(fused, imgsz) / 1e9
-    gflop_unfused = 2 * count_flops(unfused, imgsz) / 1e9
+    gflop_fused = gflops(unfused.arch, imgsz)  # the one count: the deployed network, from the ArchConfig
+    gflop_unfused = 2 * layer_macs(unfused, imgsz)[""] / 1e9  # fvcore's trace of the training graph, for reference
     onnx_fused, onnx_unfused = tmp / f"{name}_fused.onnx", tmp / f"{name}_unfused.onnx"
     for path, f in ((onnx_fused, True), (onnx_unfused, False)):
         result = export_onnx(unfused, path, imgsz=imgsz, fuse=f)

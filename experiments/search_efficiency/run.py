@@ -28,9 +28,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from nas.io import write_text_atomic
 from nas.search import ProxyConfig, SearchConfig, SpaceConfig, StorageConfig, StrategyConfig, run_search
 from nas.search.select import hypervolume_2d
-from nas.space.io import write_text_atomic
 
 HERE = Path(__file__).resolve().parent
 

@@ -27,11 +27,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from nas.data import load_dataset
+from nas.io import write_text_atomic
 from nas.models import build
 from nas.models.checkpoints import save_checkpoint
 from nas.proxy.train import TrainConfig, train
 from nas.space import load_arch
-from nas.space.io import write_text_atomic
 
 HERE = Path(__file__).resolve().parent
 

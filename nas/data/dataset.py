@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,18 +14,21 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "IMAGE_SUFFIXES",
     "REASONS",
     "DataWarning",
     "DetectionDataset",
     "ImageRecord",
     "SkipLog",
+    "datasets_dir",
     "image_size",
     "sanitize_box",
 ]
 
-# What ultralytics accepts as image files (lower-case suffixes).
-IMAGE_SUFFIXES = frozenset({".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm"})
+
+def datasets_dir() -> Path:
+    """Root of the shipped configs' datasets: `$NAS_DATASETS_DIR`, else ~/.cache/yolo-nas-search/datasets."""
+    env = os.environ.get("NAS_DATASETS_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "yolo-nas-search" / "datasets"
 
 
 class DataWarning(UserWarning):

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 from nas.data.coco import load_coco_json
-from nas.data.dataset import DetectionDataset
+from nas.data.dataset import DetectionDataset, datasets_dir
+from nas.data.synthetic import ensure_synthetic
 from nas.data.yolo import load_yolo_yaml
 from nas.errors import DataError, DatasetNotFoundError
 
@@ -16,12 +17,6 @@ CONFIGS_DIR = Path(__file__).parent / "configs"
 SHIPPED_CONFIGS = ("synthetic.yaml", "coco8.yaml", "coco.yaml")
 
 _ULTRALYTICS_ASSETS = "https://github.com/ultralytics/assets/releases/download/v0.0.0"
-
-
-def datasets_dir() -> Path:
-    """Root of the shipped configs' datasets: `$NAS_DATASETS_DIR`, else ~/.cache/yolo-nas-search/datasets."""
-    env = os.environ.get("NAS_DATASETS_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "yolo-nas-search" / "datasets"
 
 
 def shipped_config(name: str) -> Path:
@@ -87,8 +82,6 @@ def load_dataset(
 
     name = key if suffix in (".yaml", ".yml") else f"{key}.yaml"
     if key == "synthetic" or name == "synthetic.yaml":
-        from nas.data.synthetic import ensure_synthetic
-
         if split not in ("train", "val"):
             raise DataError(f"the synthetic set has the splits 'train' and 'val', not {split!r}")
         folder = ensure_synthetic(root)

@@ -16,15 +16,17 @@ import multiprocessing
 import os
 import shutil
 import sys
+import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock
 
+from nas.data.dataset import datasets_dir
 from nas.data.synthetic_render import CLASSES, RenderParams, render_image
 
 __all__ = ["CLASSES", "SYNTHETIC_VERSION", "SyntheticSpec", "ensure_synthetic", "format_statistics", "statistics"]
@@ -135,22 +137,6 @@ def _write_split(out: Path, split: str, n: int, spec: SyntheticSpec, pool: Execu
     (out / "annotations" / f"instances_{split}.json").write_text(json.dumps(coco))
 
 
-@contextlib.contextmanager
-def _lock(root: Path) -> Iterator[None]:
-    """Serialize generation between processes (pytest-xdist workers, parallel search jobs)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; generation is still atomic
-        yield
-        return
-    with open(root / ".synthetic.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def generate(out: Path, spec: SyntheticSpec = SyntheticSpec(), workers: int | None = None) -> Path:
     """Write the set into the new folder `out` (both layouts; `stamp.json` last).
 
@@ -178,14 +164,12 @@ def ensure_synthetic(
     root: str | os.PathLike | None = None, spec: SyntheticSpec = SyntheticSpec(), workers: int | None = None
 ) -> Path:
     """The folder of the synthetic set under the datasets root, generating it if absent or stale."""
-    from nas.data.load import datasets_dir
-
     root = Path(root).expanduser() if root is not None else datasets_dir()
     final = root / spec.dirname()
     if _is_current(final, spec):
         return final
     root.mkdir(parents=True, exist_ok=True)
-    with _lock(root):
+    with FileLock(root / ".synthetic.lock"):  # one generator across processes (xdist workers, search jobs)
         if _is_current(final, spec):  # another process generated it while we waited
             return final
         for stale in root.glob(f".{spec.dirname()}.*"):  # left behind by a killed generation
@@ -255,8 +239,6 @@ def format_statistics(stats: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m nas.data.synthetic [ROOT]`: generate the default set if needed and print its statistics."""
-    import time
-
     args = sys.argv[1:] if argv is None else argv
     t0 = time.perf_counter()
     path = ensure_synthetic(args[0] if args else None)

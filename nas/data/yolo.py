@@ -12,7 +12,6 @@ import yaml
 
 from nas.data.coco import load_coco_json
 from nas.data.dataset import (
-    IMAGE_SUFFIXES,
     DataWarning,
     DetectionDataset,
     ImageRecord,
@@ -20,6 +19,7 @@ from nas.data.dataset import (
     image_size,
     sanitize_box,
 )
+from nas.data.images import IMAGE_SUFFIXES
 from nas.data.names import COCO80_NAMES, COCO80_TO_91
 from nas.errors import DataError, DatasetNotFoundError
 

@@ -1,4 +1,4 @@
-"""Model summary: layers, parameters, gradients and GFLOPs (fvcore, on the traced graph)."""
+"""Model summary: layers, parameters, gradients and GFLOPs (of the deployed network, `nas.latency.counting`)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,16 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, LatencyTableMissError
+from nas.latency import gflops, load_hardware, load_predictor
 
-__all__ = ["ModelInfo", "count_flops", "model_info"]
+__all__ = ["ModelInfo", "layer_macs", "model_info"]
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """layers: leaf modules; gflops: 2 x fvcore multiply-adds at imgsz x imgsz (ultralytics' convention)."""
+    """layers, parameters, gradients: of the module as it is; gflops: 2 x the multiply-adds of the deployed
+    (fused) network at imgsz x imgsz, from its ArchConfig - the number a search reports as `flops_g`."""
 
     name: str
     layers: int
@@ -36,7 +38,7 @@ class ModelInfo:
         gflops = f"{self.gflops:.1f}" if self.gflops >= 1 else f"{self.gflops:.3f}"
         text = (
             f"{self.name} summary ({state}): {self.layers:,} layers, {self.parameters:,} parameters, "
-            f"{self.gradients:,} gradients, {gflops} GFLOPs at {self.imgsz}x{self.imgsz}"
+            f"{self.gradients:,} gradients, {gflops} GFLOPs (deployed) at {self.imgsz}x{self.imgsz}"
         )
         if self.latency_ms is not None:
             text += f", {self.latency_ms:.1f} ms predicted on {self.hardware}"
@@ -45,15 +47,20 @@ class ModelInfo:
         return text
 
 
-def count_flops(model: nn.Module, imgsz: int | tuple[int, int] = 640, by_module: bool = False):
-    """fvcore multiply-add count of one [1, 3, H, W] forward (eval mode); optionally per module name too.
-
-    fvcore counts one per multiply-add of convolutions (and BatchNorm while unfused); activations, pooling
-    and the DFL softmax are not counted. ultralytics' thop figure counts a little more (S: 34.3 vs 34.1).
-    """
+def _check_imgsz(imgsz: int | tuple[int, int]) -> tuple[int, int]:
     h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
     if h % 32 or w % 32 or h < 32 or w < 32:
         raise ConfigError(f"imgsz={imgsz!r}: expected a positive multiple of 32 (e.g. 320, 640)")
+    return h, w
+
+
+def layer_macs(model: nn.Module, imgsz: int | tuple[int, int] = 640) -> dict[str, int]:
+    """fvcore multiply-adds per module name of one [1, 3, H, W] forward of `model` as it is (eval mode).
+
+    The per-layer breakdown of `info(detailed=True)`: a trace of this graph, so an unfused model shows its
+    training-time branches (and BatchNorms); the summary's total is the deployed network's.
+    """
+    h, w = _check_imgsz(imgsz)
     param = next(model.parameters())
     x = torch.zeros(1, 3, h, w, device=param.device, dtype=param.dtype)
     was_training = model.training
@@ -61,16 +68,15 @@ def count_flops(model: nn.Module, imgsz: int | tuple[int, int] = 640, by_module:
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # fvcore's import uses the deprecated torch.jit.script
-            from fvcore.nn import FlopCountAnalysis
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            from fvcore.nn import FlopCountAnalysis  # an optional, slow-to-import tracer: only detailed=True needs it
 
             analysis = FlopCountAnalysis(model, x)
             analysis.unsupported_ops_warnings(False)
             analysis.uncalled_modules_warnings(False)
-            total = analysis.total()
-            per_module = dict(analysis.by_module()) if by_module else None
+            return dict(analysis.by_module())
     finally:
         model.train(was_training)
-    return (total, per_module) if by_module else total
 
 
 def model_info(
@@ -84,30 +90,29 @@ def model_info(
     leaves = [(n, m) for n, m in model.named_modules() if not any(True for _ in m.children())]
     params = sum(p.numel() for p in model.parameters())
     grads = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    macs, per_module = count_flops(model, imgsz, by_module=True)
     arch = getattr(model, "arch", None)
+    if arch is None:
+        raise ConfigError(f"info() needs a nas model (built from an ArchConfig); {type(model).__name__} has no .arch")
+    h, w = _check_imgsz(imgsz)
     info = ModelInfo(
-        name=getattr(arch, "name", type(model).__name__),
+        name=arch.name,
         layers=len(leaves),
         parameters=params,
         gradients=grads,
-        gflops=2 * macs / 1e9,
+        gflops=gflops(arch, (h, w)),
         imgsz=imgsz,
         fused=getattr(model, "fusion", "none"),
-        **(_latency(arch, hardware) if hardware is not None and arch is not None else {}),
+        **(_latency(arch, hardware) if hardware is not None else {}),
     )
     if verbose:
         if detailed:
-            print(_layer_table(leaves, per_module or {}))
+            print(_layer_table(leaves, layer_macs(model, imgsz)))
         print(info)
     return info
 
 
 def _latency(arch, hardware: str) -> dict:
     """Predicted latency fields for ModelInfo; a missing table or table entry becomes a note, not an error."""
-    from nas.errors import LatencyTableMissError
-    from nas.latency import load_hardware, load_predictor
-
     hw = load_hardware(hardware)  # an unknown name is a ConfigError listing the available targets
     label = f"{hw.name} ({hw.backend} {hw.precision}, {hw.input_hw[0]}x{hw.input_hw[1]}, batch {hw.batch})"
     try:
@@ -117,6 +122,7 @@ def _latency(arch, hardware: str) -> dict:
 
 
 def _layer_table(leaves: list[tuple[str, nn.Module]], per_module: dict[str, int]) -> str:
+    # per-layer GFLOPs: 2 x fvcore's multiply-adds of this graph as it is (see `layer_macs`)
     rows = [f"{'layer':>5}  {'name':<60} {'type':<16} {'parameters':>11} {'GFLOPs':>8}"]
     for i, (name, m) in enumerate(leaves):
         n_params = sum(p.numel() for p in m.parameters(recurse=False))

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nas.io import write_bytes_atomic
+
 __all__ = ["Boxes", "Results"]
 
 # A fixed, high-contrast palette (BGR) so the same class always gets the same colour.
@@ -128,13 +130,10 @@ class Results:
         import cv2
 
         path = Path(path) if path is not None else Path(f"{Path(self.path).stem}_pred.jpg")
-        path.parent.mkdir(parents=True, exist_ok=True)
         ok, buf = cv2.imencode(path.suffix or ".jpg", self.plot())
         if not ok:
             raise ValueError(f"cannot encode an image as {path.suffix!r} for {str(path)!r}")
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_bytes(buf.tobytes())
-        os.replace(tmp, path)  # never leave a half-written image behind
+        write_bytes_atomic(path, buf.tobytes())  # never leave a half-written image behind
         return str(path)
 
     def __repr__(self) -> str:

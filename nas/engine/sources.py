@@ -11,11 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from nas.data.images import IMAGE_SUFFIXES, read_image
 from nas.errors import DataError
 
-__all__ = ["IMAGE_SUFFIXES", "Image", "iter_images", "read_image", "resolve_source"]
-
-IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
+__all__ = ["Image", "iter_images", "resolve_source"]
 
 
 @dataclass
@@ -24,20 +23,6 @@ class Image:
 
     bgr: np.ndarray
     path: str
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as BGR uint8 HWC (cv2), with a clear error when it cannot be decoded."""
-    import cv2
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"image file {str(path)!r} does not exist")
-    # imdecode over np.fromfile also reads non-ASCII paths, which cv2.imread does not on every platform
-    image = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DataError(f"{str(path)!r} is not a readable image (supported: {', '.join(IMAGE_SUFFIXES)})")
-    return image
 
 
 def resolve_source(source: Any) -> list[Any]:
@@ -60,7 +45,7 @@ def resolve_source(source: Any) -> list[Any]:
         if path.is_dir():
             files = sorted(str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
-                raise DataError(f"directory {text!r} holds no images (looked for {', '.join(IMAGE_SUFFIXES)})")
+                raise DataError(f"directory {text!r} holds no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
             return files
         if any(c in text for c in "*?["):
             files = sorted(p for p in glob.glob(str(path), recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES)

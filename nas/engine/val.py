@@ -19,11 +19,14 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
+from nas.data.images import read_image
 from nas.data.transforms import Geometry, rect_batch_shapes, scale_boxes, sg_transform, to_tensor, val_transform
 from nas.engine.predict import check_device, check_imgsz, check_thresholds, forward
-from nas.engine.sources import read_image
 from nas.errors import ConfigError, DataError
+from nas.io import write_text_atomic
+from nas.metrics import coco_evaluate, to_coco_detections
 from nas.models.postprocess import non_max_suppression
 
 __all__ = ["PROTOCOLS", "format_metrics", "validate"]
@@ -74,17 +77,7 @@ def _prefetch(plan, load) -> Iterator[tuple[list[int], torch.Tensor, list[Geomet
 def _coco_rows(det: torch.Tensor, geometry: Geometry, image_id: Any, category_ids: list[int]) -> list[dict]:
     """Detections as COCO result dicts in original pixels, rounded as ultralytics' JSON writer rounds them."""
     boxes = scale_boxes(det[:, :4].clone(), geometry)
-    xywh = torch.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2, boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], 1)  # fmt: skip
-    xywh[:, :2] -= xywh[:, 2:] / 2  # centre -> top-left corner
-    return [
-        {
-            "image_id": image_id,
-            "category_id": category_ids[int(c)],
-            "bbox": [round(v, 3) for v in b],
-            "score": round(s, 5),
-        }
-        for b, s, c in zip(xywh.tolist(), det[:, 4].tolist(), det[:, 5].tolist())
-    ]
+    return to_coco_detections(image_id, boxes.numpy(), det[:, 4].numpy(), det[:, 5].numpy(), category_ids, rounded=True)
 
 
 @torch.inference_mode()
@@ -105,14 +98,10 @@ def validate(
     """COCO metrics of `model` (eval mode, on its device) on `dataset` (a `nas.data` DetectionDataset).
 
     conf=None takes the protocol's default (ultralytics 0.001, sg 0.01). Returns the dict of
-    `nas.proxy.evaluate.coco_evaluate` plus "protocol", "imgsz", "num_detections" and "speed_ms".
+    `nas.metrics.coco_evaluate` plus "protocol", "imgsz", "num_detections" and "speed_ms".
     With `save_dir`, the COCO detections and the metrics are written there as predictions.json and
     metrics.json.
     """
-    from tqdm import tqdm
-
-    from nas.proxy.evaluate import coco_evaluate
-
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol={protocol!r}; expected one of {', '.join(PROTOCOLS)}")
     check_imgsz(imgsz)
@@ -162,8 +151,6 @@ def validate(
         speed_ms={"inference": t_forward * 1e3 / n, "nms": t_nms * 1e3 / n, "total": total * 1e3 / n},
     )
     if save_dir is not None:
-        from nas.space.io import write_text_atomic
-
         write_text_atomic(Path(save_dir) / "predictions.json", json.dumps(detections))
         write_text_atomic(Path(save_dir) / "metrics.json", json.dumps(metrics, indent=1, default=_jsonable))
     if verbose:

@@ -22,7 +22,8 @@ import torch
 from torch import Tensor, nn
 
 from nas.errors import ConfigError
-from nas.models.postprocess import MAX_WH, nms, xywh2xyxy, xyxy2xywh
+from nas.models.postprocess import MAX_WH, nms, non_max_suppression, xywh2xyxy, xyxy2xywh
+from nas.models.reparam import fuse as fuse_model
 
 __all__ = ["DEFAULT_OPSET", "ExportResult", "export_onnx", "onnx_predict"]
 
@@ -150,8 +151,6 @@ def export_onnx(
         raise ConfigError(f"imgsz={imgsz!r}: expected a positive multiple of 32 (e.g. 320, 640)")
     m = copy.deepcopy(model).eval()
     if fuse:
-        from nas.models.reparam import fuse as fuse_model
-
         fuse_model(m, "full")
     device = next(m.parameters()).device
     dtype = torch.float16 if half else torch.float32
@@ -218,8 +217,6 @@ def onnx_predict(path: str | os.PathLike, images: np.ndarray, threads: int | Non
 def _check(result: ExportResult, graph: _Detect, x: Tensor, file: Path) -> None:
     """onnxruntime vs torch on the check input: raw outputs within tolerance; with NMS, the in-graph NMS
     must equal the torch post-processing (`non_max_suppression`) run on onnxruntime's own raw outputs."""
-    from nas.models.postprocess import non_max_suppression
-
     with torch.no_grad():
         out = graph.model(x)
     expected = [t.float().cpu().numpy() for t in (out[0] if isinstance(out[0], (tuple, list)) else out)]

@@ -6,6 +6,13 @@ import sys
 from typing import Any
 
 from nas.errors import ConfigError, NasError
+from nas.latency.build import build_table
+from nas.latency.hardware import available_hardware, load_hardware
+from nas.latency.predictor import load_predictor
+from nas.latency.spacemap import SpaceMap
+from nas.latency.tables import LatencyTable, build_command
+from nas.latency.validate import validate
+from nas.space.space import load_space
 
 USAGE = """usage: python -m nas.latency COMMAND key=value ...
 
@@ -43,18 +50,11 @@ def _parse(command: str, args: list[str]) -> dict[str, Any]:
         else:
             out[key] = value
     if command != "list" and "hardware" not in out:
-        from nas.latency.hardware import available_hardware
-
         raise ConfigError(f"{command}: hardware=... is required; available: {', '.join(available_hardware())}")
     return out
 
 
 def _info(hardware: str, space: str = "yolo_nas", out: str | None = None) -> None:
-    from nas.latency.hardware import load_hardware
-    from nas.latency.spacemap import SpaceMap
-    from nas.latency.tables import LatencyTable, build_command
-    from nas.space.space import load_space
-
     hw = load_hardware(hardware)
     sp = load_space(space)
     print(hw)
@@ -72,8 +72,6 @@ def _info(hardware: str, space: str = "yolo_nas", out: str | None = None) -> Non
         left = f"; the missing units take ~{eta / 60:.0f} min at the rate measured so far" if eta else ""
         print(f"incomplete ({n_cal} calibration networks{left}); continue with `{build_command(hw, sp.name, out)}`")
         return
-    from nas.latency.predictor import load_predictor
-
     pred = load_predictor(hw, space=sp, path=out)
     feats = ", ".join(f"{c:+.4g}*{f}" for f, c in zip(pred.calibration.features, pred.calibration.coef))
     print(f"calibration on {n_cal} networks: {pred.calibration.intercept:+.4g} {feats}")
@@ -91,13 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         kw = _parse(command, args[1:])
         if command == "list":
-            from nas.latency.hardware import available_hardware, load_hardware
-
             for name in available_hardware():
-                print(f"{name:<12} {load_hardware(name)}")
+                hw = load_hardware(name)
+                table = "table shipped" if hw.table_path.is_file() else f"no table yet: {build_command(hw)}"
+                print(f"{name:<12} {hw}; {table}")
         elif command == "build":
-            from nas.latency.tables import build_table
-
             table = build_table(**kw)
             print(f"{table.path}: {len(table)} units, {len(table.calibration_archs)} calibration networks")
             if kw.get("limit") is not None:
@@ -105,8 +101,6 @@ def main(argv: list[str] | None = None) -> int:
             if "fit" in table.data["calibration"]:
                 print(f"calibration: {table.data['calibration']['fit']}")
         elif command == "validate":
-            from nas.latency.validate import validate
-
             r = validate(**kw)
             p, nf = r["predictor"], r["noise_floor"]
             print(

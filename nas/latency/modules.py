@@ -11,6 +11,7 @@ from nas.latency.units import HEAD_STRIDES, Unit
 from nas.models.blocks import Bottleneck, Conv
 from nas.models.reparam import fuse
 from nas.models.yolo_nas import SPP, NDFLHeads, YoloNAS, build
+from nas.space.io import load_arch
 from nas.space.schema import ArchConfig, ContextConfig
 
 __all__ = ["deployed_model", "unit_module"]
@@ -53,8 +54,6 @@ class _RawHead(nn.Module):
 class _Decode(nn.Module):
     def __init__(self, nc: int, reg_max: int):
         super().__init__()
-        from nas.space.io import load_arch
-
         base = load_arch("yolo_nas_s")
         arch = base.replace(heads=dataclasses.replace(base.heads, num_classes=nc, reg_max=reg_max))
         self.heads = NDFLHeads((8, 8, 8), arch)

@@ -25,9 +25,11 @@ import numpy as np
 
 from nas.errors import LatencyTableMissError, SpaceError
 from nas.latency.hardware import Hardware, load_hardware
+from nas.latency.spacemap import SlotSum, SpaceMap, choice_indices
 from nas.latency.tables import LatencyTable, build_command
 from nas.latency.units import Unit, decompose
 from nas.space.schema import ArchConfig
+from nas.space.space import load_space
 
 __all__ = [
     "FEATURES",
@@ -165,8 +167,6 @@ class LatencyPredictor:
     def space(self) -> Any:
         """The search space that choice-index matrices refer to (the table's first space by default)."""
         if self._space is None:
-            from nas.space.space import load_space
-
             self._space = load_space((self.table.data.get("spaces") or ["yolo_nas"])[0])
         return self._space
 
@@ -190,8 +190,6 @@ class LatencyPredictor:
     @functools.cached_property
     def _slot_sum(self) -> Any:
         """Calibrated contribution of every slot over the space, for `predict_many` on index matrices."""
-        from nas.latency.spacemap import SlotSum, SpaceMap
-
         w, _ = self._weights()
         smap = SpaceMap(self.space, self.hardware.input_hw)
         missing = {u.key: u for u in smap.units() if u not in self.table}
@@ -204,8 +202,6 @@ class LatencyPredictor:
         if isinstance(archs, np.ndarray):
             return self._predict_indices(archs)
         archs = list(archs)
-        from nas.latency.spacemap import choice_indices
-
         if all(self.space.contains(a) for a in archs):
             return self._predict_indices(choice_indices(self.space, archs))
         return np.array([self.predict(a) for a in archs])
@@ -236,7 +232,5 @@ def load_predictor(
             )
         calibration = Calibration.from_dict(fit)
     if isinstance(space, str):
-        from nas.space.space import load_space
-
         space = load_space(space)
     return LatencyPredictor(table, calibration, space)

@@ -2,8 +2,8 @@
 
 Backends: PyTorch eager on the CPU (fp32), onnxruntime on the CPU (fp32; the module is exported to ONNX
 with torch's legacy exporter and run with all graph optimizations), PyTorch on CUDA (fp16, replayed as
-a CUDA graph; `torch.compile` optional). onnxruntime INT8 is not available yet: it arrives with the
-quantization issue (`nas.quant`). Callers pass the *deployed* module (see `nas.latency.modules`):
+a CUDA graph; `torch.compile` optional). onnxruntime INT8 timing is not implemented: `precision: int8`
+is refused with a clear error. Callers pass the *deployed* module (see `nas.latency.modules`):
 timing an unfused network, or eager `predict()` with pre/post-processing, measures something else.
 """
 
@@ -33,6 +33,7 @@ __all__ = [
     "Runtime",
     "RuntimeUnavailableError",
     "Timing",
+    "cpu_name",
     "environment",
     "make_runtime",
     "measure",
@@ -303,8 +304,8 @@ def make_runtime(hw: Hardware) -> Runtime:
     """The runtime that times on `hw` (checked here, not at first use)."""
     if hw.precision == "int8":
         raise RuntimeUnavailableError(
-            f"hardware {hw.name!r}: INT8 timing is not available yet (it arrives with the quantization "
-            "issue, nas.quant); use precision fp32"
+            f"hardware {hw.name!r}: INT8 timing is not implemented in this version; set precision: fp32 "
+            f"in {hw.name}.yaml (or time an fp32 target such as cpu_ort)"
         )
     if hw.accelerator == "cuda":
         return TorchCUDARuntime(hw.precision, hw.cuda_graphs, hw.compile)
@@ -331,7 +332,8 @@ def measure_noise(
     return NoiseReport(tuple(medians))
 
 
-def _cpu_model() -> str:
+def cpu_name() -> str:
+    """The CPU model as /proc/cpuinfo names it (else what `platform` knows): part of every measurement's record."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -347,7 +349,7 @@ def environment(hw: Hardware) -> dict[str, Any]:
     import torch
 
     env: dict[str, Any] = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
         "system": platform.system(),

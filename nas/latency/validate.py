@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from nas.io import write_text_atomic
+from nas.latency.build import measure_archs
 from nas.latency.counting import count_flops, count_params
 from nas.latency.hardware import Hardware, load_hardware
 from nas.latency.predictor import LatencyPredictor, load_predictor
-from nas.latency.tables import measure_archs
-from nas.space.io import write_text_atomic
 from nas.space.schema import ArchConfig
 
 __all__ = ["fit_linear", "metrics", "validate", "validation_archs"]

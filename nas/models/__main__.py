@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import argparse
 import copy
-import logging
-import warnings
 from dataclasses import dataclass
 
 import torch
 
 from nas.errors import WeightsNotFoundError
+from nas.latency.counting import gflops
 from nas.models import build, fuse_report, resolve_weights, weights_dir
 from nas.space import RELEASED, load_arch
 
-__all__ = ["ModelSummary", "gflops", "main", "summarize"]
+__all__ = ["ModelSummary", "main", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -31,26 +30,6 @@ class ModelSummary:
     weights: str
 
 
-def gflops(model: torch.nn.Module, imgsz: int = 640) -> float:
-    """GFLOPs (2 x multiply-accumulates, as ultralytics reports them) of one imgsz x imgsz image, by fvcore.
-
-    Counted at imgsz / 10 and scaled by 100: every counted op (conv, transposed conv) scales exactly with
-    the pixel count for sizes that are multiples of 32, and tracing the small input is much faster.
-    """
-    from fvcore.nn import FlopCountAnalysis
-
-    small = imgsz // 10 if imgsz % 320 == 0 else imgsz
-    logging.getLogger("fvcore").setLevel(logging.ERROR)
-    x = torch.zeros(1, model.arch.in_channels, small, small)
-    with torch.no_grad(), warnings.catch_warnings():
-        # fvcore traces with torch.jit, which warns about its own deprecation and about traced constants
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        analysis = FlopCountAnalysis(model.eval(), x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-        macs = analysis.total()
-    return 2 * macs * (imgsz / small) ** 2 / 1e9
-
-
 def summarize(name: str, flops: bool = True, imgsz: int = 640) -> ModelSummary:
     """Parameters and state_dict keys unfused / partially fused / fully fused, GFLOPs, and the weights file."""
     arch = load_arch(name)
@@ -58,10 +37,7 @@ def summarize(name: str, flops: bool = True, imgsz: int = 640) -> ModelSummary:
         model = build(arch)
     partial = fuse_report(copy.deepcopy(model), "partial")
     full = fuse_report(model, "full")
-    g = None
-    if flops:
-        torch.manual_seed(0)
-        g = gflops(build(arch), imgsz)
+    g = gflops(arch, imgsz) if flops else None
     try:
         weights = str(resolve_weights(name))
     except WeightsNotFoundError:
@@ -106,7 +82,7 @@ def _table(rows: list[ModelSummary], imgsz: int) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m nas.models", description=__doc__)
-    parser.add_argument("--no-flops", action="store_true", help="skip the fvcore FLOP count")
+    parser.add_argument("--no-flops", action="store_true", help="leave the GFLOPs column empty")
     parser.add_argument("--imgsz", type=int, default=640, help="square input size for the FLOP count (pixels)")
     args = parser.parse_args(argv)
     rows = [summarize(name, flops=not args.no_flops, imgsz=args.imgsz) for name in RELEASED]
@@ -114,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     print(_table(rows, args.imgsz))
     print(
         "partial = QARepVGG branches fused, BatchNorms kept (super-gradients' conversion form); "
-        "full = every BatchNorm folded too. GFLOPs = 2 x MACs (fvcore)."
+        "full = every BatchNorm folded too. GFLOPs = 2 x MACs of the deployed network (nas.latency.counting)."
     )
     print(f"\nreleased weights directory: {weights_dir()} (set NAS_WEIGHTS_DIR to change it)")
     for r in rows:

@@ -27,9 +27,14 @@ import torch
 from torch import nn
 
 from nas.errors import CheckpointError, SpaceError, WeightsNotFoundError
+from nas.io import atomic_path
+from nas.models import unpickle
+from nas.models.reparam import fuse as fuse_model
 from nas.models.shapes import expected_shapes, infer_arch, shape_diff, shapes_of
+from nas.models.yolo_nas import build
 from nas.space.io import RELEASED, load_arch
 from nas.space.schema import ArchConfig
+from nas.version import __version__
 
 __all__ = [
     "FORMAT_VERSION",
@@ -141,8 +146,6 @@ def _is_torchscript(path: Path) -> bool:
 
 def _torch_load(path: Path) -> tuple[Any, bool]:
     """(object, used_restricted_unpickler). Tries weights_only first, then the restricted unpickler."""
-    from nas.models import unpickle
-
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file")
     if _is_torchscript(path):
@@ -217,8 +220,6 @@ def _class_names(value: Any) -> list[str] | None:
 
 
 def _interpret(obj: Any, path: Path, restricted: bool) -> tuple[OrderedDict, str, ArchConfig | None, dict]:
-    from nas.models import unpickle
-
     if restricted and unpickle.is_module(obj):
         try:
             sd = unpickle.module_state_dict(obj)
@@ -302,9 +303,6 @@ def load_model(path: str | os.PathLike, fuse: bool | str = False, arch: ArchConf
 
     fuse: False, True / "full" or "partial" (see `nas.models.fuse`).
     """
-    from nas.models.reparam import fuse as fuse_model
-    from nas.models.yolo_nas import build
-
     ckpt = read_checkpoint(path)
     model = build(ckpt.arch if arch is None else load_arch(arch))
     load_state_dict_strict(model, ckpt.state_dict, str(ckpt.path))
@@ -344,8 +342,6 @@ def save_checkpoint(
 
     The weights must be those of the unfused `build(arch)`; anything else is refused with the key diff.
     """
-    from nas import __version__
-
     arch = load_arch(arch)
     sd = model_or_state_dict.state_dict() if isinstance(model_or_state_dict, nn.Module) else model_or_state_dict
     diff = shape_diff(expected_shapes(arch), shapes_of(sd))
@@ -363,14 +359,8 @@ def save_checkpoint(
         "meta": meta,
     }
     path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
+        f.flush()
+        os.fsync(f.fileno())
     return path

@@ -31,6 +31,8 @@ import torch
 from torch import Tensor
 
 from nas.errors import CheckpointError, WeightsNotFoundError
+from nas.models import build
+from nas.models.checkpoints import load_checkpoint, resolve_weights, save_checkpoint
 from nas.space.io import RELEASED, load_arch
 from nas.space.schema import ArchConfig
 
@@ -197,8 +199,6 @@ def _transfer(
 
 
 def _meta_state(arch: ArchConfig) -> tuple[dict[str, Tensor], set[str]]:
-    from nas.models import build
-
     with torch.device("meta"):
         model = build(arch)
     return dict(model.state_dict()), {k for k, _ in model.named_parameters()}
@@ -232,10 +232,6 @@ def _load_source(source: Source) -> tuple[ArchConfig, Mapping[str, Tensor], str]
     if isinstance(source, tuple):
         source_arch, sd = source
         return load_arch(source_arch), sd, "state_dict"
-    try:
-        from nas.models.checkpoints import load_checkpoint, resolve_weights
-    except ImportError as e:  # the checkpoint module arrives with the model core
-        raise CheckpointError(f"reading checkpoints needs nas.models.checkpoints ({e})") from None
     key = os.fspath(source)
     path = Path(resolve_weights(key)) if key in RELEASED else Path(key).expanduser()
     if not path.is_file():
@@ -246,8 +242,6 @@ def _load_source(source: Source) -> tuple[ArchConfig, Mapping[str, Tensor], str]
 
 def _auto_source(arch: ArchConfig) -> Source:
     """The closest released model whose weights are present."""
-    from nas.models.checkpoints import resolve_weights
-
     missing = []
     for name, _fraction in closest(arch):
         try:
@@ -263,8 +257,6 @@ def inherit_weights(
 ) -> tuple[dict[str, Tensor], InheritReport]:
     """A state_dict for `arch` and what it inherited from `source` (a released name, `auto`, a checkpoint
     path, or an `(ArchConfig, state_dict)` pair). Parts not inherited keep a `seed`-ed fresh init."""
-    from nas.models import build
-
     arch = load_arch(arch)
     if isinstance(source, (str, os.PathLike)) and os.fspath(source) == "auto":
         source = _auto_source(arch)
@@ -290,8 +282,6 @@ def inherit_weights(
 
 def save_inherited(arch: ArchConfig | str, source: Source, out: str | os.PathLike, seed: int = 0) -> InheritReport:
     """Write a checkpoint of `arch` with inherited weights (the core's checkpoint format, report in its meta)."""
-    from nas.models.checkpoints import save_checkpoint
-
     arch = load_arch(arch)
     sd, report = inherit_weights(arch, source, seed)
     save_checkpoint(out, sd, arch, {"inherited": report.to_dict()})

@@ -15,10 +15,11 @@ from functools import cache
 import torch
 from torch import Tensor
 
+from nas.metrics.boxes import box_iou
+
 __all__ = [
     "MAX_WH",
     "batched_nms",
-    "box_iou",
     "nms",
     "non_max_suppression",
     "xywh2xyxy",
@@ -44,17 +45,6 @@ def xywh2xyxy(x: Tensor) -> Tensor:
     y[..., :2] = xy - half
     y[..., 2:] = xy + half
     return y
-
-
-def box_iou(a: Tensor, b: Tensor) -> Tensor:
-    """IoU matrix [len(a), len(b)] of xyxy boxes, with torchvision's operation order (float-identical)."""
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
-    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = (rb - lt).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    return inter / (area_a[:, None] + area_b[None, :] - inter)
 
 
 @cache

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from nas.models.blocks import Conv, HeadConv, QARepVGGBlock, RepVGGBlock
+
 __all__ = ["FuseReport", "fuse", "fuse_report"]
 
 
@@ -54,8 +56,6 @@ def fuse(model: nn.Module, mode: str = "full") -> nn.Module:
 def _fuse(model: nn.Module, mode: str) -> int:
     if mode not in ("partial", "full"):
         raise ValueError(f"fusion mode must be 'partial' or 'full', got {mode!r}")
-    from nas.models.blocks import Conv, HeadConv, QARepVGGBlock, RepVGGBlock
-
     model.eval()  # folding uses BatchNorm running statistics: only valid for inference
     targets = [m for m in model.modules() if isinstance(m, (QARepVGGBlock, RepVGGBlock))]
     if mode == "full":

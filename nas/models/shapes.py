@@ -23,6 +23,8 @@ from collections.abc import Mapping
 import torch
 
 from nas.errors import CheckpointError, SpaceError
+from nas.models.yolo_nas import YoloNAS
+from nas.space.io import released_archs
 from nas.space.schema import (
     HEAD_STRIDES,
     ArchConfig,
@@ -43,8 +45,6 @@ Shapes = dict[str, tuple[int, ...]]
 
 @functools.lru_cache(maxsize=16)
 def _expected(arch: ArchConfig) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    from nas.models.yolo_nas import YoloNAS
-
     with torch.device("meta"):  # shapes only: no memory, no initialisation cost
         model = YoloNAS(arch)
     return tuple((k, tuple(v.shape)) for k, v in model.state_dict().items())
@@ -78,8 +78,6 @@ def shape_diff(expected: Shapes, given: Shapes, limit: int = 5) -> str:
 
 @functools.cache
 def _released() -> dict[str, ArchConfig]:
-    from nas.space.io import released_archs
-
     return released_archs()
 
 

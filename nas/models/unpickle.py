@@ -17,6 +17,7 @@ anything is called. No super-gradients code is imported and no module code of th
 from __future__ import annotations
 
 import _compat_pickle
+import io
 import pickle
 from collections import OrderedDict
 from typing import Any
@@ -238,8 +239,6 @@ def load(file: Any, **kwargs: Any) -> Any:
 
 
 def loads(data: bytes, **kwargs: Any) -> Any:
-    import io
-
     return load(io.BytesIO(data), **kwargs)
 
 

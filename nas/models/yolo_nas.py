@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from nas.models.blocks import Conv, CSPLayer, HeadConv, make_block
+from nas.space.io import load_arch
 from nas.space.schema import ArchConfig, ContextConfig, HeadConfig, NeckStageConfig, StageConfig
 
 __all__ = ["YoloNAS", "build", "make_anchors"]
@@ -255,7 +256,5 @@ class YoloNAS(nn.Module):
 def build(arch: ArchConfig | str) -> YoloNAS:
     """Build the network of an architecture (randomly initialised, train mode)."""
     if not isinstance(arch, ArchConfig):
-        from nas.space.io import load_arch
-
         arch = load_arch(arch)
     return YoloNAS(arch)

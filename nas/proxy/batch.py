@@ -11,14 +11,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nas.data import load_dataset
+from nas.data.images import read_rgb
 from nas.errors import ConfigError
+from nas.metrics import paired_giou
 
 __all__ = [
     "BATCH_KINDS",
     "ProxyBatch",
     "check_hw",
     "detection_loss",
-    "giou",
     "make_batch",
     "random_batch",
     "raw_outputs",
@@ -72,13 +74,7 @@ def random_batch(input_hw: int, batch_size: int, seed: int, num_classes: int = 8
 def synthetic_batch(input_hw: int, batch_size: int, data: str = "synthetic", split: str = "val") -> ProxyBatch:
     """The first `batch_size` images of a dataset (default: the embedded synthetic set), resized square."""
     check_hw(input_hw)
-    try:
-        from nas.data import load_dataset
-    except ImportError as e:
-        raise ConfigError(
-            f"proxy batch 'synthetic' needs the nas.data package ({e}); use proxy.batch=random for a seeded noise batch"
-        ) from None
-    import cv2
+    import cv2  # cv2's import costs ~0.1 s: only a synthetic batch pays it
 
     ds = load_dataset(data, split)
     if len(ds) < batch_size:
@@ -86,10 +82,7 @@ def synthetic_batch(input_hw: int, batch_size: int, data: str = "synthetic", spl
     images, boxes, labels = [], [], []
     for i in range(batch_size):
         rec, xyxy, cls = ds[i]
-        img = cv2.imread(str(rec.path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise ConfigError(f"cannot read image {rec.path} of dataset {data!r}")
-        img = cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), (input_hw, input_hw), interpolation=cv2.INTER_LINEAR)
+        img = cv2.resize(read_rgb(rec.path), (input_hw, input_hw), interpolation=cv2.INTER_LINEAR)
         images.append(torch.from_numpy(img).permute(2, 0, 1).float() / 255.0)
         scale = torch.tensor([input_hw / rec.width, input_hw / rec.height] * 2)
         boxes.append(torch.from_numpy(np.asarray(xyxy, dtype=np.float32)).reshape(-1, 4) * scale)
@@ -113,16 +106,6 @@ def raw_outputs(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Te
     return boxes, cls_logits, reg_distri, anchor_points
 
 
-def giou(a: Tensor, b: Tensor, eps: float = 1e-9) -> Tensor:
-    """Generalized IoU of paired boxes [P, 4] (xyxy) → [P]; `eps` keeps empty unions and hulls finite."""
-    lt, rb = torch.max(a[:, :2], b[:, :2]), torch.min(a[:, 2:], b[:, 2:])
-    inter = (rb - lt).clamp(min=0).prod(1)
-    area_a, area_b = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(1), (b[:, 2:] - b[:, :2]).clamp(min=0).prod(1)
-    union = area_a + area_b - inter + eps
-    hull = (torch.max(a[:, 2:], b[:, 2:]) - torch.min(a[:, :2], b[:, :2])).clamp(min=0).prod(1) + eps
-    return inter / union - (hull - union) / hull
-
-
 def detection_loss(model: nn.Module, batch: ProxyBatch) -> Tensor:
     """Sigmoid focal-free BCE on all anchors + (1 - GIoU) on positives; an anchor is positive for the
     smallest ground-truth box that contains its centre (centre sampling, no learned assignment)."""
@@ -140,7 +123,7 @@ def detection_loss(model: nn.Module, batch: ProxyBatch) -> Tensor:
         if pos.any():
             # labels beyond the model's classes (a random batch vs. a few-class model) fold onto its classes
             target[i, pos, lab[best[pos]] % target.shape[-1]] = 1.0
-            box_losses.append((1.0 - giou(boxes[i, pos], gt[best[pos]])).sum())
+            box_losses.append((1.0 - paired_giou(boxes[i, pos], gt[best[pos]])).sum())
             n_pos += int(pos.sum())
     norm = max(n_pos, 1)
     loss = F.binary_cross_entropy_with_logits(cls_logits, target, reduction="sum") / norm

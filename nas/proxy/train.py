@@ -24,8 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nas.data import load_dataset
+from nas.data.images import read_rgb
+from nas.data.transforms import letterbox
+from nas.engine.val import validate
 from nas.errors import ConfigError
-from nas.proxy.batch import giou
+from nas.metrics import batch_box_iou, paired_giou
 
 __all__ = [
     "EMA",
@@ -56,16 +60,6 @@ def pad_targets(boxes: list[Tensor], labels: list[Tensor]) -> tuple[Tensor, Tens
     return gt_boxes, gt_labels, mask
 
 
-def _pairwise_iou(a: Tensor, b: Tensor) -> Tensor:
-    """IoU of [B, M, 4] against [B, N, 4] → [B, M, N] (union + 1e-9, as `batch_iou_similarity`)."""
-    a, b = a[:, :, None], b[:, None]
-    lt, rb = torch.maximum(a[..., :2], b[..., :2]), torch.minimum(a[..., 2:], b[..., 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area_a = (a[..., 2:] - a[..., :2]).clamp(min=0).prod(-1)
-    area_b = (b[..., 2:] - b[..., :2]).clamp(min=0).prod(-1)
-    return inter / (area_a + area_b - inter + EPS)
-
-
 @torch.no_grad()
 def assign(
     scores: Tensor, pred_boxes: Tensor, points: Tensor, gt_boxes: Tensor, gt_labels: Tensor, gt_mask: Tensor
@@ -86,7 +80,7 @@ def assign(
             torch.zeros(b, n, c, device=dev),
             torch.zeros(b, n, dtype=torch.bool, device=dev),
         )
-    iou = _pairwise_iou(gt_boxes, pred_boxes)  # [B, M, N]
+    iou = batch_box_iou(gt_boxes, pred_boxes, EPS)  # [B, M, N]
     cls_scores = scores.gather(2, gt_labels[:, None, :].expand(b, n, m)).permute(0, 2, 1)  # [B, M, N]: p[a, class(g)]
     metric = cls_scores.pow(ALPHA) * iou.pow(BETA)
     deltas = torch.cat(
@@ -145,7 +139,7 @@ def ppyoloe_loss(outputs, boxes: list[Tensor], labels: list[Tensor]) -> tuple[Te
     if fg.any():
         w = t_scores.sum(-1)[fg]
         stride = strides.expand(b, n, 1)[fg]
-        l_iou = ((1 - giou(pred_boxes[fg] / stride, t_boxes[fg] / stride, eps=1e-10)) * w).sum() / s
+        l_iou = ((1 - paired_giou(pred_boxes[fg] / stride, t_boxes[fg] / stride, eps=1e-10)) * w).sum() / s
         anchor = (points[None].expand(b, n, 2)[fg]) / stride
         gt = t_boxes[fg] / stride
         dist = torch.cat([anchor - gt[:, :2], gt[:, 2:] - anchor], -1).clamp(0, r1 - 1 - 0.01)
@@ -223,8 +217,6 @@ class TrainConfig:
 
 def letterbox_with_boxes(img: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """The val pipeline's letterbox (`nas.data.transforms.letterbox`) to a square, with the boxes moved alike."""
-    from nas.data.transforms import letterbox
-
     r = min(size / img.shape[0], size / img.shape[1])
     out, (top, left) = letterbox(img, (size, size))
     return out, boxes * r + np.array([left, top, left, top], dtype=np.float32)
@@ -232,20 +224,11 @@ def letterbox_with_boxes(img: np.ndarray, boxes: np.ndarray, size: int) -> tuple
 
 def load_images(dataset, size: int, limit: int | None = None) -> tuple[Tensor, list[Tensor], list[Tensor]]:
     """Every image of a dataset letterboxed to `size` (uint8 [N, 3, size, size], RGB) with boxes and contiguous ids."""
-    import cv2
-
-    from nas.errors import DataError
-
     n = len(dataset) if limit is None else min(limit, len(dataset))
     images, boxes, labels = [], [], []
     for i in range(n):
         rec, xyxy, cls = dataset[i]
-        img = cv2.imread(str(rec.path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise DataError(f"cannot read image {rec.path}")
-        img, bx = letterbox_with_boxes(
-            cv2.cvtColor(img, cv2.COLOR_BGR2RGB), np.asarray(xyxy, dtype=np.float32).reshape(-1, 4), size
-        )
+        img, bx = letterbox_with_boxes(read_rgb(rec.path), np.asarray(xyxy, dtype=np.float32).reshape(-1, 4), size)
         images.append(torch.from_numpy(img).permute(2, 0, 1))
         boxes.append(torch.from_numpy(bx))
         labels.append(torch.from_numpy(np.asarray(cls, dtype=np.int64).reshape(-1)))
@@ -278,9 +261,6 @@ def train(
     `on_epoch(row, ema_model)` is called after every epoch (to log, write results or save a checkpoint).
     Returns (the EMA model, history rows {epoch, steps, loss, cls, iou, dfl, lr, elapsed_s and, with val_data, mAP50_95, mAP50,
     mAP75, mAP_small/medium/large, per_class} (mAP in percent))."""
-    from nas.data import load_dataset
-    from nas.engine.val import validate
-
     torch.manual_seed(cfg.seed)
     train_ds = load_dataset(data, "train")
     val_ds = load_dataset(val_data, "val") if val_data is not None else None

@@ -13,7 +13,8 @@ detector (their outputs are the raw head outputs, the loss a small detection los
 - `zen` (Lin et al. 2021; the entropy family of MAE-DET): Gaussian weights, train-mode BN; ln of the
   expected feature change under a small input perturbation at the three neck outputs (the detection
   features, MAE-DET's multi-scale view) plus the sum of ln BN scale factors.
-- `params`, `flops` baselines: ln #parameters, ln multiply-adds at the batch resolution.
+- `params`, `flops` baselines: ln #parameters of the built model, ln multiply-adds of the deployed network at
+  the batch resolution - both counted from the `ArchConfig` (`nas.latency.counting`), so no model is built.
 
 Each proxy is a pure function of (architecture, batch, seed): weights are initialized from `seed`
 inside a forked RNG, so results are deterministic and the global RNG is left untouched.
@@ -23,19 +24,20 @@ The batch is explicit (`random_batch` or `synthetic_batch`); `make_batch` picks 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from nas.errors import ConfigError
+from nas.latency.counting import count_macs, count_params
+from nas.models import build
 from nas.proxy.batch import (
     BATCH_KINDS,
     ProxyBatch,
-    check_hw,
     detection_loss,
     make_batch,
     random_batch,
@@ -50,20 +52,18 @@ __all__ = [
     "DEFAULT_PROXIES",
     "PROXIES",
     "PROXY_VERSION",
-    "Measurement",
     "ProxyBatch",
     "combine",
     "compute_proxies",
-    "conv_macs",
     "detection_loss",
     "make_batch",
-    "measure",
     "random_batch",
     "synthetic_batch",
 ]
 
 # Bump when a proxy's definition changes: it is part of every cache key of proxy values.
-PROXY_VERSION = 1
+# 2: `flops` counts the deployed network from the ArchConfig (was: the unfused convs, by forward hooks).
+PROXY_VERSION = 2
 DEFAULT_PROXIES = ("synflow", "naswot", "snip", "zen")
 COMBINE_METHODS = ("zscore", "rank")
 _Z_CLIP = 10.0  # one non-finite or extreme proxy must not dominate the vote
@@ -73,8 +73,6 @@ _Z_CLIP = 10.0  # one non-finite or extreme proxy must not dominate the vote
 
 
 def _init_model(arch: ArchConfig, seed: int) -> nn.Module:
-    from nas.models import build
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build(arch)
@@ -87,34 +85,6 @@ def _weighted_layers(model: nn.Module) -> list[nn.Module]:
         for name, m in model.named_modules()
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) and not name.endswith("rbr_reparam")
     ]
-
-
-def conv_macs(model: nn.Module, input_hw: int) -> int:
-    """Multiply-adds of the conv layers for one [1, 3, input_hw, input_hw] image (fvcore's FLOP convention)."""
-    total = 0
-
-    def hook(mod: nn.Module, inp: tuple[Tensor, ...], out: Tensor) -> None:
-        nonlocal total
-        k = math.prod(mod.kernel_size) if hasattr(mod, "kernel_size") else 1
-        if isinstance(mod, nn.ConvTranspose2d):
-            total += inp[0].numel() * (mod.out_channels // mod.groups) * k
-        elif isinstance(mod, nn.Conv2d):
-            total += out.numel() * (mod.in_channels // mod.groups) * k
-        else:
-            total += out.numel() * mod.in_features
-
-    handles = [m.register_forward_hook(hook) for m in _weighted_layers(model)]
-    was_training = model.training
-    try:
-        model.eval()
-        p = next(model.parameters())
-        with torch.no_grad():
-            model(torch.zeros(1, 3, input_hw, input_hw, dtype=p.dtype, device=p.device))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    return total
 
 
 def _log(v: float) -> float:
@@ -134,9 +104,13 @@ class _Context:
 
     def __init__(self, arch: ArchConfig, batch: ProxyBatch, seed: int):
         self.arch, self.batch, self.seed = arch, batch, seed
-        self.model = _init_model(arch, seed)
         self._pristine = True
         self._loss_grads: tuple[float, float] | None = None
+
+    @functools.cached_property
+    def model(self) -> nn.Module:
+        """Built on first use: the count baselines never need it."""
+        return _init_model(self.arch, self.seed)
 
     def initial(self) -> nn.Module:
         """The model at its initial weights and BN statistics, in train mode, without gradients."""
@@ -258,11 +232,11 @@ def _zen(ctx: _Context, alpha: float = 0.01) -> float:
 
 
 def _params(ctx: _Context) -> float:
-    return _log(float(sum(p.numel() for p in ctx.model.parameters())))
+    return _log(float(count_params(ctx.arch)))
 
 
 def _flops(ctx: _Context) -> float:
-    return _log(float(conv_macs(ctx.model, ctx.batch.input_hw[0])))
+    return _log(float(count_macs(ctx.arch, ctx.batch.input_hw)))
 
 
 PROXIES: dict[str, Callable[[_Context], float]] = {
@@ -293,35 +267,18 @@ def check_proxies(names: Sequence[str]) -> tuple[str, ...]:
 def compute_proxies(
     arch: ArchConfig, batch: ProxyBatch, proxies: Sequence[str] = DEFAULT_PROXIES, seed: int = 0
 ) -> dict[str, float]:
-    """Each selected proxy of `arch` at its `seed`-initialized weights on `batch` (larger is better)."""
-    return measure(arch, batch, proxies, seed).proxies
+    """Each selected proxy of `arch` at its `seed`-initialized weights on `batch` (larger is better).
 
-
-@dataclass(frozen=True)
-class Measurement:
-    """Proxy values plus the counts every search reports: parameters and conv MACs at `probe_hw`."""
-
-    proxies: dict[str, float]
-    params: int
-    macs_probe: int
-    probe_hw: int
-
-
-def measure(
-    arch: ArchConfig, batch: ProxyBatch, proxies: Sequence[str] = DEFAULT_PROXIES, seed: int = 0, probe_hw: int = 64
-) -> Measurement:
-    """`compute_proxies` plus parameter count and MACs, from one model build."""
+    The model is built once, and only when a selected proxy needs it (not for `params` / `flops`).
+    """
     names = check_proxies(proxies)
     if batch.images.shape[2] % 32 or batch.images.shape[3] % 32:
         raise ConfigError(f"proxy batch of {batch.input_hw} pixels: height and width must be multiples of 32")
-    check_hw(probe_hw)
     ctx = _Context(arch, batch, seed)
-    params = int(sum(p.numel() for p in ctx.model.parameters()))
-    macs = conv_macs(ctx.model, probe_hw)
     out = {}
     for name in sorted(names, key=_ORDER.index):
         out[name] = float(PROXIES[name](ctx))
-    return Measurement({name: out[name] for name in names}, params, macs, probe_hw)
+    return {name: out[name] for name in names}
 
 
 def combine(

@@ -21,7 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from nas.errors import ConfigError, NasError
 from nas.search.config import SearchConfig, register_configs
+from nas.search.run import run_search
 from nas.search.storage import StorageUnavailableError
+from nas.search.sweep import evaluate_candidate
 
 log = logging.getLogger("nas.search")
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -89,12 +91,8 @@ def _task(cfg: DictConfig) -> Any:
         _missing_space(out_dir)
     search_cfg = to_search_config(cfg)
     if search_cfg.candidate is not None:
-        from nas.search.sweep import evaluate_candidate
-
         return evaluate_candidate(search_cfg, search_cfg.candidate, out_dir)
     import optuna
-
-    from nas.search.run import run_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress bar and log say what happens
     result = run_search(search_cfg, out_dir)

@@ -1,6 +1,6 @@
 """Emitted architectures: one ArchConfig YAML per tier, and inherited weights for an emitted YAML.
 
-    python -m nas.search.emit inherit runs/.../selected/yolo_nas_s.yaml weights=yolo_nas_s [out=PATH] [strict=false]
+    python -m nas.search.emit inherit runs/.../selected/yolo_nas_s.yaml weights=yolo_nas_s [out=PATH]
 
 writes `PATH` (default: next to the YAML, `.pt`) with weights inherited from a released model (a name,
 resolved in the weights directory) or a checkpoint path; `weights=auto` picks the closest released model
@@ -14,9 +14,11 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from nas.errors import NasError
+from nas.io import write_text_atomic
+from nas.models.inherit import save_inherited
 from nas.search.select import Selection
-from nas.space import ArchConfig
-from nas.space.io import write_text_atomic
+from nas.space import ArchConfig, load_arch
 
 __all__ = ["emitted_name", "main", "write_selected"]
 
@@ -82,10 +84,6 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    from nas.errors import NasError
-    from nas.models.inherit import save_inherited
-    from nas.space import load_arch
-
     try:
         arch = load_arch(arch_path)
         out = Path(opts.get("out") or Path(arch_path).with_suffix(".pt"))

@@ -1,8 +1,10 @@
 """The objectives of a search and their evaluation for one architecture, cached on disk by arch digest.
 
 Objectives: `proxy_score` (maximize; zero-cost proxies combined against a fixed reference population),
-`latency_ms` (minimize; nas.latency's predictor on the selected hardware), `flops_g` (minimize;
-multiply-adds in G at the cost resolution, fvcore's convention) and `params_m` (minimize).
+`latency_ms` (minimize; nas.latency's predictor on the selected hardware), `flops_g` (minimize; GFLOPs =
+2 x multiply-adds of the deployed network at the cost resolution) and `params_m` (minimize). The three
+costs are counted from the `ArchConfig` (`nas.latency.counting`, the numbers `nas info` prints): no
+model is built for them; only the proxies that need one build it.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from typing import Any
 import numpy as np
 
 from nas.errors import ConfigError
+from nas.io import write_text_atomic
+from nas.latency import arch_cost, load_hardware, load_predictor
 from nas.proxy import zero_cost
 from nas.search.config import ProxyConfig, SearchConfig
 from nas.space import ArchConfig, SearchSpace
-from nas.space.io import write_text_atomic
 
 __all__ = ["OBJECTIVES", "DiskCache", "Evaluation", "Evaluator", "check_objectives", "default_cache_dir"]
 
@@ -35,14 +38,7 @@ OBJECTIVES: dict[str, str] = {
 }
 log = logging.getLogger("nas.search")
 COST_INPUT_HW = 640  # resolution of `flops_g` when the hardware does not name one
-_MACS_PROBE_HW = 64
-_MEASURE_KEYS = {
-    "proxies",
-    "params",
-    "macs_probe",
-    "probe_hw",
-    "digest",
-}  # conv MACs scale exactly with pixels at multiples of 32: count small, scale up
+_MEASURE_KEYS = {"proxies", "digest"}  # a cache value without them is recomputed
 
 
 def check_objectives(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -197,21 +193,15 @@ class Evaluator:
         return _hash([spec, zero_cost.PROXY_VERSION])
 
     def measure(self, arch: ArchConfig) -> tuple[dict[str, Any], bool]:
-        """Raw proxy values, parameter count and probe MACs of `arch` (from the cache when present)."""
+        """Raw proxy values of `arch` (from the cache when present)."""
         key = self._measure_key(arch)
         hit = self.cache.get(key)
         if isinstance(hit, dict) and hit.keys() >= _MEASURE_KEYS and hit["digest"] == arch.digest():
             return hit, True
         if hit is not None:
             log.warning("proxy cache entry for %s is incomplete: recomputing it", arch.name)
-        m = zero_cost.measure(arch, self.batch, self.proxy.proxies, self.proxy.seed, _MACS_PROBE_HW)
-        value = {
-            "proxies": m.proxies,
-            "params": m.params,
-            "macs_probe": m.macs_probe,
-            "probe_hw": m.probe_hw,
-            "digest": arch.digest(),
-        }
+        proxies = zero_cost.compute_proxies(arch, self.batch, self.proxy.proxies, self.proxy.seed)
+        value = {"proxies": proxies, "digest": arch.digest()}
         self.cache.put(key, value)
         return value, False
 
@@ -254,13 +244,6 @@ class Evaluator:
     def hardware_target(self) -> Any:
         """nas.latency's Hardware of the configured target."""
         if self._hw is None:
-            try:
-                from nas.latency import load_hardware
-            except ImportError as e:
-                raise ConfigError(
-                    f"hardware={self.hardware!r} needs the nas.latency package ({e}); "
-                    "leave hardware unset and use objectives=[proxy_score,flops_g]"
-                ) from None
             self._hw = load_hardware(self._hardware_spec)
         return self._hw
 
@@ -272,22 +255,22 @@ class Evaluator:
 
     def latency_ms(self, arch: ArchConfig) -> float:
         if self._predictor is None:
-            from nas.latency import load_predictor
-
             self._predictor = load_predictor(self.hardware_target())
         return float(self._predictor.predict(arch))
 
     # ---- evaluation --------------------------------------------------------------------------
+    def costs(self, arch: ArchConfig) -> dict[str, float]:
+        """The cost metrics of `arch` from its ArchConfig alone (no model): flops_g, params_m, latency_ms."""
+        cost = arch_cost(arch, self.cost_input_hw)
+        values = {"flops_g": cost.gflops, "params_m": cost.params_m}
+        if self.hardware is not None:
+            values["latency_ms"] = self.latency_ms(arch)
+        return values
+
     def evaluate(self, arch: ArchConfig) -> Evaluation:
         """Every metric of `arch`; objectives absent from the config are still reported when cheap."""
         t0 = time.perf_counter()
         m, cached = self.measure(arch)
-        scale = (self.cost_input_hw / m["probe_hw"]) ** 2
-        values = {
-            "proxy_score": zero_cost.combine(m["proxies"], self.reference(), self.proxy.proxies, self.proxy.combine),
-            "flops_g": m["macs_probe"] * scale / 1e9,
-            "params_m": m["params"] / 1e6,
-        }
-        if self.hardware is not None:
-            values["latency_ms"] = self.latency_ms(arch)
+        score = zero_cost.combine(m["proxies"], self.reference(), self.proxy.proxies, self.proxy.combine)
+        values = {"proxy_score": score, **self.costs(arch)}
         return Evaluation(values, dict(m["proxies"]), time.perf_counter() - t0, cached)

@@ -11,13 +11,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from nas.io import write_bytes_atomic, write_text_atomic
 from nas.search.select import Selection, TrialRecord
 from nas.space import SearchSpace
-from nas.space.io import write_text_atomic
 
 __all__ = ["UNITS", "plot_pareto", "render_markdown", "write_csv"]
 
-UNITS = {"proxy_score": "", "latency_ms": "ms", "flops_g": "GMAC", "params_m": "M"}
+UNITS = {"proxy_score": "", "latency_ms": "ms", "flops_g": "GFLOPs", "params_m": "M"}
 
 
 def _fmt(v: Any) -> Any:
@@ -148,12 +148,7 @@ def plot_pareto(
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
-    return path
+    return write_bytes_atomic(path, buf.getvalue())
 
 
 def render_markdown(report: Mapping[str, Any]) -> str:

@@ -27,15 +27,16 @@ import optuna
 from optuna.trial import TrialState
 
 from nas.errors import ConfigError
+from nas.io import write_text_atomic
 from nas.search import emit, report
-from nas.search.config import ProxyConfig, SearchConfig, SpaceConfig, StorageConfig, StrategyConfig
+from nas.search.config import ProxyConfig, SearchConfig, SpaceConfig, StorageConfig, StrategyConfig, replace
 from nas.search.select import Selection, TrialRecord, pareto_front, select_tiers
 from nas.search.storage import STORAGE_KINDS
 from nas.search.study import Session
 from nas.search.tracking import Tracker, make_tracker
 from nas.search.worker import Worker, interruptible
-from nas.space import ArchConfig, SearchSpace
-from nas.space.io import write_text_atomic
+from nas.space import ArchConfig, SearchSpace, load_arch
+from nas.version import __version__
 
 __all__ = ["SearchResult", "finalize", "run", "run_search"]
 
@@ -60,8 +61,6 @@ class SearchResult:
     @property
     def selected(self) -> dict[str, ArchConfig]:
         """The emitted architecture per tier, read back from its YAML (tiers without a candidate are absent)."""
-        from nas.space import load_arch
-
         return {k.split("/", 1)[1]: load_arch(p) for k, p in self.paths.items() if k.startswith("selected/")}
 
     def __repr__(self) -> str:
@@ -317,9 +316,7 @@ def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> S
 def _versions() -> dict[str, str]:
     import torch
 
-    import nas
-
-    return {"nas": nas.__version__, "optuna": optuna.__version__, "torch": torch.__version__}
+    return {"nas": __version__, "optuna": optuna.__version__, "torch": torch.__version__}
 
 
 # ---- the notebook API ---------------------------------------------------------------------------
@@ -361,8 +358,6 @@ def run(
 
     Example: `run("yolo_nas", strategy="tpe", n_trials=20, storage="memory", out_dir="runs/nb")`.
     """
-    from nas.search.config import replace
-
     space_obj = space if isinstance(space, SearchSpace) else None
     proxy_cfg = proxy if isinstance(proxy, ProxyConfig) else ProxyConfig(name=proxy)
     strategy_cfg = strategy if isinstance(strategy, StrategyConfig) else StrategyConfig(name=strategy)

@@ -157,7 +157,7 @@ class Session:
                         f"tier {tier!r} has no budget and is not a reference of space {self.space.name!r} "
                         f"(references: {', '.join(self.space.references) or 'none'}); set tiers.{tier}=<max {self.evaluator.cost}>"
                     )
-                budget = self.evaluator.evaluate(ref).values[self.evaluator.cost]
+                budget = self.evaluator.costs(ref)[self.evaluator.cost]  # counts only: no model, no proxy
             elif (
                 isinstance(budget, bool)
                 or not isinstance(budget, (int, float))

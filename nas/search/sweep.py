@@ -7,6 +7,7 @@ jobs return. Launcher-agnostic: nothing here imports Hydra.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -18,12 +19,12 @@ from typing import Any
 from optuna.trial import TrialState
 
 from nas.errors import ConfigError
+from nas.io import write_text_atomic
 from nas.search.config import SearchConfig
 from nas.search.objectives import Evaluation, Evaluator
 from nas.search.run import SearchResult, finalize, torch_threads
 from nas.search.study import Session, worker_id
 from nas.space import load_arch, load_space
-from nas.space.io import write_text_atomic
 
 __all__ = ["CandidateSweep", "JobOutcome", "evaluate_candidate"]
 
@@ -42,8 +43,6 @@ def evaluate_candidate(cfg: SearchConfig, path: str | os.PathLike, out_dir: str 
         "eval_s": ev.eval_s,
         "cached": ev.cached,
     }
-    import json
-
     write_text_atomic(Path(out_dir) / "objectives.json", json.dumps(result, indent=2) + "\n")
     return result
 

@@ -1,59 +1,17 @@
-"""YAML in and out, and lookup of the released architectures by name."""
+"""The released architectures by name, and ArchConfig YAML files by path."""
 
 from __future__ import annotations
 
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from nas.errors import SpaceError
 from nas.space.schema import ArchConfig
 
-__all__ = ["RELEASED", "dump_yaml", "load_arch", "parse_yaml", "released_archs", "write_text_atomic"]
+__all__ = ["RELEASED", "load_arch", "released_archs"]
 
 RELEASED = ("yolo_nas_s", "yolo_nas_m", "yolo_nas_l")
-
-
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
-def _repr_float(dumper: yaml.SafeDumper, value: float) -> yaml.ScalarNode:
-    # repr() is the shortest string that reads back to the same float; keep a dot so YAML 1.1
-    # parsers (PyYAML) read it back as a float rather than a string.
-    text = repr(value)
-    if "e" in text and "." not in text:
-        mantissa, exp = text.split("e")
-        text = f"{mantissa}.0e{exp}"
-    return dumper.represent_scalar("tag:yaml.org,2002:float", text)
-
-
-_Dumper.add_representer(float, _repr_float)
-
-
-def dump_yaml(data: Any) -> str:
-    """Readable YAML: nested mappings in block style, leaf mappings and lists inline, key order kept."""
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=None, width=4096)
-
-
-def parse_yaml(text: str, source: str = "<string>") -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise SpaceError(f"{source}: malformed YAML: {e}") from None
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write through a temp file and rename, so a half-written file never replaces a good one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
 
 
 def _released_text(name: str) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nas.errors import SpaceError
+from nas.io import dump_yaml, parse_yaml
 
 __all__ = [
     "BLOCK_TYPES",
@@ -346,14 +347,10 @@ class ArchConfig(_Node):
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def to_yaml(self) -> str:
-        from nas.space.io import dump_yaml
-
         return dump_yaml(self.to_dict())
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "<string>") -> ArchConfig:
-        from nas.space.io import parse_yaml
-
         data = parse_yaml(text, source)
         try:
             return cls.from_dict(data)

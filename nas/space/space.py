@@ -25,7 +25,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from nas.errors import SpaceError
-from nas.space.io import load_arch, parse_yaml
+from nas.io import parse_yaml
+from nas.space.io import load_arch
 from nas.space.schema import ArchConfig
 
 __all__ = ["Dimension", "SearchSpace", "available_spaces", "load_space"]

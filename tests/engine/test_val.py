@@ -12,7 +12,7 @@ from nas import NAS
 from nas.data import load_dataset
 from nas.engine.val import validate
 from nas.errors import ConfigError, DataError
-from nas.proxy.evaluate import coco_evaluate
+from nas.metrics import coco_evaluate
 from tests.zoo_helpers import GroundTruthModel, tiny_model
 
 

@@ -103,8 +103,8 @@ def fake_timer(calls: list | None = None):
 @pytest.fixture(scope="session")
 def tiny_table(tiny_files, tmp_path_factory):
     """A real table of the tiny space, timed with torch at 64x64 and calibrated on 5 networks."""
+    from nas.latency.build import build_table
     from nas.latency.hardware import load_hardware
-    from nas.latency.tables import build_table
 
     hw = load_hardware(tiny_files["hardware"])
     return build_table(hw, space=str(tiny_files["space"]), calib=5, progress=False)

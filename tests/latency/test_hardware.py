@@ -82,3 +82,12 @@ def test_hydra_composes_the_files_as_the_hardware_group():
         with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
             cfg = compose(overrides=[f"+hardware={name}"])
         assert load_hardware(OmegaConf.to_object(cfg.hardware)) == load_hardware(name)
+
+
+def test_list_says_which_tables_are_shipped_and_how_to_build_the_others(capsys):
+    from nas.latency.__main__ import main
+
+    assert main(["list"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert lines["cpu_ort"].endswith("table shipped")
+    assert lines["h100_fp16"].endswith("no table yet: python -m nas.latency build hardware=h100_fp16")

@@ -110,7 +110,7 @@ def test_make_runtime_per_hardware():
 
 def test_int8_is_reported_as_not_available_yet():
     hw = load_hardware("cpu_ort", precision="int8")
-    with pytest.raises(RuntimeUnavailableError, match=r"not available yet.*quantization"):
+    with pytest.raises(RuntimeUnavailableError, match=r"INT8 timing is not implemented.*precision: fp32"):
         make_runtime(hw)
 
 

@@ -9,9 +9,10 @@ import textwrap
 import pytest
 
 from nas.errors import ConfigError, LatencyTableMissError
+from nas.latency.build import build_table
 from nas.latency.hardware import load_hardware
 from nas.latency.spacemap import SpaceMap
-from nas.latency.tables import LatencyTable, build_table
+from nas.latency.tables import LatencyTable
 from nas.latency.units import decompose
 
 from .conftest import fake_timer, tiny_arch, tiny_hardware
@@ -74,7 +75,7 @@ def test_a_killed_build_keeps_its_periodic_saves(tmp_path, tiny_files):
         f"""
         import os, signal, sys
         sys.path.insert(0, {str(os.getcwd())!r})
-        from nas.latency.tables import build_table
+        from nas.latency.build import build_table
         n = []
         def timer(u):
             n.append(1)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nas.errors import ConfigError
-from nas.latency.counting import count_flops, count_params
+from nas.latency.counting import count_macs, count_params
 from nas.latency.modules import deployed_model, unit_module
 from nas.latency.units import check_input_hw, decompose
 from nas.models import build, fuse
@@ -71,9 +71,9 @@ def test_flops_agree_with_fvcore_on_the_deployed_model(space):
         model, x = deployed_model(arch, hw)
         fca = FlopCountAnalysis(model, x)
         fca.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-        assert count_flops(arch, hw) == fca.total(), arch.name
+        assert count_macs(arch, hw) == fca.total(), arch.name
     s = load_arch("yolo_nas_s")
-    assert count_flops(s, 640) == 100 * count_flops(s, 64)  # every conv scales with the area
+    assert count_macs(s, 640) == 100 * count_macs(s, 64)  # every conv scales with the area
 
 
 def test_unit_keys_are_readable_and_depend_only_on_their_own_hyperparameters():
@@ -104,7 +104,10 @@ def test_count_predictors_vectorized_equal_scalar(space):
     rng = np.random.default_rng(5)
     archs = [space.random(rng) for _ in range(20)] + list(space.references.values())
     idx = choice_indices(space, archs)
-    for what, fn in (("flops", lambda a: count_flops(a, 320) / 1e9), ("params", lambda a: count_params(a, True) / 1e6)):
+    for what, fn in (
+        ("flops", lambda a: 2 * count_macs(a, 320) / 1e9),
+        ("params", lambda a: count_params(a, True) / 1e6),
+    ):
         pred = CountPredictor(what, 320, space)
         expected = np.array([fn(a) for a in archs])
         np.testing.assert_allclose(pred.predict_many(idx), expected, rtol=1e-12)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nas.models.postprocess import MAX_WH, batched_nms, box_iou, nms, non_max_suppression, xywh2xyxy, xyxy2xywh
+from nas.metrics import box_iou
+from nas.models.postprocess import MAX_WH, batched_nms, nms, non_max_suppression, xywh2xyxy, xyxy2xywh
 
 
 def _random_boxes(n: int, seed: int, extent: float = 200.0, ties: bool = False):

@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 import nas.search
 from nas.errors import ConfigError
 from nas.search import StorageConfig, StrategyConfig, run_search
+from nas.search.strategies import STRATEGIES
 from nas.search.study import Session
 from nas.space import ArchConfig, load_arch
 
@@ -108,7 +109,7 @@ def test_a_killed_workers_running_trial_is_failed_and_rerun(tiny_cfg, tmp_path):
     assert len(res.trials) == 6
 
 
-@pytest.mark.parametrize("strategy", ["nsga2", "tpe", "random", "gp"])
+@pytest.mark.parametrize("strategy", STRATEGIES)
 def test_every_strategy_runs(tiny_cfg, tmp_path, strategy):
     cfg = dataclasses.replace(
         tiny_cfg, strategy=StrategyConfig(name=strategy, population_size=4, n_startup_trials=3), n_trials=5
@@ -119,10 +120,10 @@ def test_every_strategy_runs(tiny_cfg, tmp_path, strategy):
 
 def test_budget_constraint_marks_infeasible_trials(tiny_cfg, tmp_path):
     cfg = dataclasses.replace(
-        tiny_cfg, storage=StorageConfig(kind="memory"), n_trials=6, tiers={"tiny_s": None}, max_cost=0.3
+        tiny_cfg, storage=StorageConfig(kind="memory"), n_trials=6, tiers={"tiny_s": None}, max_cost=0.6
     )
     res = run_search(cfg, tmp_path)
-    assert any(not r.feasible for r in res.trials) and all(r.values["flops_g"] <= 0.3 for r in res.trials if r.feasible)
+    assert any(not r.feasible for r in res.trials) and all(r.values["flops_g"] <= 0.6 for r in res.trials if r.feasible)
     assert all(r.feasible for r in res.pareto)
     assert set(res.selected) == {"tiny_s"}
 
@@ -165,7 +166,6 @@ def test_postgres_without_a_url_says_where_to_put_it(tiny_cfg, tmp_path, monkeyp
 
 
 def test_latency_objective_uses_the_hardware_predictor(tiny_cfg, tiny_space):
-    from nas.errors import LatencyTableMissError
     from nas.latency import load_predictor
     from nas.search.objectives import Evaluator
 
@@ -173,12 +173,7 @@ def test_latency_objective_uses_the_hardware_predictor(tiny_cfg, tiny_space):
     ev = Evaluator(cfg, tiny_space)
     assert ev.cost == "latency_ms" and ev.cost_input_hw == 640 and ev.fingerprint()["hardware"] == "cpu_ort"
     s = load_arch("yolo_nas_s")
-    try:
-        pred = load_predictor("cpu_ort")
-    except LatencyTableMissError as e:  # no measured table shipped yet: the same clear error from the search
-        with pytest.raises(LatencyTableMissError, match=r"python -m nas\.latency build hardware=cpu_ort"):
-            ev.latency_ms(s)
-        pytest.skip(f"no cpu_ort latency table: {e}")
+    pred = load_predictor("cpu_ort")  # the shipped table: a missing one fails here
     assert ev.latency_ms(s) == pytest.approx(pred.predict(s))
 
 

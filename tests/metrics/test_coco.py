@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from nas.data.dataset import DetectionDataset, ImageRecord
-from nas.proxy.evaluate import STAT_NAMES, coco_evaluate, ground_truth_detections, to_coco_detections
+from nas.metrics import STAT_NAMES, coco_evaluate, ground_truth_detections, to_coco_detections
 
 IOU_THRESHOLDS = [0.5 + 0.05 * i for i in range(10)]
 EPS = 1e-12  # pycocotools' precision is tp / (tp + fp + np.spacing(1)): a perfect AP is 1 - 2e-16

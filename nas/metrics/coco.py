@@ -1,4 +1,5 @@
-"""COCO bbox mAP by pycocotools' COCOeval (exact protocol: 10 IoU thresholds, 101 recall points, maxDets 100)."""
+"""COCO bbox mAP by pycocotools' COCOeval (exact protocol: 10 IoU thresholds, 101 recall points, maxDets 100),
+and the one conversion of detections to COCO result dicts."""
 
 from __future__ import annotations
 
@@ -37,20 +38,31 @@ def to_coco_detections(
     scores: Any,
     classes: Any,
     category_ids: Sequence[int],
+    *,
+    rounded: bool = False,
 ) -> list[dict[str, Any]]:
-    """One image's detections (xyxy pixels, scores, contiguous classes) as COCO result dicts."""
-    b = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    """One image's detections (xyxy pixels, scores, contiguous classes) as COCO result dicts.
+
+    The box arithmetic runs in the boxes' own float dtype with ultralytics' operation order (centre, then
+    top-left corner), so float32 detections give ultralytics' numbers bit for bit; `rounded` rounds bbox
+    to 3 and score to 5 decimals as its COCO JSON writer does.
+    """
+    b = np.asarray(boxes_xyxy)
+    b = (b if np.issubdtype(b.dtype, np.floating) else b.astype(np.float64)).reshape(-1, 4)
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     c = np.asarray(classes).reshape(-1).astype(np.int64)
     if not len(b) == len(s) == len(c):
         raise ValueError(f"boxes ({len(b)}), scores ({len(s)}) and classes ({len(c)}) must have the same length")
     if len(c) and (c.min() < 0 or c.max() >= len(category_ids)):
         raise ValueError(f"class index {int(c.max() if c.max() >= 0 else c.min())} outside 0..{len(category_ids) - 1}")
-    xywh = np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
-    return [
-        {"image_id": int(image_id), "category_id": int(category_ids[k]), "bbox": box.tolist(), "score": float(v)}
-        for box, v, k in zip(xywh, s, c)
-    ]
+    wh = b[:, 2:] - b[:, :2]
+    xywh = np.concatenate([(b[:, :2] + b[:, 2:]) / 2 - wh / 2, wh], axis=1)
+    out = []
+    for box, v, k in zip(xywh.tolist(), s.tolist(), c.tolist()):
+        if rounded:
+            box, v = [round(x, 3) for x in box], round(v, 5)
+        out.append({"image_id": int(image_id), "category_id": int(category_ids[k]), "bbox": box, "score": v})
+    return out
 
 
 def ground_truth_detections(dataset: DetectionDataset) -> list[dict[str, Any]]:
