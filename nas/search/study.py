@@ -13,6 +13,7 @@ import os
 import socket
 import tempfile
 import warnings
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -189,12 +190,20 @@ class Session:
                     self.study.enqueue_trial(self.space.params_of(ref), user_attrs={"reference": name})
 
     def recover(self) -> int:
-        """Fail the running trials of dead workers (same host: process gone; any host: no heartbeat for the grace
-        period) and enqueue failed trials that were stopped from outside again, once each and only while the
+        """Fail the running trials of dead workers (same host: process gone; any host: no heartbeat, or no worker
+        named, for the grace period) and enqueue failed trials that were stopped from outside again, once each and only while the
         study still needs trials. Idempotent, under the study lock: concurrent restarts do not race."""
+        grace_s = self.cfg.storage.grace_period_s or 60
         with self.lock("recover"):
             for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                if _dead_local(t.user_attrs.get("worker")):
+                # A worker names itself right after asking; a trial nameless after the grace period lost its
+                # worker in between (killed), and has no heartbeat to go stale either.
+                nameless = (
+                    "worker" not in t.user_attrs
+                    and t.datetime_start is not None
+                    and ((datetime.now() - t.datetime_start).total_seconds() > grace_s)
+                )
+                if nameless or _dead_local(t.user_attrs.get("worker")):
                     try:
                         self.storage.set_trial_user_attr(t._trial_id, "stale", True)
                         self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)

@@ -8,11 +8,13 @@ import json
 import logging
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
+from sqlalchemy import text
 
 from nas.errors import ConfigError
 from nas.search import StorageConfig, StrategyConfig, run_search
@@ -105,6 +107,29 @@ def test_a_trial_killed_before_it_sampled_is_redrawn_with_its_seed(tiny_cfg, tmp
     assert [t.state for t in session.study.trials if t.user_attrs.get("retry_of") == trial.number] == [
         TrialState.COMPLETE
     ]
+
+
+def test_a_trial_killed_before_its_worker_named_itself_is_retried(tiny_cfg, tmp_path):
+    cfg = dataclasses.replace(
+        tiny_cfg, n_trials=4, storage=StorageConfig(kind="sqlite", heartbeat_interval_s=1, grace_period_s=2)
+    )
+    run_search(cfg, tmp_path)
+    session = Session(cfg, tmp_path)
+    trial = session.study.ask()  # killed right after asking: no worker attribute, no heartbeat
+    session.recover()
+    assert session.study.trials[trial.number].state == TrialState.RUNNING, "within the grace period: maybe alive"
+    start = session.study.trials[trial.number].datetime_start
+    with session.storage.engine.begin() as db:  # the clock, not a sleep: the trial started 10 s ago
+        db.execute(
+            text("UPDATE trials SET datetime_start = :t WHERE trial_id = :i"),
+            {"t": start - timedelta(seconds=10), "i": trial._trial_id},
+        )
+    res = run_search(dataclasses.replace(cfg, n_trials=6), tmp_path)
+    assert session.study.trials[trial.number].state == TrialState.FAIL
+    assert [t.state for t in session.study.trials if t.user_attrs.get("retry_of") == trial.number] == [
+        TrialState.COMPLETE
+    ]
+    assert len(res.trials) == 6
 
 
 RECOVER = """
