@@ -21,12 +21,14 @@ from torch import nn
 from nas.data import load_dataset
 from nas.engine.info import ModelInfo, model_info
 from nas.engine.names import default_names
+from nas.engine.options import ExportOptions, ExportTarget, InfoOptions, PredictOptions, ValData, ValOptions
 from nas.engine.predict import predict_iter
 from nas.engine.val import validate
 from nas.errors import CheckpointError, ConfigError, SpaceError
 from nas.export.onnx import export_onnx
 from nas.models import build, fuse, load_model
 from nas.models.inherit import inherit_weights
+from nas.options import merge
 from nas.space.io import RELEASED, load_arch
 from nas.space.schema import ArchConfig
 
@@ -34,8 +36,6 @@ if TYPE_CHECKING:
     from nas.export.onnx import ExportResult
 
 __all__ = ["NAS", "select_device"]
-
-EXPORT_FORMATS = ("onnx",)
 
 
 def select_device(device: str | int | torch.device) -> torch.device:
@@ -160,116 +160,81 @@ class NAS:
             self.to(device)
         self.model.eval()
 
-    def info(
-        self, detailed: bool = False, imgsz: int = 640, verbose: bool = True, hardware: str | None = "cpu_ort"
-    ) -> ModelInfo:
+    def info(self, options: InfoOptions | None = None, *, verbose: bool = True, **kwargs: Any) -> ModelInfo:
         """Print and return layers, parameters, gradients, GFLOPs at imgsz x imgsz (fvcore, current fusion
-        state) and the predicted latency on `hardware` (a `nas.latency` target; None to skip)."""
-        return model_info(self.model, imgsz=imgsz, detailed=detailed, verbose=verbose, hardware=hardware)
+        state) and the predicted latency on `hardware` (a `nas.latency` target; None to skip).
+
+        Keywords are `InfoOptions` fields (imgsz, detailed, fuse, hardware); fuse=True fuses in place first.
+        """
+        opts = merge(InfoOptions, options, kwargs, "NAS.info")
+        if opts.fuse:
+            self.fuse()
+        return model_info(self.model, opts, verbose=verbose)
 
     def predict(
         self,
         source: Any = None,
         *,
-        conf: float = 0.25,
-        iou: float = 0.7,
-        imgsz: int = 640,
-        max_det: int = 300,
         device: str | int | torch.device | None = None,
-        batch: int = 1,
-        classes: list[int] | None = None,
-        agnostic: bool = False,
-        preprocess: str = "ultralytics",
-        half: bool = False,
         stream: bool = False,
+        options: PredictOptions | None = None,
+        **kwargs: Any,
     ):
         """Detect objects; returns a list of `Results` (a generator when `stream`).
 
         source: image path, directory, glob, list, PIL image, or numpy array in HWC **BGR** uint8 (as
-        cv2.imread returns); None uses images of the embedded synthetic set. Defaults and pre-processing
-        equal ultralytics' NAS predictor; preprocess="sg" selects super-gradients' resize + centre pad.
+        cv2.imread returns); None uses images of the embedded synthetic set. Keywords are `PredictOptions`
+        fields (conf, iou, imgsz, max_det, batch, classes, agnostic, preprocess, half); defaults and
+        pre-processing equal ultralytics' NAS predictor; preprocess="sg" selects super-gradients' resize + centre pad.
         """
+        opts = merge(PredictOptions, options, kwargs, "NAS.predict")
         if source is None:
             source = _default_source()
         self._use(device)
-        it = predict_iter(
-            self.model,
-            self.names,
-            source,
-            conf=conf,
-            iou=iou,
-            imgsz=imgsz,
-            max_det=max_det,
-            batch=batch,
-            classes=classes,
-            agnostic=agnostic,
-            preprocess=preprocess,
-            half=half,
-        )
+        it = predict_iter(self.model, self.names, source, opts)
         return it if stream else list(it)
 
     __call__ = predict
 
     def val(
         self,
-        data: Any = "synthetic",
+        data: Any = ValData.data,
         *,
-        split: str = "val",
-        imgsz: int = 640,
-        batch: int = 8,
-        conf: float | None = None,
-        iou: float = 0.7,
-        max_det: int = 300,
+        split: str = ValData.split,
         device: str | int | torch.device | None = None,
-        protocol: str = "ultralytics",
-        half: bool = False,
         verbose: bool = True,
+        options: ValOptions | None = None,
+        **kwargs: Any,
     ) -> dict[str, Any]:
         """COCO mAP (pycocotools) on a dataset: "synthetic", a data YAML, a COCO JSON, or a loaded dataset.
 
+        Keywords are `ValOptions` fields (imgsz, batch, conf, iou, max_det, protocol, half).
         protocol="ultralytics" matches ultralytics' NAS validator (conf default 0.001); protocol="sg"
         super-gradients' 636 + pad-640 recipe (conf default 0.01). Prints a table with `verbose`.
         """
+        opts = merge(ValOptions, options, kwargs, "NAS.val")
         if isinstance(data, (str, os.PathLike)):
             data = load_dataset(data, split=split)
         self._use(device)
-        return validate(
-            self.model,
-            data,
-            imgsz=imgsz,
-            batch=batch,
-            conf=conf,
-            iou=iou,
-            max_det=max_det,
-            protocol=protocol,
-            half=half,
-            verbose=verbose,
-        )
+        return validate(self.model, data, opts, verbose=verbose)
 
     def export(
         self,
-        format: str = "onnx",
+        format: str = ExportTarget.format,
         *,
         file: str | os.PathLike | None = None,
-        imgsz: int = 640,
-        batch: int = 1,
-        half: bool = False,
-        dynamic: bool = False,
-        fuse: bool = True,
-        nms: bool = False,
-        conf: float = 0.25,
-        iou: float = 0.7,
-        max_det: int = 300,
-        opset: int | None = None,
         verbose: bool = True,
+        options: ExportOptions | None = None,
+        **kwargs: Any,
     ) -> str:
         """Write a deployment file and check it against torch in onnxruntime; returns its path.
 
+        Keywords are `ExportOptions` fields (imgsz, batch, half, dynamic, fuse, nms, conf, iou, max_det, opset).
         The default file is the checkpoint's path with the format's suffix, else "<arch name>.onnx".
         nms=True puts NMS (predict semantics: conf, iou, max_det) in the graph with fixed-size outputs.
         """
-        if format not in EXPORT_FORMATS:
-            raise ConfigError(f"format={format!r}; supported export formats: {', '.join(EXPORT_FORMATS)}")
+        ExportTarget(format, None if file is None else os.fspath(file))  # checks the format
+        opts = merge(ExportOptions, options, kwargs, "NAS.export")
         if file is None:
             file = self.ckpt_path.with_suffix(".onnx") if self.ckpt_path else Path(f"{self.arch.name}.onnx")
         metadata = {
@@ -278,21 +243,7 @@ class NAS:
             "arch_digest": self.arch.digest(),
             "arch": self.arch.to_yaml(),
         }
-        result = export_onnx(
-            self.model,
-            file,
-            imgsz=imgsz,
-            batch=batch,
-            half=half,
-            dynamic=dynamic,
-            fuse=fuse,
-            nms=nms,
-            conf=conf,
-            iou=iou,
-            max_det=max_det,
-            opset=opset,
-            metadata=metadata,
-        )
+        result = export_onnx(self.model, file, opts, metadata=metadata)
         if verbose or not result.ok:
             print(result, file=sys.stdout if result.ok else sys.stderr)
         self.last_export = result

@@ -17,101 +17,89 @@ A new mode is one more `Mode` entry in `MODES`.
 from __future__ import annotations
 
 import json
+import runpy
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from nas.errors import ConfigError, NasError
+from nas.engine.options import (
+    ExportOptions,
+    ExportTarget,
+    InfoOptions,
+    LatencyOptions,
+    PredictOptions,
+    ValData,
+    ValOptions,
+)
+from nas.errors import ConfigError, DataError, NasError
+from nas.options import describe, keys_of, parse_text, pick, split_args
 
-__all__ = ["MODES", "Key", "Mode", "increment_dir", "main", "parse_args"]
-
-
-def _bool(text: str) -> bool:
-    low = text.lower()
-    if low in ("true", "1", "yes", "on"):
-        return True
-    if low in ("false", "0", "no", "off"):
-        return False
-    raise ValueError("expected true or false")
-
-
-def _int(text: str) -> int:
-    return int(text)
-
-
-def _float(text: str) -> float:
-    return float(text)
-
-
-def _str(text: str) -> str:
-    if not text:
-        raise ValueError("expected a non-empty value")
-    return text
-
-
-def _int_list(text: str) -> list[int]:
-    return [int(t) for t in text.strip("[]() ").replace(" ", "").split(",") if t]
-
-
-_TYPE_NAMES = {
-    _bool: "true or false",
-    _int: "an integer",
-    _float: "a number",
-    _str: "a string",
-    _int_list: "integers like 0,2,5",
-}
+__all__ = ["MODES", "Mode", "increment_dir", "main", "parse_args"]
 
 
 @dataclass(frozen=True)
-class Key:
-    parse: Callable[[str], Any]
-    default: Any
-    help: str
-    choices: tuple[str, ...] = ()
-    optional: bool = False  # "none" / "null" give None
+class ModelKey:
+    model: str = "yolo_nas_s"
 
-    def convert(self, name: str, text: str) -> Any:
-        if self.optional and text.lower() in ("none", "null"):
-            return None
-        try:
-            value = self.parse(text)
-        except ValueError:
-            raise ConfigError(f"{name}={text!r}: expected {_TYPE_NAMES[self.parse]}") from None
-        if self.choices and value not in self.choices:
-            raise ConfigError(f"{name}={text!r}: expected one of {', '.join(self.choices)}")
-        return value
+    HELP: ClassVar = {"model": "checkpoint path, released name, or ArchConfig YAML"}
+
+
+@dataclass(frozen=True)
+class ModelKeys(ModelKey):
+    weights: str | None = None
+
+    HELP: ClassVar = {
+        "weights": "initial weights of an ArchConfig YAML model: released name, checkpoint path or auto (inherited)"
+    }
+
+
+@dataclass(frozen=True)
+class PredictSource:
+    source: str | None = None
+
+    HELP: ClassVar = {"source": "image file, directory or glob (default: synthetic images)"}
+
+
+@dataclass(frozen=True)
+class PredictSave:
+    save: bool = True
+
+    HELP: ClassVar = {"save": "save annotated images"}
+
+
+@dataclass(frozen=True)
+class DeviceKey:
+    device: str | None = None
+
+    HELP: ClassVar = {"device": "cpu, cuda, cuda:N or N (default: cpu)"}
+
+
+@dataclass(frozen=True)
+class RunDir:
+    project: str = "runs"
+    name: str = "exp"
+    exist_ok: bool = False
+
+    HELP: ClassVar = {
+        "project": "parent of the run directories",
+        "name": "run directory name (exp, exp2, ... when taken)",
+        "exist_ok": "reuse runs/<mode>/<name> instead of incrementing",
+    }
 
 
 @dataclass(frozen=True)
 class Mode:
+    """A `nas MODE`: its runner, help line, and the options classes whose fields are its keys (in order)."""
+
     run: Callable[[dict[str, Any]], int]
     help: str
-    keys: dict[str, Key] = field(default_factory=dict)
+    parts: tuple[type, ...] = ()
 
-
-_MODEL = {
-    "model": Key(_str, "yolo_nas_s", "checkpoint path, released name, or ArchConfig YAML"),
-    "weights": Key(
-        _str,
-        None,
-        "initial weights of an ArchConfig YAML model: released name, checkpoint path or auto (inherited)",
-        optional=True,
-    ),
-}
-_HARDWARE = {"hardware": Key(_str, "cpu_ort", "latency target (python -m nas.latency list)", optional=True)}
-_DEVICE = {"device": Key(_str, None, "cpu, cuda, cuda:N or N (default: cpu)", optional=True)}
-_RUN_DIR = {
-    "project": Key(_str, "runs", "parent of the run directories"),
-    "name": Key(_str, "exp", "run directory name (exp, exp2, ... when taken)"),
-    "exist_ok": Key(_bool, False, "reuse runs/<mode>/<name> instead of incrementing"),
-}
-_NMS = {
-    "iou": Key(_float, 0.7, "NMS IoU threshold"),
-    "max_det": Key(_int, 300, "detections kept per image"),
-    "half": Key(_bool, False, "fp16 inference (CUDA only)"),
-}
+    @property
+    def keys(self) -> list[str]:
+        return keys_of(*self.parts)
 
 
 def increment_dir(path: Path, exist_ok: bool = False) -> Path:
@@ -128,14 +116,6 @@ def increment_dir(path: Path, exist_ok: bool = False) -> Path:
     return path
 
 
-def check_inputs(args: dict[str, Any]) -> None:
-    """Validate sizes and thresholds before a model is loaded or a run directory created."""
-    from nas.engine.predict import check_imgsz, check_thresholds
-
-    check_imgsz(args["imgsz"])
-    check_thresholds(args["conf"], args["iou"], args["max_det"])
-
-
 def _model(args: dict[str, Any]):
     from nas.api import NAS
 
@@ -147,38 +127,35 @@ def _model(args: dict[str, Any]):
     return model
 
 
-def _predict_chunk(model, items: list[Any], args: dict[str, Any], bad: list[tuple[str, str]]) -> list[Any]:
+def _predict_chunk(model, items: list[Any], opts: Any, bad: list[tuple[str, str]]) -> list[Any]:
     """Results of `items`; an unreadable image is recorded in `bad` and skipped (the others still run)."""
-    from nas.errors import DataError
-
-    opts = {k: args[k] for k in ("conf", "iou", "imgsz", "max_det", "classes", "agnostic", "preprocess", "half")}
     try:
-        return list(model.predict(items, batch=len(items), stream=True, **opts))
+        return list(model.predict(items, options=opts, stream=True))
     except DataError as e:
         if len(items) == 1:
             bad.append((str(items[0]), str(e)))
             print(f"nas predict: skipped {items[0]}: {e}", file=sys.stderr)
             return []
-    return [r for item in items for r in _predict_chunk(model, [item], args, bad)]  # find the bad one(s)
+    return [r for item in items for r in _predict_chunk(model, [item], opts, bad)]  # find the bad one(s)
 
 
 def _run_predict(args: dict[str, Any]) -> int:
     from nas.engine.sources import resolve_source
     from nas.io import write_text_atomic
 
-    check_inputs(args)
     items = resolve_source(args["source"]) if args["source"] is not None else None
     model = _model(args)
     if items is None:  # the API's default source (a few synthetic images)
         from nas.api import _default_source
 
         items = _default_source()
+    opts = pick(PredictOptions, args)
     save_dir: Path | None = None  # created with the first result: a run that fails before has no directory
     records: list[dict[str, Any]] = []
     bad: list[tuple[str, str]] = []
-    step = max(1, args["batch"])
+    step = max(1, opts.batch)
     for start in range(0, len(items), step):
-        for r in _predict_chunk(model, items[start : start + step], args, bad):
+        for r in _predict_chunk(model, items[start : start + step], opts, bad):
             if save_dir is None:
                 save_dir = increment_dir(Path(args["project"]) / "predict" / args["name"], args["exist_ok"])
             h, w = r.orig_shape
@@ -203,23 +180,11 @@ def _run_val(args: dict[str, Any]) -> int:
     from nas.data import load_dataset
     from nas.engine.val import validate
 
-    check_inputs(args)
     dataset = load_dataset(args["data"], split=args["split"])
     model = _model(args)
     save_dir = increment_dir(Path(args["project"]) / "val" / args["name"], args["exist_ok"])
     try:
-        metrics = validate(
-            model.model,
-            dataset,
-            imgsz=args["imgsz"],
-            batch=args["batch"],
-            conf=args["conf"],
-            iou=args["iou"],
-            max_det=args["max_det"],
-            protocol=args["protocol"],
-            half=args["half"],
-            save_dir=save_dir,
-        )
+        metrics = validate(model.model, dataset, pick(ValOptions, args), save_dir=save_dir)
     except BaseException:
         if not any(save_dir.iterdir()):  # failed before writing anything: leave no empty run directory
             save_dir.rmdir()
@@ -230,9 +195,7 @@ def _run_val(args: dict[str, Any]) -> int:
 
 def _run_info(args: dict[str, Any]) -> int:
     model = _model(args)
-    if args["fuse"]:
-        model.fuse()
-    model.info(detailed=args["detailed"], imgsz=args["imgsz"], hardware=args["hardware"])
+    model.info(options=pick(InfoOptions, args))
     return 0
 
 
@@ -270,22 +233,10 @@ def _run_latency(args: dict[str, Any]) -> int:
 
 def _run_export(args: dict[str, Any]) -> int:
     model = _model(args)
-    steps = "fuse, trace, check against torch in onnxruntime" if args["fuse"] else "trace, check in onnxruntime"
-    print(f"exporting {model.arch.name} to {args['format']} at {args['imgsz']}px ({steps}) ...", flush=True)
-    model.export(
-        args["format"],
-        file=args["file"],
-        imgsz=args["imgsz"],
-        batch=args["batch"],
-        half=args["half"],
-        dynamic=args["dynamic"],
-        fuse=args["fuse"],
-        nms=args["nms"],
-        conf=args["conf"],
-        iou=args["iou"],
-        max_det=args["max_det"],
-        opset=args["opset"],
-    )
+    opts = pick(ExportOptions, args)
+    steps = "fuse, trace, check against torch in onnxruntime" if opts.fuse else "trace, check in onnxruntime"
+    print(f"exporting {model.arch.name} to {args['format']} at {opts.imgsz}px ({steps}) ...", flush=True)
+    model.export(args["format"], file=args["file"], options=pick(ExportOptions, args))
     return 0 if model.last_export.ok else 1
 
 
@@ -293,75 +244,23 @@ MODES: dict[str, Mode] = {
     "predict": Mode(
         _run_predict,
         "detect objects in images; writes annotated images and predictions.json to runs/predict/exp*",
-        {
-            **_MODEL,
-            "source": Key(_str, None, "image file, directory or glob (default: synthetic images)", optional=True),
-            "conf": Key(_float, 0.25, "confidence threshold"),
-            **_NMS,
-            "imgsz": Key(_int, 640, "inference size (multiple of 32)"),
-            "batch": Key(_int, 1, "images per forward"),
-            "classes": Key(_int_list, None, "keep only these class ids, e.g. 0,2", optional=True),
-            "agnostic": Key(_bool, False, "class-agnostic NMS"),
-            "preprocess": Key(_str, "ultralytics", "letterbox: ultralytics or sg", ("ultralytics", "sg")),
-            "save": Key(_bool, True, "save annotated images"),
-            **_DEVICE,
-            **_RUN_DIR,
-        },
+        (ModelKeys, PredictSource, PredictOptions, PredictSave, DeviceKey, RunDir),
     ),
     "val": Mode(
         _run_val,
         "COCO mAP (pycocotools) on a dataset; writes metrics.json and predictions.json to runs/val/exp*",
-        {
-            **_MODEL,
-            "data": Key(_str, "synthetic", "synthetic, a data YAML (coco8.yaml, ...) or a COCO JSON"),
-            "split": Key(_str, "val", "dataset split"),
-            "imgsz": Key(_int, 640, "validation size (multiple of 32)"),
-            "batch": Key(_int, 8, "images per forward"),
-            "conf": Key(_float, None, "confidence threshold (default: 0.001 ultralytics, 0.01 sg)", optional=True),
-            **_NMS,
-            "protocol": Key(_str, "ultralytics", "pre-processing protocol", ("ultralytics", "sg")),
-            **_DEVICE,
-            **_RUN_DIR,
-        },
+        (ModelKeys, ValData, ValOptions, DeviceKey, RunDir),
     ),
-    "info": Mode(
-        _run_info,
-        "layers, parameters, gradients and GFLOPs (fvcore)",
-        {
-            **_MODEL,
-            "imgsz": Key(_int, 640, "input size for the GFLOPs count"),
-            "detailed": Key(_bool, False, "per-layer table"),
-            "fuse": Key(_bool, False, "fuse (re-parameterize) before counting"),
-            **_HARDWARE,
-            **_DEVICE,
-        },
-    ),
+    "info": Mode(_run_info, "layers, parameters, gradients and GFLOPs (fvcore)", (ModelKeys, InfoOptions, DeviceKey)),
     "latency": Mode(
         _run_latency,
         "predicted (and measured) latency of the deployed network on a hardware target",
-        {
-            "model": _MODEL["model"],
-            **_HARDWARE,
-            "measure": Key(_bool, False, "also measure it end to end on this machine (the target's runtime)"),
-        },
+        (ModelKey, LatencyOptions),
     ),
     "export": Mode(
         _run_export,
         "write an ONNX file checked against torch in onnxruntime",
-        {
-            **_MODEL,
-            "format": Key(_str, "onnx", "export format", ("onnx",)),
-            "file": Key(_str, None, "output path (default: beside the checkpoint)", optional=True),
-            "imgsz": Key(_int, 640, "input size (multiple of 32)"),
-            "batch": Key(_int, 1, "batch size of the graph"),
-            "dynamic": Key(_bool, False, "dynamic batch, height and width"),
-            "fuse": Key(_bool, True, "fuse before export"),
-            "nms": Key(_bool, False, "NMS in the graph (outputs num_dets, boxes, scores, classes)"),
-            "conf": Key(_float, 0.25, "in-graph NMS confidence threshold"),
-            **_NMS,
-            "opset": Key(_int, None, "ONNX opset (default 17)", optional=True),
-            **_DEVICE,
-        },
+        (ModelKeys, ExportTarget, ExportOptions, DeviceKey),
     ),
 }
 
@@ -379,17 +278,10 @@ def mode_usage(name: str) -> str:
         module, help_text = PASS_THROUGH[name]
         return f"nas {name}: {help_text}\n(its options: python -m {module} --help)"
     mode = MODES[name]
-    return "\n".join([f"usage: nas {name} key=value ...", "", mode.help, "", "keys:", *_key_lines(mode)])
-
-
-def _key_lines(mode: Mode) -> list[str]:
-    lines = []
-    for key, spec in mode.keys.items():
-        text = spec.help
-        if "default" not in text:  # a help text that already names its default says it once
-            text += f" [default: {'none' if spec.default is None else spec.default}]"
-        lines.append(f"  {key + '=':<12} {text}")
-    return lines
+    lines = [f"usage: nas {name} key=value ...", "", mode.help, "", "keys:"]
+    for part in mode.parts:
+        lines += describe(part)
+    return "\n".join(lines)
 
 
 def usage() -> str:
@@ -400,7 +292,9 @@ def usage() -> str:
         lines.append(f"  {name:<8} {help_text}")
     lines.append(f"  {'help':<8} this message (nas MODE --help: one mode's keys)")
     for name, mode in MODES.items():
-        lines += ["", f"nas {name} keys:", *_key_lines(mode)]
+        lines += ["", f"nas {name} keys:"]
+        for part in mode.parts:
+            lines += describe(part)
     lines += ["", "example: nas predict model=yolo_nas_s.pt source=images/ conf=0.3"]
     return "\n".join(lines)
 
@@ -408,8 +302,6 @@ def usage() -> str:
 def _run_module(module: str, argv: list[str]) -> int:
     """`python -m module argv...` in this process: signals (Ctrl-C, SIGTERM, SIGHUP) reach the search directly,
     and a killed `nas` leaves no child behind that would race a re-run on the same study."""
-    import runpy
-
     saved = sys.argv
     sys.argv = [f"nas {module}", *argv]
     try:
@@ -433,15 +325,11 @@ def parse_args(argv: list[str]) -> tuple[str, dict[str, Any]]:
     mode = MODES.get(mode_name)
     if mode is None:
         raise ConfigError(f"unknown mode {mode_name!r}; valid modes: {', '.join([*MODES, *PASS_THROUGH, 'help'])}")
-    args = {key: spec.default for key, spec in mode.keys.items()}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep:
-            raise ConfigError(f"argument {pair!r} is not key=value; valid keys for {mode_name}: {', '.join(mode.keys)}")
-        key = key.strip().lstrip("-").replace("-", "_")
-        if key not in mode.keys:
-            raise ConfigError(f"unknown key {key!r} for nas {mode_name}; valid keys: {', '.join(mode.keys)}")
-        args[key] = mode.keys[key].convert(key, text.strip())
+    texts = split_args(pairs, mode.keys, mode_name, prog="nas")
+    args: dict[str, Any] = {}
+    for part in mode.parts:  # each part checks its values (thresholds, sizes, ...) when made
+        obj = part(**{k: parse_text(part, k, t) for k, t in texts.items() if k in keys_of(part)})
+        args.update({k: getattr(obj, k) for k in keys_of(part)})
     return mode_name, args
 
 

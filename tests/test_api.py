@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 
 import cv2
@@ -15,6 +14,7 @@ from nas import NAS, ArchConfig
 from nas.api import select_device
 from nas.data.names import COCO80_NAMES as COCO_NAMES
 from nas.data.synthetic_render import CLASSES
+from nas.engine.options import PredictOptions, ValOptions
 from nas.errors import ConfigError, DataError, SpaceError, WeightsNotFoundError
 from nas.models import save_checkpoint
 from tests.zoo_helpers import FixedBoxModel, make_checkpoint, tiny_arch, tiny_model, write_image
@@ -110,15 +110,20 @@ def test_info_of_yolo_nas_s_at_640():
 
 
 def test_predict_defaults_are_ultralytics():
-    params = inspect.signature(NAS.predict).parameters
-    assert (params["conf"].default, params["iou"].default, params["imgsz"].default, params["max_det"].default) == (
-        0.25,
-        0.7,
-        640,
-        300,
-    )
-    params = inspect.signature(NAS.val).parameters
-    assert (params["iou"].default, params["max_det"].default, params["protocol"].default) == (0.7, 300, "ultralytics")
+    p = PredictOptions()
+    assert (p.conf, p.iou, p.imgsz, p.max_det) == (0.25, 0.7, 640, 300)
+    v = ValOptions()
+    assert (v.iou, v.max_det, v.protocol, v.resolved_conf) == (0.7, 300, "ultralytics", 0.001)
+
+
+def test_keyword_options_are_checked_once_and_named():
+    model = NAS(tiny_model(80))
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['cnf'\] for NAS.predict; valid options: conf, iou"):
+        model.predict(None, cnf=0.3)
+    with pytest.raises(ConfigError, match=r"iou=1.5: expected a number in \[0, 1\]"):
+        model.val("synthetic", iou=1.5)
+    with pytest.raises(ConfigError, match="imgsz=100: expected a positive multiple of 32"):
+        model.export(imgsz=100)
 
 
 def test_predict_on_every_source_kind(images):

@@ -40,7 +40,7 @@ def config(args: argparse.Namespace, strategy: str, seed: int, n_trials: int) ->
     return SearchConfig(
         space=SpaceConfig(name=args.space),
         hardware=args.hardware,
-        proxy=ProxyConfig(cache_dir=args.cache_dir, input_hw=args.proxy_hw, batch=args.proxy_batch),
+        proxy=ProxyConfig(cache_dir=args.cache_dir, imgsz=args.proxy_hw, batch_source=args.proxy_batch),
         strategy=StrategyConfig(name=strategy),
         storage=StorageConfig(kind="memory"),
         objectives=["proxy_score", cost],
@@ -106,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--workers", type=int, default=2, help="runs in parallel processes, 1 thread each (they share the cache)"
     )
-    ap.add_argument("--proxy-hw", type=int, default=ProxyConfig.input_hw)
-    ap.add_argument("--proxy-batch", default=ProxyConfig.batch)
+    ap.add_argument("--proxy-hw", type=int, default=ProxyConfig.imgsz)
+    ap.add_argument("--proxy-batch", default=ProxyConfig.batch_source)
     ap.add_argument("--cache-dir", default=str(HERE / ".cache"), help="proxy cache (by architecture digest)")
     ap.add_argument("--out", default=str(HERE))
     args = ap.parse_args(argv)

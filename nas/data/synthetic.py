@@ -28,6 +28,8 @@ from filelock import FileLock
 
 from nas.data.dataset import datasets_dir
 from nas.data.synthetic_render import CLASSES, RenderParams, render_image
+from nas.errors import ConfigError
+from nas.options import from_args
 
 __all__ = ["CLASSES", "SYNTHETIC_VERSION", "SyntheticSpec", "ensure_synthetic", "format_statistics", "statistics"]
 
@@ -237,11 +239,25 @@ def format_statistics(stats: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class _Args:
+    root: str | None = None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`python -m nas.data.synthetic [ROOT]`: generate the default set if needed and print its statistics."""
+    """`python -m nas.data.synthetic [ROOT | root=ROOT]`: generate the default set if needed and print its statistics."""
     args = sys.argv[1:] if argv is None else argv
+    roots = [a for a in args if "=" not in a]  # a bare ROOT, or root=ROOT
+    try:
+        root = from_args(_Args, [a for a in args if "=" in a], "python -m nas.data.synthetic").root
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if len(roots) + (root is not None) > 1:
+        print(f"error: expected one ROOT directory, got {[*roots, root]}", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
-    path = ensure_synthetic(args[0] if args else None)
+    path = ensure_synthetic(roots[0] if roots else root)
     print(f"synthetic set at {path} ({time.perf_counter() - t0:.1f} s)\n")
     print(format_statistics(statistics(path)))
     return 0

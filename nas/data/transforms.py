@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PAD_VALUE",
-    "PREPROCESS_MODES",
     "Geometry",
     "clip_boxes",
     "letterbox",
@@ -34,7 +33,6 @@ __all__ = [
 ]
 
 PAD_VALUE = 114
-PREPROCESS_MODES = ("ultralytics", "sg")
 
 
 @dataclass(frozen=True)

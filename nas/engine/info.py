@@ -8,8 +8,10 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from nas.engine.options import InfoOptions
 from nas.errors import ConfigError, LatencyTableMissError
 from nas.latency import gflops, load_hardware, load_predictor
+from nas.options import merge
 
 __all__ = ["ModelInfo", "layer_macs", "model_info"]
 
@@ -79,14 +81,15 @@ def layer_macs(model: nn.Module, imgsz: int | tuple[int, int] = 640) -> dict[str
         model.train(was_training)
 
 
-def model_info(
-    model: nn.Module, imgsz: int = 640, detailed: bool = False, verbose: bool = True, hardware: str | None = None
-) -> ModelInfo:
-    """Summarise `model`; print the one-line summary (and a per-layer table when `detailed`).
+def model_info(model: nn.Module, options: InfoOptions | None = None, *, verbose: bool = True, **kwargs) -> ModelInfo:
+    """Summarise `model` as it is (options.fuse is applied by `NAS.info`); print the one-line summary (and a
+    per-layer table when `detailed`). Keywords are `InfoOptions` fields.
 
     hardware: a latency target of `nas.latency` (e.g. "cpu_ort"); its predicted latency of the
     architecture (deployed form, the target's own input size) is added to the summary.
     """
+    o = merge(InfoOptions, options, kwargs, "model_info")
+    imgsz, detailed, hardware = o.imgsz, o.detailed, o.hardware
     leaves = [(n, m) for n, m in model.named_modules() if not any(True for _ in m.children())]
     params = sum(p.numel() for p in model.parameters())
     grads = sum(p.numel() for p in model.parameters() if p.requires_grad)

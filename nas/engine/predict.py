@@ -9,27 +9,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas.data.transforms import PREPROCESS_MODES, predict_transform, scale_boxes, sg_transform, to_tensor
+from nas.data.transforms import predict_transform, scale_boxes, sg_transform, to_tensor
+from nas.engine.options import PredictOptions
 from nas.engine.results import Boxes, Results
 from nas.engine.sources import Image, iter_images, resolve_source
 from nas.errors import ConfigError
 from nas.models.postprocess import non_max_suppression
+from nas.options import merge
 
-__all__ = ["check_device", "check_imgsz", "check_thresholds", "forward", "model_outputs", "predict_iter"]
-
-
-def check_imgsz(imgsz: int, stride: int = 32) -> int:
-    if isinstance(imgsz, bool) or not isinstance(imgsz, int) or imgsz < stride or imgsz % stride:
-        raise ConfigError(f"imgsz={imgsz!r}: expected a positive multiple of {stride} (e.g. 320, 640)")
-    return imgsz
-
-
-def check_thresholds(conf: float | None, iou: float, max_det: int) -> None:
-    for name, v in (("conf", conf), ("iou", iou)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1):
-            raise ConfigError(f"{name}={v!r}: expected a number in [0, 1]")
-    if isinstance(max_det, bool) or not isinstance(max_det, int) or max_det < 1:
-        raise ConfigError(f"max_det={max_det!r}: expected a positive integer")
+__all__ = ["check_device", "forward", "model_outputs", "predict_iter"]
 
 
 def forward(model: nn.Module, x: torch.Tensor, half: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,36 +53,20 @@ def _batches(images: Iterator[Image], batch: int) -> Iterator[list[Image]]:
 
 @torch.inference_mode()
 def predict_iter(
-    model: nn.Module,
-    names: dict[int, str],
-    source: Any,
-    *,
-    conf: float = 0.25,
-    iou: float = 0.7,
-    imgsz: int = 640,
-    max_det: int = 300,
-    batch: int = 1,
-    classes: list[int] | None = None,
-    agnostic: bool = False,
-    preprocess: str = "ultralytics",
-    half: bool = False,
+    model: nn.Module, names: dict[int, str], source: Any, options: PredictOptions | None = None, **kwargs: Any
 ) -> Iterator[Results]:
     """Yield one `Results` per source image; the model must already be in eval mode on its device.
 
-    preprocess="ultralytics" (default) is ultralytics' NAS predictor: letterbox to `imgsz` with minimal
-    stride-32 padding when the batch shares one shape, else padding to imgsz x imgsz. preprocess="sg" is
-    super-gradients' resize to imgsz - 4 and centre pad to imgsz x imgsz.
+    Keywords are `PredictOptions` fields. preprocess="ultralytics" (default) is ultralytics' NAS predictor:
+    letterbox to `imgsz` with minimal stride-32 padding when the batch shares one shape, else padding to
+    imgsz x imgsz. preprocess="sg" is super-gradients' resize to imgsz - 4 and centre pad to imgsz x imgsz.
     """
-    check_imgsz(imgsz)
-    check_thresholds(conf, iou, max_det)
-    if preprocess not in PREPROCESS_MODES:
-        raise ConfigError(f"preprocess={preprocess!r}; expected one of {', '.join(PREPROCESS_MODES)}")
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ConfigError(f"batch={batch!r}: expected a positive integer")
+    o = merge(PredictOptions, options, kwargs, "predict_iter")
+    imgsz, half = o.imgsz, o.half
     device = check_device(model, half)
-    for chunk in _batches(iter_images(resolve_source(source)), batch):
+    for chunk in _batches(iter_images(resolve_source(source)), o.batch):
         t0 = time.perf_counter()
-        if preprocess == "sg":
+        if o.preprocess == "sg":
             pairs = [sg_transform(im.bgr, (imgsz, imgsz), imgsz - 4) for im in chunk]
         else:
             same_shape = len({im.bgr.shape for im in chunk}) == 1
@@ -105,7 +77,7 @@ def predict_iter(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t2 = time.perf_counter()
-        dets = non_max_suppression(boxes, scores, conf, iou, max_det, classes=classes, agnostic=agnostic)
+        dets = non_max_suppression(boxes, scores, o.conf, o.iou, o.max_det, classes=o.classes, agnostic=o.agnostic)
         t3 = time.perf_counter()
         n = len(chunk)
         speed = {

@@ -23,16 +23,15 @@ from tqdm import tqdm
 
 from nas.data.images import read_image
 from nas.data.transforms import Geometry, rect_batch_shapes, scale_boxes, sg_transform, to_tensor, val_transform
-from nas.engine.predict import check_device, check_imgsz, check_thresholds, forward
+from nas.engine.options import ValOptions
+from nas.engine.predict import check_device, forward
 from nas.errors import ConfigError, DataError
 from nas.io import write_text_atomic
 from nas.metrics import coco_evaluate, to_coco_detections
 from nas.models.postprocess import non_max_suppression
+from nas.options import merge
 
-__all__ = ["PROTOCOLS", "format_metrics", "validate"]
-
-# protocol -> (default conf, pre-NMS candidate cap)
-PROTOCOLS = {"ultralytics": (0.001, 30000), "sg": (0.01, 1000)}
+__all__ = ["format_metrics", "validate"]
 
 
 def _plan(dataset: Any, imgsz: int, batch: int, protocol: str) -> list[tuple[list[int], tuple[int, int]]]:
@@ -84,32 +83,22 @@ def _coco_rows(det: torch.Tensor, geometry: Geometry, image_id: Any, category_id
 def validate(
     model: nn.Module,
     dataset: Any,
+    options: ValOptions | None = None,
     *,
-    imgsz: int = 640,
-    batch: int = 8,
-    conf: float | None = None,
-    iou: float = 0.7,
-    max_det: int = 300,
-    protocol: str = "ultralytics",
-    half: bool = False,
     verbose: bool = True,
     save_dir: str | os.PathLike | None = None,
+    **kwargs: Any,
 ) -> dict[str, Any]:
     """COCO metrics of `model` (eval mode, on its device) on `dataset` (a `nas.data` DetectionDataset).
 
-    conf=None takes the protocol's default (ultralytics 0.001, sg 0.01). Returns the dict of
-    `nas.metrics.coco_evaluate` plus "protocol", "imgsz", "num_detections" and "speed_ms".
-    With `save_dir`, the COCO detections and the metrics are written there as predictions.json and
-    metrics.json.
+    Keywords are `ValOptions` fields; conf=None takes the protocol's default (ultralytics 0.001, sg 0.01).
+    Returns the dict of `nas.metrics.coco_evaluate` plus "protocol", "imgsz", "num_detections" and
+    "speed_ms". With `save_dir`, the COCO detections and the metrics are written there as predictions.json
+    and metrics.json.
     """
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"protocol={protocol!r}; expected one of {', '.join(PROTOCOLS)}")
-    check_imgsz(imgsz)
-    check_thresholds(conf, iou, max_det)
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ConfigError(f"batch={batch!r}: expected a positive integer")
-    default_conf, max_nms = PROTOCOLS[protocol]
-    conf = default_conf if conf is None else conf
+    o = merge(ValOptions, options, kwargs, "validate")
+    imgsz, batch, protocol, half = o.imgsz, o.batch, o.protocol, o.half
+    conf, max_nms = o.resolved_conf, o.max_nms
     num_classes = model_outputs_classes(model)
     if num_classes != len(dataset.category_ids):
         raise ConfigError(
@@ -135,7 +124,9 @@ def validate(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t1 = time.perf_counter()
-        dets = non_max_suppression(boxes.float(), scores.float(), conf, iou, max_det, multi_label=True, max_nms=max_nms)
+        dets = non_max_suppression(
+            boxes.float(), scores.float(), conf, o.iou, o.max_det, multi_label=True, max_nms=max_nms
+        )
         t2 = time.perf_counter()
         t_forward, t_nms = t_forward + t1 - t0, t_nms + t2 - t1
         for i, det, geometry in zip(indices, dets, geometries):

@@ -21,9 +21,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from nas.errors import ConfigError
+from nas.engine.options import ExportOptions, check_imgsz
 from nas.models.postprocess import MAX_WH, nms, non_max_suppression, xywh2xyxy, xyxy2xywh
 from nas.models.reparam import fuse as fuse_model
+from nas.options import merge
 
 __all__ = ["DEFAULT_OPSET", "ExportResult", "export_onnx", "onnx_predict"]
 
@@ -124,31 +125,24 @@ _RAW = ["raw_boxes", "raw_scores"]
 def export_onnx(
     model: nn.Module,
     file: str | os.PathLike,
+    options: ExportOptions | None = None,
     *,
-    imgsz: int | tuple[int, int] = 640,
-    batch: int = 1,
-    half: bool = False,
-    dynamic: bool = False,
-    fuse: bool = True,
-    nms: bool = False,
-    conf: float = 0.25,
-    iou: float = 0.7,
-    max_det: int = 300,
-    opset: int | None = None,
     metadata: dict[str, Any] | None = None,
     check: bool = True,
+    **kwargs: Any,
 ) -> ExportResult:
     """Export a YOLO-NAS model (a fused copy; `model` is not modified) and check it in onnxruntime.
 
-    dynamic=True makes batch, height and width dynamic. half=True exports fp16 weights and an fp16
-    "images" input (NMS outputs stay fp32); tracing in fp16 needs the model on a CUDA device.
-    `metadata` lands in the model's metadata_props (values JSON-encoded).
+    Keywords are `ExportOptions` fields. dynamic=True makes batch, height and width dynamic. half=True
+    exports fp16 weights and an fp16 "images" input (NMS outputs stay fp32); tracing in fp16 needs the
+    model on a CUDA device. `metadata` lands in the model's metadata_props (values JSON-encoded).
     """
     import onnx
 
-    h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
-    if h % 32 or w % 32 or h < 32 or w < 32:
-        raise ConfigError(f"imgsz={imgsz!r}: expected a positive multiple of 32 (e.g. 320, 640)")
+    o = merge(ExportOptions, options, kwargs, "export_onnx")
+    batch, half, dynamic, fuse, nms, opset = o.batch, o.half, o.dynamic, o.fuse, o.nms, o.opset
+    conf, iou, max_det = o.conf, o.iou, o.max_det
+    h, w = check_imgsz(o.imgsz)
     m = copy.deepcopy(model).eval()
     if fuse:
         fuse_model(m, "full")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from nas.errors import ConfigError, NasError
@@ -12,6 +13,7 @@ from nas.latency.predictor import load_predictor
 from nas.latency.spacemap import SpaceMap
 from nas.latency.tables import LatencyTable, build_command
 from nas.latency.validate import validate
+from nas.options import from_args
 from nas.space.space import load_space
 
 USAGE = """usage: python -m nas.latency COMMAND key=value ...
@@ -25,30 +27,46 @@ USAGE = """usage: python -m nas.latency COMMAND key=value ...
   list                                              available hardware
 """
 
-_INTS = {"limit", "calib", "seed", "n", "noise"}
-_KEYS = {
-    "build": {"hardware", "space", "limit", "calib", "seed", "out"},
-    "validate": {"hardware", "space", "n", "seed", "noise", "out"},
-    "info": {"hardware", "space", "out"},
-    "list": set(),
-}
+
+@dataclass(frozen=True)
+class _Target:
+    hardware: str | None = None  # required; checked in _parse with the list of targets
+    space: str | None = None
+
+
+@dataclass(frozen=True)
+class _Build(_Target):
+    limit: int | None = None
+    calib: int | None = None
+    seed: int | None = None
+    out: str | None = None
+
+
+@dataclass(frozen=True)
+class _Validate(_Target):
+    n: int | None = None
+    seed: int | None = None
+    noise: int | None = None
+    out: str | None = None
+
+
+@dataclass(frozen=True)
+class _Info(_Target):
+    out: str | None = None
+
+
+@dataclass(frozen=True)
+class _List:
+    pass
+
+
+# command -> its keys; a key left out takes the default of the function the command calls
+_COMMANDS: dict[str, type] = {"build": _Build, "validate": _Validate, "info": _Info, "list": _List}
 
 
 def _parse(command: str, args: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for a in args:
-        key, sep, value = a.lstrip("+").partition("=")
-        if not sep or key not in _KEYS[command]:
-            raise ConfigError(
-                f"{command}: unexpected argument {a!r}; expected key=value with key in {sorted(_KEYS[command])}"
-            )
-        if key in _INTS:
-            try:
-                out[key] = int(value)
-            except ValueError:
-                raise ConfigError(f"{command}: {key}={value!r} is not an integer") from None
-        else:
-            out[key] = value
+    given = asdict(from_args(_COMMANDS[command], args, command, prog="python -m nas.latency"))
+    out = {k: v for k, v in given.items() if v is not None}
     if command != "list" and "hardware" not in out:
         raise ConfigError(f"{command}: hardware=... is required; available: {', '.join(available_hardware())}")
     return out
@@ -82,7 +100,7 @@ def _info(hardware: str, space: str = "yolo_nas", out: str | None = None) -> Non
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] in ("-h", "--help") or args[0] not in _KEYS:
+    if not args or args[0] in ("-h", "--help") or args[0] not in _COMMANDS:
         print(USAGE, file=sys.stderr)
         return 2
     command = args[0]

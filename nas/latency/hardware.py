@@ -15,6 +15,7 @@ from typing import Any
 
 from nas.errors import ConfigError
 from nas.latency.units import check_input_hw
+from nas.options import check, from_dict
 
 __all__ = ["Hardware", "TimingSettings", "available_hardware", "hardware_dir", "load_hardware", "tables_dir"]
 
@@ -41,12 +42,11 @@ class TimingSettings:
     def __post_init__(self):
         for name in ("warmup", "repeats", "max_repeats"):
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < (0 if name == "warmup" else 1):
-                raise ConfigError(f"timing.{name}: got {v!r}; expected a positive integer")
-        if not isinstance(self.min_time_s, (int, float)) or self.min_time_s < 0:
-            raise ConfigError(f"timing.min_time_s: got {self.min_time_s!r}; expected a number >= 0")
-        if self.clock not in ("wall", "process"):
-            raise ConfigError(f"timing.clock: got {self.clock!r}; expected wall or process")
+            ok = isinstance(v, int) and not isinstance(v, bool) and v >= (0 if name == "warmup" else 1)
+            check(ok, name, v, "a positive integer")
+        check(isinstance(self.min_time_s, (int, float)) and self.min_time_s >= 0, "min_time_s", self.min_time_s,
+              "a number >= 0")  # fmt: skip
+        check(self.clock in ("wall", "process"), "clock", self.clock, "wall or process")
 
 
 @dataclass(frozen=True)
@@ -58,14 +58,14 @@ class Hardware:
     accelerator: str = "cpu"
     precision: str = "fp32"
     batch: int = 1
-    input_hw: tuple[int, int] = (640, 640)
+    input_hw: tuple[int, int] = field(default=(640, 640), metadata={"convert": lambda v: v})  # checked below
     threads: int | None = None
     device: str = ""
     table: str = ""
     cuda_graphs: bool = False
     compile: bool = False
     timing: TimingSettings = field(default_factory=TimingSettings)
-    source: str = field(default="", compare=False)
+    source: str = field(default="", compare=False, metadata={"internal": True})  # the file it was read from
 
     def __post_init__(self):
         where = self.source or f"hardware {self.name!r}"
@@ -149,30 +149,7 @@ _FIELDS = {f.name for f in dataclasses.fields(Hardware)} - {"source"}
 
 
 def _from_mapping(data: Any, source: str) -> Hardware:
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{source}: expected a mapping of hardware fields {sorted(_FIELDS)}")
-    unknown = sorted(set(data) - _FIELDS)
-    if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {unknown}; allowed keys: {sorted(_FIELDS)}")
-    for key in ("name", "backend"):
-        if key not in data:
-            raise ConfigError(f"{source}: required key {key!r} is missing")
-    kwargs = dict(data)
-    timing = kwargs.pop("timing", None) or {}
-    if not isinstance(timing, Mapping):
-        raise ConfigError(f"{source}: timing: expected a mapping with warmup, repeats, min_time_s")
-    allowed = {f.name for f in dataclasses.fields(TimingSettings)}
-    if set(timing) - allowed:
-        raise ConfigError(
-            f"{source}: timing: unknown key(s) {sorted(set(timing) - allowed)}; allowed: {sorted(allowed)}"
-        )
-    try:
-        settings = TimingSettings(**timing)
-    except ConfigError as e:
-        raise ConfigError(f"{source}: {e}") from None
-    if isinstance(kwargs.get("input_hw"), list):
-        kwargs["input_hw"] = tuple(kwargs["input_hw"])
-    return Hardware(**kwargs, timing=settings, source=source)
+    return from_dict(Hardware, data, source=source, extra={"source": source})
 
 
 def load_hardware(hardware: str | os.PathLike | Mapping[str, Any] | Hardware, **overrides: Any) -> Hardware:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 import copy
+import sys
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from nas.errors import WeightsNotFoundError
+from nas.errors import ConfigError, WeightsNotFoundError
 from nas.latency.counting import gflops
 from nas.models import build, fuse_report, resolve_weights, weights_dir
+from nas.options import describe, from_args
 from nas.space import RELEASED, load_arch
 
-__all__ = ["ModelSummary", "main", "summarize"]
+__all__ = ["ModelSummary", "SummaryOptions", "main", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -80,14 +82,29 @@ def _table(rows: list[ModelSummary], imgsz: int) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m nas.models", description=__doc__)
-    parser.add_argument("--no-flops", action="store_true", help="leave the GFLOPs column empty")
-    parser.add_argument("--imgsz", type=int, default=640, help="square input size for the FLOP count (pixels)")
-    args = parser.parse_args(argv)
-    rows = [summarize(name, flops=not args.no_flops, imgsz=args.imgsz) for name in RELEASED]
+@dataclass(frozen=True)
+class SummaryOptions:
+    """`python -m nas.models [flops=false] [imgsz=640]`."""
+
+    flops: bool = True
+    imgsz: int = 640
+
+    HELP: ClassVar = {"flops": "count GFLOPs (fvcore)", "imgsz": "square input size for the FLOP count (pixels)"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in args):
+        print("usage: python -m nas.models key=value ...\n" + "\n".join(describe(SummaryOptions)))
+        return 0
+    try:
+        opts = from_args(SummaryOptions, args, "python -m nas.models")
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    rows = [summarize(name, flops=opts.flops, imgsz=opts.imgsz) for name in RELEASED]
     print("YOLO-NAS released architectures (built from nas/space/archs/*.yaml; no weights needed)")
-    print(_table(rows, args.imgsz))
+    print(_table(rows, opts.imgsz))
     print(
         "partial = QARepVGG branches fused, BatchNorms kept (super-gradients' conversion form); "
         "full = every BatchNorm folded too. GFLOPs = 2 x MACs of the deployed network (nas.latency.counting)."
@@ -99,7 +116,8 @@ def main(argv: list[str] | None = None) -> None:
         print(
             "  place yolo_nas_{s,m,l}.pt (ultralytics) or yolo_nas_{s,m,l}_coco.pth (super-gradients) there; see docs/models.md"
         )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

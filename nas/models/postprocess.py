@@ -139,8 +139,8 @@ def batched_nms(
 def non_max_suppression(
     boxes: Tensor,
     scores: Tensor,
-    conf: float = 0.25,
-    iou: float = 0.7,
+    conf: float,
+    iou: float,
     max_det: int = 300,
     *,
     multi_label: bool = False,

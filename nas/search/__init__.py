@@ -10,7 +10,7 @@ from nas.search.config import (
     StorageConfig,
     StrategyConfig,
 )
-from nas.search.run import SearchResult, run, run_search
+from nas.search.runner import SearchResult, run, run_search
 
 __all__ = [
     "DataConfig",

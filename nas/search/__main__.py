@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nas.errors import ConfigError, NasError
 from nas.search.config import SearchConfig, register_configs
-from nas.search.run import run_search
+from nas.search.runner import run_search
 from nas.search.storage import StorageUnavailableError
 from nas.search.sweep import evaluate_candidate
 

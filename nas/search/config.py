@@ -3,15 +3,21 @@ Hydra schemas in the ConfigStore, so that a typo in `proxy.inpt_hw=...` fails wh
 
 Library functions take these dataclasses; the Hydra entry point converts its DictConfig with
 `OmegaConf.to_object` at the edge. Nothing here imports Hydra (`register_configs` does, when called).
+`group_option` reads a group's YAML (`proxy=flops`) the way Hydra composes it, for callers without Hydra.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 from nas.errors import ConfigError
+from nas.options import from_dict
+from nas.options import replace as replace
+
+T = TypeVar("T")
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 __all__ = [
     "DataConfig",
@@ -21,6 +27,8 @@ __all__ = [
     "SpaceConfig",
     "StorageConfig",
     "StrategyConfig",
+    "group_option",
+    "group_options",
     "register_configs",
 ]
 
@@ -34,14 +42,17 @@ class SpaceConfig:
 
 @dataclass
 class ProxyConfig:
-    """The accuracy-proxy objective (`proxy_score`): zero-cost proxies combined against a reference population."""
+    """The accuracy-proxy objective (`proxy_score`): zero-cost proxies combined against a reference population.
+
+    `name` is the preset it came from (an option of the `proxy` group: zero_cost, flops, params, vote); the
+    score depends on the other fields only."""
 
     name: str = "zero_cost"
     proxies: list[str] = field(default_factory=lambda: ["synflow", "naswot", "snip", "zen"])
     combine: str = "zscore"  # zscore | rank (see nas.proxy.zero_cost.combine)
-    input_hw: int = 96  # proxy batch resolution (multiple of 32)
+    imgsz: int = 96  # square proxy batch resolution in pixels (multiple of 32)
     batch_size: int = 4
-    batch: str = "synthetic"  # synthetic: first images of `data` (nas.data); random: seeded noise + random boxes
+    batch_source: str = "synthetic"  # synthetic: first images of `data` (nas.data); random: seeded noise + boxes
     seed: int = 0  # weight init and random batch; part of the objective, not of the search seed
     n_reference: int = 10  # seeded random architectures added to the space's references to normalize the score
     cache_dir: str | None = None  # proxy values cached by arch digest; None: $NAS_CACHE_DIR or ~/.cache/...
@@ -61,7 +72,7 @@ class StrategyConfig:
 
 @dataclass
 class DataConfig:
-    """Images for the proxy batch when `proxy.batch=synthetic` (a nas.data dataset name or path)."""
+    """Images for the proxy batch when `proxy.batch_source=synthetic` (a nas.data dataset name or path)."""
 
     name: str = "synthetic"
     split: str = "val"
@@ -129,18 +140,40 @@ class SearchConfig:
 
 
 def _stem(name: str) -> str:
-    from pathlib import Path
-
     return Path(name).stem if name.endswith((".yaml", ".yml")) else name
 
 
-def replace(cfg: Any, **changes: Any) -> Any:
-    """dataclasses.replace that names the bad key."""
-    names = {f.name for f in dataclasses.fields(cfg)}
-    bad = sorted(set(changes) - names)
-    if bad:
-        raise ConfigError(f"{type(cfg).__name__}: unknown field(s) {bad}; fields: {sorted(names)}")
-    return dataclasses.replace(cfg, **changes)
+def group_options(group: str) -> list[str]:
+    """The options of a config group (`nas/conf/<group>/*.yaml`)."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def _group_values(group: str, name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A group option's values with its same-group `defaults` merged first (where `_self_` is), as Hydra does."""
+    import yaml
+
+    path = CONF_DIR / group / f"{name}.yaml"
+    if name not in group_options(group) or name in seen:
+        raise ConfigError(f"unknown {group} {name!r}; available: {', '.join(group_options(group))}")
+    data = yaml.safe_load(path.read_text()) or {}
+    defaults = data.pop("defaults", None) or ["_self_"]
+    if "_self_" not in defaults:
+        defaults = [*defaults, "_self_"]
+    merged: dict[str, Any] = {}
+    for entry in defaults:
+        if entry == "_self_":
+            merged.update(data)
+        elif isinstance(entry, str):
+            merged.update(_group_values(group, entry, (*seen, name)))
+        else:
+            raise ConfigError(f"{path}: defaults entry {entry!r}: only options of the same group are supported here")
+    return merged
+
+
+def group_option(group: str, name: str, cls: type[T]) -> T:
+    """Option `name` of config group `group` as dataclass `cls`, e.g. `group_option("proxy", "flops", ProxyConfig)`:
+    what `group=name` composes on the command line, for notebooks and tests without Hydra."""
+    return from_dict(cls, _group_values(group, name), source=str(CONF_DIR / group / f"{name}.yaml"))
 
 
 def register_configs() -> None:

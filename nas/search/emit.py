@@ -12,11 +12,13 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-from nas.errors import NasError
+from nas.errors import ConfigError, NasError
 from nas.io import write_text_atomic
 from nas.models.inherit import save_inherited
+from nas.options import from_args
 from nas.search.select import Selection
 from nas.space import ArchConfig, load_arch
 
@@ -57,6 +59,12 @@ def write_selected(
     return paths
 
 
+@dataclass(frozen=True)
+class _InheritArgs:
+    weights: str | None = None  # required
+    out: str | None = None
+
+
 def _usage() -> str:
     return (
         "usage: python -m nas.search.emit inherit ARCH.yaml weights=NAME|PATH|auto [out=PATH.pt]\n"
@@ -70,24 +78,18 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) < 2 or args[0] != "inherit" or any(a in ("-h", "--help") for a in args):
         print(_usage(), file=sys.stderr)
         return 2
-    arch_path, opts = args[1], {}
-    for a in args[2:]:
-        if "=" not in a:
-            print(f"error: expected key=value, got {a!r}\n{_usage()}", file=sys.stderr)
-            return 2
-        k, v = a.split("=", 1)
-        opts[k] = v
-    unknown = sorted(set(opts) - {"weights", "out"})
-    if unknown or "weights" not in opts:
-        print(
-            f"error: {'unknown option(s) ' + str(unknown) if unknown else 'weights=... is required'}\n{_usage()}",
-            file=sys.stderr,
-        )
+    arch_path = args[1]
+    try:
+        opts = from_args(_InheritArgs, args[2:], "inherit", prog="python -m nas.search.emit")
+        if opts.weights is None:
+            raise ConfigError("weights=... is required")
+    except ConfigError as e:
+        print(f"error: {e}\n{_usage()}", file=sys.stderr)
         return 2
     try:
         arch = load_arch(arch_path)
-        out = Path(opts.get("out") or Path(arch_path).with_suffix(".pt"))
-        report = save_inherited(arch, opts["weights"], out)
+        out = Path(opts.out or Path(arch_path).with_suffix(".pt"))
+        report = save_inherited(arch, opts.weights, out)
     except NasError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

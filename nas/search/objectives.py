@@ -37,7 +37,7 @@ OBJECTIVES: dict[str, str] = {
     "params_m": "minimize",
 }
 log = logging.getLogger("nas.search")
-COST_INPUT_HW = 640  # resolution of `flops_g` when the hardware does not name one
+COST_IMGSZ = 640  # resolution of `flops_g` when the hardware does not name one
 _MEASURE_KEYS = {"proxies", "digest"}  # a cache value without them is recomputed
 
 
@@ -131,8 +131,6 @@ class Evaluator:
         if self.cost not in self.objectives or OBJECTIVES[self.cost] != "minimize":
             raise ConfigError(f"cost={self.cost!r} must be one of the minimized objectives {list(self.objectives)}")
         self.proxy: ProxyConfig = cfg.proxy
-        if self.proxy.name != "zero_cost":
-            raise ConfigError(f"unknown proxy {self.proxy.name!r}; available: zero_cost")
         zero_cost.check_proxies(self.proxy.proxies)
         if self.proxy.combine not in zero_cost.COMBINE_METHODS:
             raise ConfigError(
@@ -144,7 +142,7 @@ class Evaluator:
             )
         self._predictor: Any = None
         self._hw: Any = None
-        self.cost_input_hw = self._hardware_input_hw() if self.hardware is not None else COST_INPUT_HW
+        self.cost_imgsz = self._hardware_imgsz() if self.hardware is not None else COST_IMGSZ
         cache_root = Path(self.proxy.cache_dir).expanduser() if self.proxy.cache_dir else default_cache_dir()
         self.cache = DiskCache(cache_root / "proxy")
         self._batch: zero_cost.ProxyBatch | None = None
@@ -160,6 +158,7 @@ class Evaluator:
         """What the objective values depend on: a resumed study must have the same fingerprint."""
         proxy = dataclasses.asdict(self.proxy)
         proxy.pop("cache_dir")
+        proxy.pop("name")  # a label: the preset's values are what the score depends on
         return {
             "space": self.space.name,
             "dimensions": _hash([[d.path, list(map(str, d.choices))] for d in self.space.dimensions]),
@@ -167,7 +166,7 @@ class Evaluator:
             "cost": self.cost,
             "hardware": self._hardware_spec,
             "proxy": proxy,
-            "data": dataclasses.asdict(self.cfg.data) if self.proxy.batch == "synthetic" else None,
+            "data": dataclasses.asdict(self.cfg.data) if self.proxy.batch_source == "synthetic" else None,
             "proxy_version": zero_cost.PROXY_VERSION,
         }
 
@@ -176,7 +175,7 @@ class Evaluator:
     def batch(self) -> zero_cost.ProxyBatch:
         if self._batch is None:
             p = self.proxy
-            self._batch = zero_cost.make_batch(p.batch, p.input_hw, p.batch_size, p.seed, self.cfg.data.name)
+            self._batch = zero_cost.make_batch(p.batch_source, p.imgsz, p.batch_size, p.seed, self.cfg.data.name)
             self._batch_key = self._batch.fingerprint()
         return self._batch
 
@@ -247,7 +246,7 @@ class Evaluator:
             self._hw = load_hardware(self._hardware_spec)
         return self._hw
 
-    def _hardware_input_hw(self) -> int:
+    def _hardware_imgsz(self) -> int:
         h, w = self.hardware_target().input_hw
         if h != w:
             raise ConfigError(f"hardware {self.hardware!r}: input_hw {h}x{w}; flops_g assumes a square input")
@@ -261,7 +260,7 @@ class Evaluator:
     # ---- evaluation --------------------------------------------------------------------------
     def costs(self, arch: ArchConfig) -> dict[str, float]:
         """The cost metrics of `arch` from its ArchConfig alone (no model): flops_g, params_m, latency_ms."""
-        cost = arch_cost(arch, self.cost_input_hw)
+        cost = arch_cost(arch, self.cost_imgsz)
         values = {"flops_g": cost.gflops, "params_m": cost.params_m}
         if self.hardware is not None:
             values["latency_ms"] = self.latency_ms(arch)

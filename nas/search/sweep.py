@@ -22,7 +22,7 @@ from nas.errors import ConfigError
 from nas.io import write_text_atomic
 from nas.search.config import SearchConfig
 from nas.search.objectives import Evaluation, Evaluator
-from nas.search.run import SearchResult, finalize, torch_threads
+from nas.search.runner import SearchResult, finalize, torch_threads
 from nas.search.study import Session, worker_id
 from nas.space import load_arch, load_space
 

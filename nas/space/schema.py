@@ -8,16 +8,15 @@ hashing, so an emitted architecture that equals a released one compares equal to
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import math
-import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 from nas.errors import SpaceError
 from nas.io import dump_yaml, parse_yaml
+from nas.options import field_error, from_dict
 
 __all__ = [
     "BLOCK_TYPES",
@@ -52,11 +51,8 @@ def depth_multiplier(num_blocks: int, mult: float) -> int:
     return max(round(num_blocks * mult), 1) if num_blocks > 1 else num_blocks
 
 
-class _FieldError(SpaceError):
-    def __init__(self, field_name: str, message: str):
-        super().__init__(f"{field_name}: {message}")
-        self.field_name = field_name
-        self.message = message
+def _FieldError(field_name: str, message: str) -> SpaceError:
+    return field_error(SpaceError, field_name, message)
 
 
 def _is_int(v: Any) -> bool:
@@ -99,32 +95,7 @@ class _Node:
     @classmethod
     def from_dict(cls, data: Any, path: str = ""):
         """Build from a plain dict; errors name the full key path, the bad value and what is allowed."""
-        where = path or cls.__name__
-        if not isinstance(data, dict):
-            raise SpaceError(f"{where}: expected a mapping, got {type(data).__name__} {data!r}")
-        fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(data) - set(fields))
-        if unknown:
-            raise SpaceError(f"{where}: unknown key(s) {unknown}; allowed keys: {list(fields)}")
-        hints = _hints(cls)
-        kwargs: dict[str, Any] = {}
-        for name, f in fields.items():
-            sub = f"{path}.{name}" if path else name
-            if name not in data:
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                    raise SpaceError(f"{sub}: required key is missing")
-                continue
-            kwargs[name] = _coerce(hints[name], data[name], sub)
-        try:
-            return cls(**kwargs)
-        except _FieldError as e:
-            sub = f"{path}.{e.field_name}" if path else e.field_name
-            raise SpaceError(f"{sub}: {e.message}") from None
-
-
-@functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+        return from_dict(cls, data, error=SpaceError, _path=path)
 
 
 def _to_plain(v: Any) -> Any:
@@ -133,27 +104,6 @@ def _to_plain(v: Any) -> Any:
     if isinstance(v, tuple):
         return [_to_plain(x) for x in v]
     return v
-
-
-def _coerce(hint: Any, value: Any, path: str) -> Any:
-    origin = typing.get_origin(hint)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise SpaceError(f"{path}: expected a list, got {value!r}")
-        (item_hint, *_rest) = typing.get_args(hint)
-        return tuple(_coerce(item_hint, v, f"{path}[{i}]") for i, v in enumerate(value))
-    if isinstance(hint, type) and issubclass(hint, _Node):
-        return hint.from_dict(value, path)
-    if hint is float:
-        # YAML 1.1 reads `1e-3` (no dot) as a string; accept what float() accepts, nothing else.
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                raise SpaceError(f"{path}: got {value!r}; expected a number") from None
-        if _is_int(value):
-            return float(value)
-    return value
 
 
 @dataclass(frozen=True, slots=True)

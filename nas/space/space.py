@@ -26,13 +26,24 @@ import numpy as np
 
 from nas.errors import SpaceError
 from nas.io import parse_yaml
+from nas.options import from_dict
 from nas.space.io import load_arch
 from nas.space.schema import ArchConfig
 
 __all__ = ["Dimension", "SearchSpace", "available_spaces", "load_space"]
 
-_TOP_KEYS = ("name", "description", "base", "references", "dimensions")
 _MAX_JOINT_CHECK = 200_000  # combinations of one node's choices checked exhaustively at load time
+
+
+@dataclass(frozen=True)
+class _SpaceFile:
+    """The top level of a space YAML (the values are checked with their own messages in `from_dict`)."""
+
+    name: str
+    base: Any  # an architecture name or path
+    dimensions: Any  # {field path: [choice, ...]}
+    description: str = ""
+    references: Any = None  # [architecture name or path, ...]
 
 
 class TrialLike(Protocol):
@@ -127,19 +138,12 @@ class SearchSpace:
     # ---- construction -------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: Any, source: str = "<space>") -> SearchSpace:
-        if not isinstance(data, dict):
-            raise SpaceError(f"{source}: expected a mapping with keys {list(_TOP_KEYS)}")
-        unknown = sorted(set(data) - set(_TOP_KEYS))
-        if unknown:
-            raise SpaceError(f"{source}: unknown key(s) {unknown}; allowed keys: {list(_TOP_KEYS)}")
-        for key in ("name", "base", "dimensions"):
-            if key not in data:
-                raise SpaceError(f"{source}: required key {key!r} is missing")
+        raw = from_dict(_SpaceFile, data, source=source, error=SpaceError)
         try:
-            base = load_arch(data["base"])
+            base = load_arch(raw.base)
         except SpaceError as e:
             raise SpaceError(f"{source}: base: {e}") from None
-        refs = data.get("references") or []
+        refs = raw.references or []
         if not isinstance(refs, list):
             raise SpaceError(f"{source}: references: expected a list of architecture names or paths")
         references = {}
@@ -149,7 +153,7 @@ class SearchSpace:
             except SpaceError as e:
                 raise SpaceError(f"{source}: references: {e}") from None
             references[a.name] = a
-        dims_raw = data["dimensions"]
+        dims_raw = raw.dimensions
         if not isinstance(dims_raw, dict) or not dims_raw:
             raise SpaceError(f"{source}: dimensions: expected a non-empty mapping `path: [choice, ...]`")
         dims = []
@@ -158,7 +162,7 @@ class SearchSpace:
                 raise SpaceError(f"{source}: dimensions.{path}: expected a non-empty list of choices, got {choices!r}")
             dims.append(Dimension(str(path), tuple(tuple(c) if isinstance(c, list) else c for c in choices)))
         try:
-            return cls(data["name"], base, tuple(dims), references, data.get("description", ""), source)
+            return cls(raw.name, base, tuple(dims), references, raw.description, source)
         except SpaceError as e:
             raise SpaceError(f"{source}: {e}") from None
 

@@ -75,7 +75,7 @@ def test_nas_info_and_a_search_report_print_the_same_gflops(tmp_path, capsys):
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("yolo_nas_s summary"))
     assert "31.8 GFLOPs (deployed) at 640x640" in line
 
-    proxy = ProxyConfig(proxies=["params", "flops"], batch="random", input_hw=64, batch_size=1, n_reference=2,
+    proxy = ProxyConfig(proxies=["params", "flops"], batch_source="random", imgsz=64, batch_size=1, n_reference=2,
                         cache_dir=str(tmp_path / "cache"))  # fmt: skip
     res = nas.search.run("yolo_nas", proxy=proxy, strategy="random", n_trials=3, storage="memory",
                          out_dir=tmp_path / "run", progress=False, threads=1)  # fmt: skip

@@ -7,7 +7,7 @@ from nas.models.__main__ import main
 
 def test_demo_prints_the_released_summary(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("NAS_WEIGHTS_DIR", str(tmp_path))
-    main(["--no-flops"])
+    assert main(["flops=false"]) == 0
     out = capsys.readouterr().out
     for row in (
         "yolo_nas_s  19,053,888   921",

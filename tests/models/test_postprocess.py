@@ -131,12 +131,12 @@ def test_non_max_suppression_thresholds_filters_and_caps():
     (det,) = non_max_suppression(boxes, scores, conf=0.01, iou=0.7, max_nms=2)  # only the 2 best enter NMS
     assert det[:, 4].tolist() == pytest.approx([0.9, 0.5])
     with pytest.raises(ValueError, match="conf and iou"):
-        non_max_suppression(boxes, scores, conf=1.5)
+        non_max_suppression(boxes, scores, conf=1.5, iou=0.7)
 
 
 def test_non_max_suppression_boxes_are_not_clipped():
     boxes = torch.tensor([[[-20.0, -10, 30, 40]]])
-    (det,) = non_max_suppression(boxes, torch.tensor([[[0.9]]]), conf=0.25)
+    (det,) = non_max_suppression(boxes, torch.tensor([[[0.9]]]), conf=0.25, iou=0.7)
     assert det[0, :4].tolist() == [-20.0, -10.0, 30.0, 40.0]
 
 

@@ -21,9 +21,9 @@ def tiny_args(space: Path, cache: Path, **extra) -> list[str]:
     args = {
         "space.name": str(space),
         "tiers": "null",
-        "proxy.input_hw": 64,
+        "proxy.imgsz": 64,
         "proxy.batch_size": 2,
-        "proxy.batch": "random",
+        "proxy.batch_source": "random",
         "proxy.n_reference": 3,
         "proxy.cache_dir": str(cache),
         "strategy.population_size": 4,

@@ -12,8 +12,9 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
 import nas.search.__main__ as app
-from nas.search import SearchConfig
-from nas.search.config import register_configs
+from nas.errors import ConfigError
+from nas.search import ProxyConfig, SearchConfig, StrategyConfig
+from nas.search.config import group_option, group_options, register_configs
 
 CONF = Path(app.__file__).resolve().parent.parent / "conf"
 GROUPS = ("proxy", "strategy", "data", "storage", "logger")
@@ -46,9 +47,19 @@ def test_every_group_option_composes(compose_cfg, group):
         assert isinstance(obj, SearchConfig), option
 
 
+@pytest.mark.parametrize(("group", "cls"), [("proxy", ProxyConfig), ("strategy", StrategyConfig)])
+def test_group_options_read_without_hydra_equal_the_composed_ones(compose_cfg, group, cls):
+    for option in group_options(group):
+        composed = getattr(OmegaConf.to_object(compose_cfg("+space=yolo_nas", f"{group}={option}")), group)
+        assert group_option(group, option, cls) == composed, option
+        assert composed.name == option  # the name says which option it is
+    with pytest.raises(ConfigError, match=f"unknown {group} 'nope'; available: "):
+        group_option(group, "nope", cls)
+
+
 def test_experiment_overlays_compose(compose_cfg):
     obj = OmegaConf.to_object(compose_cfg("+space=yolo_nas", "+experiment=smoke", "strategy=tpe", "seed=2"))
-    assert obj.n_trials == 12 and obj.proxy.input_hw == 64 and obj.name == "yolo_nas-smoke-tpe-seed2"
+    assert obj.n_trials == 12 and obj.proxy.imgsz == 64 and obj.name == "yolo_nas-smoke-tpe-seed2"
 
 
 @pytest.mark.parametrize("override", ["proxy.inpt_hw=64", "n_trails=3", "strategy.population=4", "seed=abc"])
@@ -79,7 +90,7 @@ def test_hardware_group_sets_the_cost_resolution(compose_cfg, tiny_space):
     obj = OmegaConf.to_object(compose_cfg("+space=yolo_nas", "hardware=cpu_ort", "hardware.input_hw=[320,320]"))
     assert isinstance(obj.hardware, dict) and obj.hardware["name"] == "cpu_ort"
     ev = Evaluator(obj, tiny_space)
-    assert ev.hardware == "cpu_ort" and ev.cost_input_hw == 320
+    assert ev.hardware == "cpu_ort" and ev.cost_imgsz == 320
     assert ev.fingerprint()["hardware"]["input_hw"] == [320, 320]  # overrides are part of the study's identity
 
 

@@ -82,8 +82,8 @@ def test_resume_continues_without_re_evaluating(tiny_cfg, tmp_path, storage):
 
 def test_resume_with_other_objective_settings_is_refused(tiny_cfg, tmp_path):
     run_search(dataclasses.replace(tiny_cfg, n_trials=3), tmp_path)
-    changed = dataclasses.replace(tiny_cfg, proxy=dataclasses.replace(tiny_cfg.proxy, input_hw=96))
-    with pytest.raises(ConfigError, match=r"input_hw.*name=<new name>"):
+    changed = dataclasses.replace(tiny_cfg, proxy=dataclasses.replace(tiny_cfg.proxy, imgsz=96))
+    with pytest.raises(ConfigError, match=r"imgsz.*name=<new name>"):
         run_search(changed, tmp_path)
 
 
@@ -140,7 +140,9 @@ def test_unknown_names_fail_with_the_choices(tiny_cfg, tmp_path):
 
 
 def test_python_api(tiny_space, proxy_cache, tmp_path):
-    proxy = nas.search.ProxyConfig(input_hw=64, batch_size=2, batch="random", n_reference=3, cache_dir=str(proxy_cache))
+    proxy = nas.search.ProxyConfig(
+        imgsz=64, batch_size=2, batch_source="random", n_reference=3, cache_dir=str(proxy_cache)
+    )
     res = nas.search.run(
         tiny_space,
         proxy=proxy,
@@ -171,7 +173,7 @@ def test_latency_objective_uses_the_hardware_predictor(tiny_cfg, tiny_space):
 
     cfg = dataclasses.replace(tiny_cfg, hardware="cpu_ort", objectives=["proxy_score", "latency_ms"])
     ev = Evaluator(cfg, tiny_space)
-    assert ev.cost == "latency_ms" and ev.cost_input_hw == 640 and ev.fingerprint()["hardware"] == "cpu_ort"
+    assert ev.cost == "latency_ms" and ev.cost_imgsz == 640 and ev.fingerprint()["hardware"] == "cpu_ort"
     s = load_arch("yolo_nas_s")
     pred = load_predictor("cpu_ort")  # the shipped table: a missing one fails here
     assert ev.latency_ms(s) == pytest.approx(pred.predict(s))
@@ -180,3 +182,21 @@ def test_latency_objective_uses_the_hardware_predictor(tiny_cfg, tiny_space):
 def test_latency_objective_needs_a_hardware(tiny_cfg, tmp_path):
     with pytest.raises(ConfigError, match="add hardware=cpu_ort"):
         run_search(dataclasses.replace(tiny_cfg, objectives=["proxy_score", "latency_ms"]), tmp_path)
+
+
+def test_run_takes_a_proxy_group_option_by_name_as_the_cli_does(tiny_cfg, tiny_space, tmp_path, monkeypatch):
+    from nas.search import runner
+    from nas.search.config import ProxyConfig, group_option
+    from nas.search.objectives import Evaluator
+
+    seen = []
+    monkeypatch.setattr(runner, "run_search", lambda cfg, out_dir, space=None: seen.append(cfg))
+    nas.search.run(tiny_space, proxy="flops", strategy="tpe", storage="memory", out_dir=tmp_path)
+    (cfg,) = seen
+    assert (cfg.proxy.name, cfg.proxy.proxies, cfg.proxy.combine) == ("flops", ["flops"], "zscore")
+    assert cfg.strategy == group_option("strategy", "tpe", StrategyConfig)
+    ev = Evaluator(dataclasses.replace(tiny_cfg, proxy=dataclasses.replace(tiny_cfg.proxy, name="flops")), tiny_space)
+    assert ev.fingerprint()["proxy"] == Evaluator(tiny_cfg, tiny_space).fingerprint()["proxy"]  # a label only
+    with pytest.raises(ConfigError, match="unknown proxy 'flopz'; available: flops, params, vote, zero_cost"):
+        nas.search.run(tiny_space, proxy="flopz", storage="memory", out_dir=tmp_path)
+    assert group_option("proxy", "vote", ProxyConfig).combine == "rank"

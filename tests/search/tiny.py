@@ -99,7 +99,7 @@ def write_tiny_space(folder: Path) -> Path:
 def tiny_config(space_path: Path, cache: Path, **changes) -> SearchConfig:
     cfg = SearchConfig(
         space=SpaceConfig(name=str(space_path)),
-        proxy=ProxyConfig(input_hw=64, batch_size=2, batch="random", n_reference=3, cache_dir=str(cache)),
+        proxy=ProxyConfig(imgsz=64, batch_size=2, batch_source="random", n_reference=3, cache_dir=str(cache)),
         strategy=StrategyConfig(name="nsga2", population_size=4, n_startup_trials=3),
         storage=StorageConfig(kind="sqlite"),
         n_trials=6,

@@ -29,7 +29,15 @@ from optuna.trial import TrialState
 from nas.errors import ConfigError
 from nas.io import write_text_atomic
 from nas.search import emit, report
-from nas.search.config import ProxyConfig, SearchConfig, SpaceConfig, StorageConfig, StrategyConfig, replace
+from nas.search.config import (
+    ProxyConfig,
+    SearchConfig,
+    SpaceConfig,
+    StorageConfig,
+    StrategyConfig,
+    group_option,
+    replace,
+)
 from nas.search.select import Selection, TrialRecord, pareto_front, select_tiers
 from nas.search.storage import STORAGE_KINDS
 from nas.search.study import Session
@@ -227,7 +235,7 @@ def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> S
         "space": session.space.name,
         "hardware": ev.hardware,
         "cost": ev.cost,
-        "proxy": f"{cfg.proxy.name}({','.join(cfg.proxy.proxies)}; {cfg.proxy.combine}; {cfg.proxy.input_hw}px)",
+        "proxy": f"{cfg.proxy.name}({','.join(cfg.proxy.proxies)}; {cfg.proxy.combine}; {cfg.proxy.imgsz}px)",
     }
     counts = session.counts()
     state = hashlib.sha256(json.dumps([[[r.number, r.arch.digest()] for r in records], counts]).encode()).hexdigest()
@@ -284,7 +292,7 @@ def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> S
         "objectives": list(session.objectives),
         "directions": list(session.directions),
         "cost": ev.cost,
-        "cost_input_hw": ev.cost_input_hw,
+        "cost_imgsz": ev.cost_imgsz,
         "max_cost": session.max_cost,
         "trials": {"complete": len(records), **{k: v for k, v in counts.items() if k != "complete"}},
         "search_time_s": round(_study_wall_s(session), 2),
@@ -359,8 +367,11 @@ def run(
     Example: `run("yolo_nas", strategy="tpe", n_trials=20, storage="memory", out_dir="runs/nb")`.
     """
     space_obj = space if isinstance(space, SearchSpace) else None
-    proxy_cfg = proxy if isinstance(proxy, ProxyConfig) else ProxyConfig(name=proxy)
-    strategy_cfg = strategy if isinstance(strategy, StrategyConfig) else StrategyConfig(name=strategy)
+    # a name is an option of the Hydra group, read as `proxy=flops` composes it on the command line
+    proxy_cfg = proxy if isinstance(proxy, ProxyConfig) else group_option("proxy", proxy, ProxyConfig)
+    strategy_cfg = (
+        strategy if isinstance(strategy, StrategyConfig) else group_option("strategy", strategy, StrategyConfig)
+    )
     cfg = replace(
         SearchConfig(),
         space=SpaceConfig(name=space_obj.name if space_obj is not None else str(space)),
