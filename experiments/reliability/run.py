@@ -265,7 +265,7 @@ def scaling(ctx: Ctx, d: Path) -> dict:
     """1 vs 4 workers on one PostgreSQL study, same n_trials and seed; trials that mostly wait (delay_s=8, standing
     in for a remote objective) and trials that only compute on this machine's CPUs (delay_s=0)."""
     url, out = ctx.pg().url, {}
-    for delay, n in ((8.0, 16), (0.0, 32)):
+    for delay, n in ((8.0, 16), (0.0, 24)):
         runs = {}
         for workers in (1, 4):
             name = f"scale_d{delay:g}_w{workers}"
