@@ -105,9 +105,12 @@ def summarize(storage, name: str, n: int, before: set[str], run_dirs: list[Path]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     digests = [t.user_attrs["digest"] for t in complete]
     stopped = [t for t in trials if t.user_attrs.get("stale") or t.user_attrs.get("interrupted")]
+    # a stopped trial is recovered when its retry completed, or was skipped because the study already had its
+    # architecture (then the uninterrupted study would have skipped it too)
     unretried = [
         t for t in stopped
-        if not any(r.user_attrs.get("retry_of") == t.number and r.state == TrialState.COMPLETE for r in trials)
+        if not any(r.user_attrs.get("retry_of") == t.number
+                   and (r.state == TrialState.COMPLETE or "duplicate_of" in r.user_attrs) for r in trials)
     ]  # fmt: skip
     reports = [json.loads((d / "report.json").read_text()) for d in run_dirs if (d / "report.json").is_file()]
     text = "".join(p.read_text() for p in logs if p.is_file())
