@@ -1,7 +1,7 @@
 """One search worker on the tiny space, as a process: `python -m tests.search.worker_main SPACE CACHE KIND URL OUT
 N_TRIALS [key=value ...]` (keys: name, strategy, seed, delay_s, retry_s, heartbeat_s, grace_s, population).
 
-`delay_s` adds that many seconds of waiting to every evaluation that is not a cache hit, standing in for an
+`delay_s` adds that many seconds of waiting to every trial's evaluation (cached or not), standing in for an
 objective whose cost is mostly waiting (a remote GPU, a training job on another machine) rather than this CPU.
 Used by tests/search (PostgreSQL, signals) and experiments/reliability.
 """
@@ -24,15 +24,13 @@ def main(argv: list[str]) -> int:
     opts = dict(kv.split("=", 1) for kv in rest)
     delay_s = float(opts.get("delay_s", 0))
     if delay_s:
-        measure = Evaluator.measure
+        evaluate = Evaluator.evaluate
 
-        def slow_measure(self, arch):
-            value, cached = measure(self, arch)
-            if not cached:
-                time.sleep(delay_s)
-            return value, cached
+        def slow_evaluate(self, arch):
+            time.sleep(delay_s)
+            return evaluate(self, arch)
 
-        Evaluator.measure = slow_measure
+        Evaluator.evaluate = slow_evaluate
     hb = int(opts.get("heartbeat_s", 2))
     storage = StorageConfig(
         kind=kind,
