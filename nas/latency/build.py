@@ -15,17 +15,18 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from nas.errors import ConfigError
+from nas.latency.device import current_fingerprint, describe, mismatches
 from nas.latency.hardware import Hardware, load_hardware
 from nas.latency.modules import deployed_model, unit_module
 from nas.latency.predictor import calibration_archs, fit_table
 from nas.latency.runtimes import environment, make_runtime, measure
 from nas.latency.spacemap import SpaceMap
 from nas.latency.tables import LatencyTable
-from nas.latency.units import Unit
+from nas.latency.units import Unit, decompose
 from nas.space.schema import ArchConfig
 from nas.space.space import SearchSpace, load_space
 
-__all__ = ["build_table", "measure_archs"]
+__all__ = ["build_table", "calibrate_table", "measure_archs"]
 
 
 def _unit_timer(hw: Hardware) -> Callable[[Unit], dict[str, Any]]:
@@ -53,7 +54,16 @@ def measure_archs(
 def _prepare(hw: Hardware, out: str | Path | None) -> LatencyTable:
     table = LatencyTable.load(hw, out, must_exist=False)
     env = environment(hw)
+    fp = current_fingerprint(hw.accelerator)
     old = table.data.get("environment") or {}
+    if table.units and table.data.get("fingerprint"):
+        diff = mismatches(table.data["fingerprint"], fp, hw)
+        if diff:
+            raise ConfigError(
+                f"{table.path}: was measured on another device ({describe(table.data['fingerprint'], hw.accelerator)}"
+                f"; differs in {sorted(diff)}); resuming would mix timings. Build into a new file with out=PATH, "
+                "or delete it to start over"
+            )
     if table.units and old:
         changed = {
             k: (old.get(k), env.get(k)) for k in ("cpu", "gpu", "torch", "onnxruntime") if old.get(k) != env.get(k)
@@ -64,6 +74,7 @@ def _prepare(hw: Hardware, out: str | Path | None) -> LatencyTable:
                 "Build into a new file with out=PATH, or delete it to start over"
             )
     table.data["environment"] = env
+    table.data["fingerprint"] = fp
     table.data["hardware"] = hw.to_dict()
     return table
 
@@ -78,12 +89,15 @@ def build_table(
     progress: bool = True,
     save_every_s: float = 20.0,
     timer: Callable[[Unit], dict[str, Any]] | None = None,
+    first: Iterable[ArchConfig] = (),
 ) -> LatencyTable:
     """Time every unit of `space` missing from the table, then `calib` whole networks; resumable.
 
     Units are timed in a seeded shuffled order, so that `limit=` gives a representative sample and the
-    progress bar's ETA is honest. `limit` caps the units timed in this call (calibration waits until
-    every unit is there). The table is written atomically every `save_every_s` and on exit.
+    progress bar's ETA is honest; the units of the networks in `first` go before all others (a reduced
+    set that predicts those networks, e.g. on a GPU lent for minutes). `limit` caps the units timed in
+    this call (calibration waits until every unit is there). The table is written atomically every
+    `save_every_s` and on exit.
     """
     hw = load_hardware(hardware)
     sp = space if isinstance(space, SearchSpace) else load_space(space)
@@ -92,6 +106,8 @@ def build_table(
         table.data["spaces"].append(sp.name)
     todo = [u for u in SpaceMap(sp, hw.input_hw).units() if u not in table]
     np.random.default_rng(seed).shuffle(todo)  # type: ignore[arg-type]
+    early = {u.key for a in first for u in decompose(a, hw.input_hw)}
+    todo.sort(key=lambda u: u.key not in early)  # stable: the shuffled order holds within each group
     if limit is not None:
         todo = todo[:limit]
     time_unit = timer or _unit_timer(hw)
@@ -108,13 +124,15 @@ def build_table(
                 last = time.monotonic()
         missing = [u for u in SpaceMap(sp, hw.input_hw).units() if u not in table]
         if not missing and calib > 0:
-            _calibrate(table, sp, calib, seed, progress, save_every_s)
+            calibrate_table(table, sp, calib, seed, progress, save_every_s)
     finally:
         table.save()
     return table
 
 
-def _calibrate(table: LatencyTable, space: Any, n: int, seed: int, progress: bool, save_every_s: float) -> None:
+def calibrate_table(
+    table: LatencyTable, space: Any, n: int, seed: int = 0, progress: bool = True, save_every_s: float = 20.0
+) -> None:
     """Measure `n` seeded random networks of the space end to end (skipping those already measured), then fit."""
     hw = table.hardware
     archs = calibration_archs(space, n, seed)

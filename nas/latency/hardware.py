@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import ConfigError
+from nas.latency.device import current_fingerprint, device_slug
 from nas.latency.units import check_input_hw
 from nas.options import check, from_dict
 
@@ -102,8 +103,10 @@ class Hardware:
 
     @property
     def table_path(self) -> Path:
-        """Where this target's lookup table lives."""
+        """Where this target's lookup table lives (`{device}` in `table` is the CUDA device's short name)."""
         name = self.table or f"{self.name}.json"
+        if "{device}" in name:
+            name = name.replace("{device}", _cuda_device_slug(self))
         path = Path(name).expanduser()
         if path.is_absolute():
             return path
@@ -130,6 +133,17 @@ class Hardware:
         h, w = self.input_hw
         what = f"{self.backend} {self.accelerator} {self.precision}, batch {self.batch}, {h}x{w}"
         return f"{self.name} ({what}, threads {self.threads})" if self.threads else f"{self.name} ({what})"
+
+
+def _cuda_device_slug(hw: Hardware) -> str:
+    slug = device_slug(current_fingerprint("cuda"))
+    if not slug:
+        raise ConfigError(
+            f"hardware {hw.name!r} names its table after the CUDA device ({hw.table!r}), but no CUDA device is "
+            "visible here; on a GPU machine it is found, or copy the hardware file and set `table:` to a table "
+            "built elsewhere (e.g. cuda_fp16_h200.json)"
+        )
+    return slug
 
 
 def hardware_dir() -> Path:

@@ -3,7 +3,8 @@
 A table holds the median latency of every unit a search space can produce (see `nas.latency.units`),
 measured in its deployed form with the hardware's runtime, plus the whole networks measured end to end
 for the calibration (`nas.latency.predictor`). It records where and how it was measured (CPU/GPU model,
-library versions, threads, input size, timing settings, dates). Writes are atomic and periodic: a
+library versions, threads, input size, timing settings, dates) and the device's fingerprint
+(`nas.latency.device`). Writes are atomic and periodic: a
 killed build keeps what it measured and continues where it stopped.
 """
 

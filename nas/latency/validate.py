@@ -1,9 +1,10 @@
 """Validation of a hardware's predictor against end-to-end measurements of held-out networks.
 
-Samples networks from the space (never the calibration networks) plus the released references,
-measures each with the harness, and reports the share within ±5% / ±10%, MAPE, Kendall τ and
-Spearman ρ, next to baselines fitted on the same calibration set (raw LUT sum, FLOPs-only,
-params-only) and the noise floor of the measurement itself (the same networks measured again later).
+Samples networks from the space (never the calibration networks) plus the released references and
+measures each interleaved with a fixed reference network (`nas.latency.interleave`), so that machine
+drift cancels in the ratio network / reference. Reports, in absolute ms and in the ratio form, the share
+within ±5% / ±10%, MAPE, Kendall τ and Spearman ρ, next to baselines fitted on the same calibration set
+(raw LUT sum, FLOPs-only, params-only) and the noise floor measured the same way (a subset re-measured).
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from typing import Any
 import numpy as np
 
 from nas.io import write_text_atomic
-from nas.latency.build import measure_archs
 from nas.latency.counting import count_flops, count_params
+from nas.latency.device import current_fingerprint
 from nas.latency.hardware import Hardware, load_hardware
-from nas.latency.predictor import LatencyPredictor, load_predictor
+from nas.latency.interleave import measure_pairs
+from nas.latency.predictor import LatencyPredictor, load_predictor, unit_features
+from nas.latency.units import decompose
 from nas.space.schema import ArchConfig
 
-__all__ = ["fit_linear", "metrics", "validate", "validation_archs"]
+__all__ = ["baselines", "compare", "fit_linear", "metrics", "noise_floors", "validate", "validation_archs"]
 
 
 def metrics(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
@@ -71,7 +74,7 @@ def validation_archs(space: Any, n: int, seed: int, exclude: set[str]) -> list[A
     return archs
 
 
-def _noise_floor(first: Sequence[float], again: Sequence[float], predicted: Sequence[float]) -> dict[str, Any]:
+def _noise_floor(first: Sequence[float], again: Sequence[float]) -> dict[str, Any]:
     """How well a measurement predicts a re-measurement of the same network: the best any predictor can do."""
     if not len(again):
         return {"n": 0}
@@ -83,14 +86,49 @@ def _noise_floor(first: Sequence[float], again: Sequence[float], predicted: Sequ
         "median_abs_diff_pct": float(100 * np.median(np.abs(ratio - 1))),
         # log-ratio of two independent measurements has twice the variance of one
         "cv_single_measurement": float(np.std(np.log(ratio)) / np.sqrt(2)) if len(ratio) > 1 else 0.0,
-        "predictor_within_10pct_of_remeasured": metrics(predicted, again)["within_10pct"],
     }
 
 
 def _noise_note(noise: dict[str, Any]) -> str:
     if not noise["n"]:
         return ""
-    return f"noise floor: {noise['within_10pct']:.0%} of {noise['n']} re-measurements within ±10%"
+    return f"noise floor: {noise['within_5pct']:.0%} of {noise['n']} re-measurements within ±5%"
+
+
+def compare(
+    predicted: dict[str, np.ndarray], ref_predicted: dict[str, float], first: list[dict], clock: str = ""
+) -> dict:
+    """Absolute (ms) and ratio-to-reference metrics of every predictor against interleaved measurements.
+
+    predicted: {predictor: ms per network}; ref_predicted: {predictor: ms of the reference};
+    first: `measure_pairs` results in the same order; clock: "" (wall) or "cpu_" (process time).
+    """
+    ms = np.array([r[f"{clock}net_ms"] for r in first])
+    ratio = np.array([r[f"{clock}ratio"] for r in first])
+    return {
+        "absolute": {k: metrics(v, ms) for k, v in predicted.items()},
+        "ratio": {k: metrics(np.asarray(v) / ref_predicted[k], ratio) for k, v in predicted.items()},
+    }
+
+
+def noise_floors(first: list[dict], again: list[dict], clock: str = "") -> dict[str, Any]:
+    """Noise floor of the absolute and the ratio form: re-measurements (`again`) against the first ones."""
+    by = {r["digest"]: r for r in first}
+    pairs = [(by[r["digest"]], r) for r in again if r["digest"] in by]
+    return {
+        form: _noise_floor([a[f"{clock}{key}"] for a, _ in pairs], [b[f"{clock}{key}"] for _, b in pairs])
+        for form, key in (("absolute", "net_ms"), ("ratio", "ratio"))
+    }
+
+
+def baselines(table: Any, archs: Sequence[ArchConfig], input_hw: Any) -> dict[str, np.ndarray]:
+    """FLOPs-only and params-only lines fitted on the table's calibration networks, and the raw LUT sum."""
+    calib_archs, calib_ms = table.calibration_set()
+    out = {"lut_sum_raw": np.array([unit_features(decompose(a, input_hw), table)[0] for a in archs])}
+    for name, fn in (("flops_linear", lambda a: count_flops(a, input_hw)), ("params_linear", count_params)):
+        slope, icpt = fit_linear([fn(a) for a in calib_archs], calib_ms)
+        out[name] = np.array([slope * fn(a) + icpt for a in archs])
+    return out
 
 
 def _scatter(path: Path, rows: list[dict], title: str) -> None:
@@ -133,64 +171,80 @@ def validate(
     out: str | os.PathLike | None = None,
     progress: bool = True,
     predictor: LatencyPredictor | None = None,
+    reference: str | None = None,
+    rounds: int = 5,
 ) -> dict[str, Any]:
-    """Measure held-out networks end to end, compare with the predictor; write validation.json + .png."""
+    """Measure held-out networks interleaved with a reference network; compare predictors in ms and in ratio.
+
+    Every network is timed run by run in alternation with `reference` (default: the space's released S,
+    else its base), so both share one time window; the first `noise` networks are measured again after
+    all the others (the noise floor, in both forms). Resumable: one JSON per network under `out`/pairs
+    and `out`/again. Writes `out`/validation.json and validation.png.
+    """
     hw = load_hardware(hardware)
     pred = predictor or load_predictor(hw, space=space)
-    sp = pred.space
-    table = pred.table
-    calib_digests = set(table.calibration_archs)
-    archs = validation_archs(sp, n, seed, calib_digests)
+    sp, table = pred.space, pred.table
+    ref = sp.references[reference] if reference else sp.references.get("yolo_nas_s", sp.base)
+    archs = validation_archs(sp, n, seed, set(table.calibration_archs))
+    out_dir = Path(out) if out is not None else Path("runs") / "latency" / hw.name
     t0 = time.monotonic()
-    measured = [s["median_ms"] for s in measure_archs(archs, hw, progress, desc=f"{hw.name} validation")]
+    first = measure_pairs(archs, hw, ref, rounds, out_dir=out_dir / "pairs", progress=progress, desc="validation")
     k = min(noise, len(archs))
-    again = [s["median_ms"] for s in measure_archs(archs[:k], hw, progress, desc=f"{hw.name} re-measure")]
+    again = measure_pairs(archs[:k], hw, ref, rounds, out_dir=out_dir / "again", progress=progress, desc="again")
     elapsed = time.monotonic() - t0
-    predicted = pred.predict_many(archs)
 
-    calib_archs, calib_ms = table.calibration_set()
-    lut_raw = np.array([pred.features(a)[0] for a in archs])
-    baselines: dict[str, np.ndarray] = {"lut_sum_raw": lut_raw}
-    for name, fn in (("flops_linear", lambda a: count_flops(a, hw.input_hw)), ("params_linear", count_params)):
-        slope, icpt = fit_linear([fn(a) for a in calib_archs], calib_ms)
-        baselines[name] = np.array([slope * fn(a) + icpt for a in archs])
-
+    # one by one, not predict_many: a partial table (e.g. a GPU's reduced unit set) predicts these networks
+    predicted = {"predictor": np.array([pred.predict(a) for a in archs]), **baselines(table, archs, hw.input_hw)}
+    ref_pred = {
+        "predictor": pred.predict(ref),
+        **{k_: float(v[0]) for k_, v in baselines(table, [ref], hw.input_hw).items()},
+    }
+    clock = "" if hw.timing.clock == "wall" else "cpu_"
     rows = []
     for i, a in enumerate(archs):
+        r = first[i]
         rows.append(
             {
                 "name": a.name,
                 "digest": a.digest(),
                 "reference": a.name in sp.references,
-                "measured_ms": measured[i],
-                "remeasured_ms": again[i] if i < k else None,
-                "predicted_ms": float(predicted[i]),
-                "lut_sum_ms": float(lut_raw[i]),
+                "measured_ms": r[f"{clock}net_ms"],
+                "measured_ratio": r[f"{clock}ratio"],
+                "reference_ms": r[f"{clock}ref_ms"],
+                "predicted_ms": float(predicted["predictor"][i]),
+                "predicted_ratio": float(predicted["predictor"][i] / ref_pred["predictor"]),
+                "lut_sum_ms": float(predicted["lut_sum_raw"][i]),
                 "gflops": count_flops(a, hw.input_hw) / 1e9,
                 "params_m": count_params(a) / 1e6,
             }
         )
     result = {
         "hardware": hw.to_dict(),
-        "environment": table.data.get("environment", {}),
         "table": str(table.path.name),
+        "table_fingerprint": table.data.get("fingerprint"),
+        "fingerprint": current_fingerprint(hw.accelerator),
+        "environment": table.data.get("environment", {}),
         "space": sp.name,
         "seed": seed,
-        "calibration": {**(pred.calibration.to_dict() if pred.calibration else {}), "n_networks": len(calib_ms)},
-        "predictor": metrics(predicted, measured),
-        "baselines": {name: metrics(v, measured) for name, v in baselines.items()},
+        "reference": ref.name,
+        "rounds": rounds,
+        "calibration": {
+            **(pred.calibration.to_dict() if pred.calibration else {}),
+            "source": pred.calibration_source,
+            "n_networks": len(table.calibration_archs),
+        },
+        **compare(predicted, ref_pred, first, clock),
+        "noise_floor": noise_floors(first, again, clock),
         "references": {r["name"]: r for r in rows if r["reference"]},
-        "noise_floor": _noise_floor(measured[:k], again, predicted[:k]),
         "measure_seconds": round(elapsed, 1),
         "rows": rows,
     }
-    out_dir = Path(out) if out is not None else Path("runs") / "latency" / hw.name
-    out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "validation.json", json.dumps(result, indent=1) + "\n")
-    m = result["predictor"]
+    m, q = result["absolute"]["predictor"], result["ratio"]["predictor"]
     title = (
-        f"{hw}\n{m['within_10pct']:.1%} within ±10%, MAPE {m['mape_pct']:.1f}%, "
-        f"Kendall τ {m['kendall_tau']:.3f}, n={m['n']}\n" + _noise_note(result["noise_floor"])
+        f"{hw}\nms: {m['within_10pct']:.1%} within ±10%, MAPE {m['mape_pct']:.1f}%; ratio to {ref.name}: "
+        f"{q['within_5pct']:.1%} within ±5%, τ {q['kendall_tau']:.3f}, n={m['n']}\n"
+        + _noise_note(result["noise_floor"]["ratio"])
     )
     _scatter(out_dir / "validation.png", rows, title)
     result["out"] = str(out_dir)

@@ -108,3 +108,37 @@ def tiny_table(tiny_files, tmp_path_factory):
 
     hw = load_hardware(tiny_files["hardware"])
     return build_table(hw, space=str(tiny_files["space"]), calib=5, progress=False)
+
+
+@pytest.fixture(autouse=True)
+def _own_calibration_dir(tmp_path_factory, monkeypatch):
+    """Per-machine calibrations of the tests go to a temporary folder, and each test may warn afresh."""
+    from nas.latency import device
+
+    monkeypatch.setenv("NAS_LATENCY_DIR", str(tmp_path_factory.mktemp("latency_user")))
+    monkeypatch.setattr(device, "_WARNED", set())
+
+
+_REAL_CPU_FINGERPRINT = __import__("nas.latency.device", fromlist=["x"]).cpu_fingerprint
+
+CPUINFO_ZEN4 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+model name\t: AMD EPYC 9654 96-Core Processor
+stepping\t: 1
+flags\t\t: fpu sse2 avx avx2 fma avx512f avx512_vnni avx512_bf16
+
+processor\t: 1
+vendor_id\t: AuthenticAMD
+"""
+
+
+def fake_machine(monkeypatch, cpuinfo: str = CPUINFO_ZEN4, gpu: dict | None = None) -> dict:
+    """Make this test run on a faked machine: /proc/cpuinfo text (and a GPU fingerprint) of our choice."""
+    from nas.latency import device
+
+    monkeypatch.setattr(device, "cpu_fingerprint", lambda cpuinfo_text=None: _REAL_CPU_FINGERPRINT(cpuinfo))
+    if gpu is not None:
+        monkeypatch.setattr(device, "gpu_fingerprint", lambda: dict(gpu))
+    return device.current_fingerprint("cuda" if gpu is not None else "cpu")

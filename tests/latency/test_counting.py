@@ -80,7 +80,7 @@ def test_nas_info_and_a_search_report_print_the_same_gflops(tmp_path, capsys):
     res = nas.search.run("yolo_nas", proxy=proxy, strategy="random", n_trials=3, storage="memory",
                          out_dir=tmp_path / "run", progress=False, threads=1)  # fmt: skip
     report = json.loads(res.paths["report_json"].read_text())
-    assert report["cost_input_hw"] == 640
+    assert report["cost_imgsz"] == 640
     ref = report["tiers"]["yolo_nas_s"]["reference"]
     assert ref["values"]["flops_g"] == gflops(load_arch("yolo_nas_s"), 640)
     row = next(x for x in res.paths["report_md"].read_text().splitlines() if "reference `yolo_nas_s`" in x)

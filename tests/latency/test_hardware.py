@@ -12,19 +12,19 @@ from .conftest import tiny_hw_dict
 
 
 def test_shipped_hardware():
-    assert {"cpu_ort", "cpu_torch", "h100_fp16"} <= set(available_hardware())
-    ort, eager, h100 = (load_hardware(n) for n in ("cpu_ort", "cpu_torch", "h100_fp16"))
+    assert {"cpu_ort", "cpu_torch", "cuda_fp16"} <= set(available_hardware())
+    ort, eager, cuda = (load_hardware(n) for n in ("cpu_ort", "cpu_torch", "cuda_fp16"))
     assert (ort.backend, ort.accelerator, ort.precision, ort.threads, ort.batch) == ("onnxruntime", "cpu", "fp32", 1, 1)
     assert (eager.backend, eager.accelerator, eager.precision) == ("torch", "cpu", "fp32")
-    assert (h100.backend, h100.accelerator, h100.precision, h100.cuda_graphs) == ("torch", "cuda", "fp16", True)
-    assert h100.input_hw == (640, 640) and h100.threads is None
+    assert (cuda.backend, cuda.accelerator, cuda.precision, cuda.cuda_graphs) == ("torch", "cuda", "fp16", True)
+    assert cuda.input_hw == (640, 640) and cuda.threads is None
     assert ort.table_path == tables_dir() / "cpu_ort.json"
     assert ort == load_hardware(hardware_dir() / "cpu_ort.yaml") == load_hardware(ort.to_dict())
     assert load_hardware(ort.to_dict()).table_path == ort.table_path  # a mapping (Hydra) names a shipped table
 
 
 def test_unknown_name_lists_the_available_ones():
-    with pytest.raises(ConfigError, match=r"unknown hardware 'tpu'.*cpu_ort, cpu_torch, h100_fp16"):
+    with pytest.raises(ConfigError, match=r"unknown hardware 'tpu'.*cpu_ort, cpu_torch, cuda_fp16"):
         load_hardware("tpu")
 
 
@@ -84,10 +84,17 @@ def test_hydra_composes_the_files_as_the_hardware_group():
         assert load_hardware(OmegaConf.to_object(cfg.hardware)) == load_hardware(name)
 
 
-def test_list_says_which_tables_are_shipped_and_how_to_build_the_others(capsys):
+def test_list_says_which_tables_are_shipped_and_how_to_build_the_others(capsys, monkeypatch):
     from nas.latency.__main__ import main
 
+    from .conftest import fake_machine
+
+    fake_machine(monkeypatch, gpu={"name": None})
     assert main(["list"]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
     assert lines["cpu_ort"].endswith("table shipped")
-    assert lines["h100_fp16"].endswith("no table yet: python -m nas.latency build hardware=h100_fp16")
+    assert lines["cuda_fp16"].endswith("table cuda_fp16_<gpu>.json, named after the GPU found (none here)")
+    fake_machine(monkeypatch, gpu={"name": "NVIDIA H200"})
+    assert main(["list"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert lines["cuda_fp16"].endswith("no table yet: python -m nas.latency build hardware=cuda_fp16")

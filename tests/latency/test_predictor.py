@@ -104,6 +104,18 @@ def test_calibration_recovers_a_known_linear_relation():
         fit_calibration(x[:2], y[:2])
 
 
+def test_a_richer_calibration_must_win_by_a_margin_not_by_noise():
+    rng = np.random.default_rng(3)
+    x = np.column_stack(
+        [rng.uniform(100, 1000, 40), rng.uniform(1, 50, 40), rng.uniform(1, 9, 40), rng.integers(50, 90, 40)]
+    )
+    noise = rng.normal(0, 0.03, 40)  # 3% measurement noise, as on the shipped tables' networks
+    y = (0.9 * x[:, 0] + 5.0) * (1 + noise)
+    assert fit_calibration(x, y).features == ("lut_ms",)
+    y = (0.5 * x[:, 0] + 20.0 * x[:, 1]) * (1 + noise / 10)  # a GMACs term that is really there
+    assert "gmacs" in fit_calibration(x, y).features
+
+
 def test_calibration_weights_are_non_negative_so_predictions_stay_positive():
     rng = np.random.default_rng(1)
     x = np.column_stack(

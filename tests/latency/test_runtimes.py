@@ -103,7 +103,7 @@ def test_measure_noise_remeasures_from_scratch():
 def test_make_runtime_per_hardware():
     assert isinstance(make_runtime(load_hardware("cpu_ort")), OrtCPURuntime)
     assert isinstance(make_runtime(load_hardware("cpu_torch")), TorchCPURuntime)
-    cuda = make_runtime(load_hardware("h100_fp16"))  # constructing it needs no GPU
+    cuda = make_runtime(load_hardware("cuda_fp16"))  # constructing it needs no GPU
     assert isinstance(cuda, TorchCUDARuntime) and cuda.cuda_graphs and cuda.precision == "fp16"
     assert make_runtime(load_hardware("cpu_ort")).threads == 1
 

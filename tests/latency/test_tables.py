@@ -136,3 +136,23 @@ def test_the_fix_for_an_own_hardware_file_names_the_file(tmp_path):
     as_mapping = load_hardware(yaml.safe_load(path.read_text()))  # e.g. Hydra's cfg.hardware
     with pytest.raises(LatencyTableMissError, match="build hardware=my_box"):
         LatencyTable.load(as_mapping)
+
+
+def test_units_of_the_first_networks_are_timed_first_and_predict_them(tmp_path, tiny_space):
+    from nas.latency import load_predictor
+    from nas.latency.validate import validation_archs
+
+    hw = tiny_hardware(tmp_path)
+    net = validation_archs(tiny_space, 1, 5, set())[0]
+    needed = {u.key for u in decompose(net, hw.input_hw)}
+    calls: list[str] = []
+    table = build_table(
+        hw, tiny_space, limit=len(needed), calib=0, progress=False, timer=fake_timer(calls), first=[net]
+    )
+    assert set(calls) == needed and len(table) < len(SpaceMap(tiny_space, 64).units())  # a partial table
+    assert table.data["fingerprint"]["cpu"]["vendor"] is not None
+    # a partial table predicts the networks whose units it holds, and names the first unit it lacks
+    pred = load_predictor(hw, space=tiny_space, calibrated=False, warn=False)
+    assert pred.predict(net) == pytest.approx(sum(0.02 + u.macs / 1e6 for u in decompose(net, hw.input_hw)))
+    with pytest.raises(LatencyTableMissError, match="no latency entry for"):
+        pred.predict_many(validation_archs(tiny_space, 4, 6, {net.digest()}))

@@ -37,14 +37,40 @@ def test_validate_writes_json_and_png(tiny_table, tiny_files, tmp_path):
     data = json.loads((tmp_path / "validation.json").read_text())
     png = (tmp_path / "validation.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert data["predictor"]["n"] == 3 and data["noise_floor"]["n"] == 2
-    assert set(data["baselines"]) == {"lut_sum_raw", "flops_linear", "params_linear"}
-    for m in [data["predictor"], *data["baselines"].values()]:
-        assert {"within_5pct", "within_10pct", "mape_pct", "kendall_tau", "spearman_rho"} <= set(m)
+    assert data["reference"] == "tiny" and data["rounds"] == 5  # the tiny space has no S: its base
+    for form in ("absolute", "ratio"):
+        assert set(data[form]) == {"predictor", "lut_sum_raw", "flops_linear", "params_linear"}
+        assert data[form]["predictor"]["n"] == 3 and data["noise_floor"][form]["n"] == 2
+        for m in data[form].values():
+            assert {"within_5pct", "within_10pct", "mape_pct", "kendall_tau", "spearman_rho"} <= set(m)
+    assert data["fingerprint"]["cpu"]["vendor"] and data["table_fingerprint"]["cpu"]
     calib = set(tiny_table.calibration_archs)
     assert not {row["digest"] for row in data["rows"]} & calib
-    assert all(row["measured_ms"] > 0 and row["predicted_ms"] > 0 for row in data["rows"])
+    assert all(row["measured_ms"] > 0 and row["predicted_ms"] > 0 and row["measured_ratio"] > 0 for row in data["rows"])
+    assert len(list((tmp_path / "pairs").glob("*.json"))) == 3 and len(list((tmp_path / "again").glob("*.json"))) == 2
     assert r["out"] == str(tmp_path)
+    # resumable: a second call measures nothing and reads the same pairs back
+    again = validate(
+        tiny_table.hardware, n=3, seed=1, noise=2, space=str(tiny_files["space"]), out=tmp_path, progress=False
+    )
+    assert [row["measured_ratio"] for row in again["rows"]] == [row["measured_ratio"] for row in data["rows"]]
+
+
+def test_interleaved_pairs_time_both_networks_in_one_window(tiny_table, tiny_space, tmp_path):
+    from nas.latency.interleave import measure_pairs
+    from nas.latency.validate import compare, noise_floors
+
+    archs = [tiny_space.base, *validation_archs(tiny_space, 2, 0, {tiny_space.base.digest()})]
+    first = measure_pairs(archs, tiny_table.hardware, tiny_space.base, rounds=3, warmup=1)
+    for r in first:
+        assert len(r["net_samples_ms"]) == len(r["ref_samples_ms"]) == 3 == len(r["cpu_net_samples_ms"])
+        assert r["ratio"] == pytest.approx(np.median(np.array(r["net_samples_ms"]) / r["ref_samples_ms"]), rel=1e-3)
+    assert first[0]["ratio"] == pytest.approx(1.0, abs=0.5)  # the reference against itself
+    pred = {"p": np.array([r["net_ms"] for r in first])}
+    out = compare(pred, {"p": first[0]["ref_ms"]}, first)
+    assert out["absolute"]["p"]["within_5pct"] == 1.0 and out["ratio"]["p"]["n"] == 3
+    nf = noise_floors(first, first)
+    assert nf["absolute"]["within_5pct"] == nf["ratio"]["within_5pct"] == 1.0
 
 
 def test_cli_build_info_validate_and_list(tiny_files, tmp_path, capsys):
@@ -54,8 +80,9 @@ def test_cli_build_info_validate_and_list(tiny_files, tmp_path, capsys):
     assert f"{out}: 2 units" in capsys.readouterr().out
     assert main(["info", f"hardware={hw}", f"space={space}"]) == 0
     assert "units of space 'tiny' measured" in capsys.readouterr().out
-    assert main(["validate", f"hardware={hw}", f"space={space}", "n=2", "noise=1", f"out={tmp_path}"]) == 0
-    assert "within ±10%" in capsys.readouterr().out
+    assert main(["validate", f"hardware={hw}", f"space={space}", "n=2", "noise=1", "rounds=3", f"out={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert "(ms): " in out and "(ratio to tiny): " in out and "noise floor" in out
     assert main(["list"]) == 0
     assert "cpu_ort" in capsys.readouterr().out
     assert main(["build", "hardware=nope"]) == 2
@@ -70,4 +97,4 @@ def test_scatter_rows_are_consistent(tiny_table, tiny_files, tmp_path):
         tiny_table.hardware, n=2, seed=3, noise=0, space=str(tiny_files["space"]), out=tmp_path, progress=False
     )
     pred = np.array([row["predicted_ms"] for row in r["rows"]])
-    assert r["noise_floor"] == {"n": 0} and np.isfinite(pred).all()
+    assert r["noise_floor"]["ratio"] == {"n": 0} and np.isfinite(pred).all()
