@@ -281,7 +281,14 @@ class NAS:
         return str(result.path)
 
     def __repr__(self) -> str:
-        where = f", weights={str(self.ckpt_path)!r}" if self.ckpt_path else ", random init"
+        if self.inherited is not None:  # weights= given: a strict copy or a structured inheritance
+            r = self.inherited
+            how = "strict" if r.exact else f"inherited {r.fraction:.1%}"
+            where = f", weights={how} from {r.source_arch} ({str(r.source)!r})"
+        elif self.ckpt_path:
+            where = f", weights={str(self.ckpt_path)!r}"
+        else:
+            where = ", random init"
         return f"NAS(arch={self.arch.name!r}, classes={len(self.names)}{where}, fused={self.fused!r}, device={self.device})"
 
 

@@ -20,6 +20,7 @@ A new mode is one more `Mode` entry in `MODES`.
 from __future__ import annotations
 
 import json
+import runpy
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from nas.engine.options import (
     ValData,
     ValOptions,
 )
-from nas.errors import ConfigError, NasError
+from nas.errors import ConfigError, DataError, NasError
 from nas.io import increment_dir
 from nas.options import describe, keys_of, parse_text, pick, split_args
 from nas.train.options import TrainOptions
@@ -117,24 +118,52 @@ def _model(args: dict[str, Any]):
     return model
 
 
+def _predict_chunk(model, items: list[Any], opts: Any, bad: list[tuple[str, str]]) -> list[Any]:
+    """Results of `items`; an unreadable image is recorded in `bad` and skipped (the others still run)."""
+    try:
+        return list(model.predict(items, options=opts, stream=True))
+    except DataError as e:
+        if len(items) == 1:
+            bad.append((str(items[0]), str(e)))
+            print(f"nas predict: skipped {items[0]}: {e}", file=sys.stderr)
+            return []
+    return [r for item in items for r in _predict_chunk(model, [item], opts, bad)]  # find the bad one(s)
+
+
 def _run_predict(args: dict[str, Any]) -> int:
     from nas.engine.sources import resolve_source
-
-    source = resolve_source(args["source"]) if args["source"] is not None else None
-    model = _model(args)
-    save_dir = increment_dir(Path(args["project"]) / "predict" / args["name"], args["exist_ok"])
-    records = []
-    results = model.predict(source, options=pick(PredictOptions, args), stream=True)
-    for i, r in enumerate(results, start=1):
-        h, w = r.orig_shape
-        print(f"image {i} {r.path}: {h}x{w} {r.verbose()}, {r.speed_ms['inference']:.1f}ms")
-        if args["save"]:
-            r.save(save_dir / f"{Path(r.path).stem}.jpg")
-        records.append({"path": r.path, "orig_shape": [h, w], "detections": r.summary()})
     from nas.io import write_text_atomic
 
-    write_text_atomic(save_dir / "predictions.json", json.dumps(records, indent=1))
-    print(f"{len(records)} images; results saved to {save_dir}")
+    items = resolve_source(args["source"]) if args["source"] is not None else None
+    model = _model(args)
+    if items is None:  # the API's default source (a few synthetic images)
+        from nas.api import _default_source
+
+        items = _default_source()
+    opts = pick(PredictOptions, args)
+    save_dir: Path | None = None  # created with the first result: a run that fails before has no directory
+    records: list[dict[str, Any]] = []
+    bad: list[tuple[str, str]] = []
+    step = max(1, opts.batch)
+    for start in range(0, len(items), step):
+        for r in _predict_chunk(model, items[start : start + step], opts, bad):
+            if save_dir is None:
+                save_dir = increment_dir(Path(args["project"]) / "predict" / args["name"], args["exist_ok"])
+            h, w = r.orig_shape
+            print(f"image {len(records) + 1} {r.path}: {h}x{w} {r.verbose()}, {r.speed_ms['inference']:.1f}ms")
+            if args["save"]:
+                r.save(save_dir / f"{Path(r.path).stem}.jpg")
+            records.append({"path": r.path, "orig_shape": [h, w], "detections": r.summary()})
+            with open(save_dir / "predictions.jsonl", "a") as fh:  # each result as it is made
+                fh.write(json.dumps(records[-1]) + "\n")
+    if save_dir is not None:
+        write_text_atomic(save_dir / "predictions.json", json.dumps(records, indent=1))
+        print(f"{len(records)} images; results saved to {save_dir}")
+    if bad:
+        print(f"nas predict: error: {len(bad)} of {len(items)} images unreadable:", file=sys.stderr)
+        for path, err in bad:
+            print(f"  {path}: {err}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -145,7 +174,12 @@ def _run_val(args: dict[str, Any]) -> int:
     dataset = load_dataset(args["data"], split=args["split"])
     model = _model(args)
     save_dir = increment_dir(Path(args["project"]) / "val" / args["name"], args["exist_ok"])
-    metrics = validate(model.model, dataset, pick(ValOptions, args), save_dir=save_dir)
+    try:
+        metrics = validate(model.model, dataset, pick(ValOptions, args), save_dir=save_dir)
+    except BaseException:
+        if not any(save_dir.iterdir()):  # failed before writing anything: leave no empty run directory
+            save_dir.rmdir()
+        raise
     print(f"mAP50-95 {metrics['mAP50_95']:.4f}, mAP50 {metrics['mAP50']:.4f}; results saved to {save_dir}")
     return 0
 
@@ -190,6 +224,9 @@ def _run_latency(args: dict[str, Any]) -> int:
 
 def _run_export(args: dict[str, Any]) -> int:
     model = _model(args)
+    opts = pick(ExportOptions, args)
+    steps = "fuse, trace, check against torch in onnxruntime" if opts.fuse else "trace, check in onnxruntime"
+    print(f"exporting {model.arch.name} to {args['format']} at {opts.imgsz}px ({steps}) ...", flush=True)
     model.export(args["format"], file=args["file"], options=pick(ExportOptions, args))
     return 0 if model.last_export.ok else 1
 
@@ -247,13 +284,25 @@ PASS_THROUGH = {
 }
 
 
+def mode_usage(name: str) -> str:
+    """The keys of one mode, with their defaults (`nas MODE --help`)."""
+    if name in PASS_THROUGH:
+        module, help_text = PASS_THROUGH[name]
+        return f"nas {name}: {help_text}\n(its options: python -m {module} --help)"
+    mode = MODES[name]
+    lines = [f"usage: nas {name} key=value ...", "", mode.help, "", "keys:"]
+    for part in mode.parts:
+        lines += describe(part)
+    return "\n".join(lines)
+
+
 def usage() -> str:
     lines = ["usage: nas MODE key=value ...", "", "modes:"]
     for name, mode in MODES.items():
         lines.append(f"  {name:<8} {mode.help}")
     for name, (_module, help_text) in PASS_THROUGH.items():
         lines.append(f"  {name:<8} {help_text}")
-    lines.append(f"  {'help':<8} this message")
+    lines.append(f"  {'help':<8} this message (nas MODE --help: one mode's keys)")
     for name, mode in MODES.items():
         lines += ["", f"nas {name} keys:"]
         for part in mode.parts:
@@ -262,11 +311,29 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+def _run_module(module: str, argv: list[str]) -> int:
+    """`python -m module argv...` in this process: signals (Ctrl-C, SIGTERM, SIGHUP) reach the search directly,
+    and a killed `nas` leaves no child behind that would race a re-run on the same study."""
+    saved = sys.argv
+    sys.argv = [f"nas {module}", *argv]
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv = saved
+    return 0
+
+
 def parse_args(argv: list[str]) -> tuple[str, dict[str, Any]]:
     """(mode, typed arguments with defaults filled in); ConfigError on anything invalid."""
     if not argv or argv[0] in ("help", "-h", "--help"):
+        if len(argv) > 1 and argv[1] in MODES:
+            return "help", {"mode": argv[1]}
         return "help", {}
     mode_name, *pairs = argv
+    if mode_name in MODES and any(p in ("-h", "--help", "help") for p in pairs):
+        return "help", {"mode": mode_name}
     mode = MODES.get(mode_name)
     if mode is None:
         raise ConfigError(f"unknown mode {mode_name!r}; valid modes: {', '.join([*MODES, *PASS_THROUGH, 'help'])}")
@@ -282,16 +349,14 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `nas` console script; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in PASS_THROUGH:
-        import subprocess
-
-        return subprocess.call([sys.executable, "-m", PASS_THROUGH[argv[0]][0], *argv[1:]])
+        return _run_module(PASS_THROUGH[argv[0]][0], argv[1:])
     try:
         mode_name, args = parse_args(argv)
     except ConfigError as e:
         print(f"nas: error: {e}\n(see `nas help`)", file=sys.stderr)
         return 2
     if mode_name == "help":
-        print(usage())
+        print(mode_usage(args["mode"]) if "mode" in args else usage())
         return 0
     try:
         return MODES[mode_name].run(args)

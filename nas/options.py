@@ -293,5 +293,8 @@ def describe(cls: type, width: int = 12) -> list[str]:
         shown = "none" if default is None else default
         if default is dataclasses.MISSING:
             shown = "required"
-        lines.append(f"  {name + '=':<{width}} {helps.get(name, '')} [default: {shown}]")
+        text = helps.get(name, "")
+        if "default" not in text:  # a help text that already names its default says it once
+            text += f" [default: {shown}]"
+        lines.append(f"  {name + '=':<{width}} {text}")
     return lines

@@ -255,6 +255,7 @@ def test_arch_yaml_with_weights_loads_strictly_or_inherits(tmp_path):
     ckpt = save_checkpoint(tmp_path / "src.pt", src, src.arch)
     same = NAS(src.arch, weights=ckpt)
     assert isinstance(same.inherited, InheritReport) and same.inherited.exact and same.inherited.fraction == 1.0
+    assert f"weights=strict from {src.arch.name} ('{ckpt}')" in repr(same)
     for key, value in src.state_dict().items():
         assert torch.equal(same.model.state_dict()[key], value), key
     wider = src.arch.to_dict()
@@ -264,6 +265,8 @@ def test_arch_yaml_with_weights_loads_strictly_or_inherits(tmp_path):
     wider_yaml.write_text(ArchConfig.from_dict(wider).to_yaml())
     grown = NAS(wider_yaml, weights=ckpt)
     assert not grown.inherited.exact and 0.5 < grown.inherited.fraction < 1.0
+    assert f"weights=inherited {grown.inherited.fraction:.1%} from {src.arch.name}" in repr(grown)
+    assert "random init" in repr(NAS(wider_yaml))
     stage = "backbone.stage2.blocks.conv3.conv.weight"  # same shape in both: copied exactly
     assert torch.equal(grown.model.state_dict()[stage], src.state_dict()[stage])
     with pytest.raises(ConfigError, match="already holds weights"):

@@ -87,13 +87,58 @@ def test_predict_writes_a_fresh_run_dir(ckpt, tmp_path, capsys):
     argv = ["predict", f"model={ckpt}", f"source={src}", "imgsz=128", "conf=0.2", f"project={tmp_path / 'runs'}"]
     assert main(argv) == 0
     run = tmp_path / "runs" / "predict" / "exp"
-    assert sorted(p.name for p in run.iterdir()) == ["a.jpg", "b.jpg", "predictions.json"]
+    assert sorted(p.name for p in run.iterdir()) == ["a.jpg", "b.jpg", "predictions.json", "predictions.jsonl"]
     records = json.loads((run / "predictions.json").read_text())
     assert [r["orig_shape"] for r in records] == [[240, 320], [200, 200]]
     assert all(d["name"] in SYNTHETIC_NAMES for r in records for d in r["detections"])
     assert "image 1 " in capsys.readouterr().out
     assert main([*argv, "save=false"]) == 0
-    assert sorted(p.name for p in (tmp_path / "runs" / "predict" / "exp2").iterdir()) == ["predictions.json"]
+    assert sorted(p.name for p in (tmp_path / "runs" / "predict" / "exp2").iterdir()) == [
+        "predictions.json",
+        "predictions.jsonl",
+    ]
+
+
+def test_predict_keeps_the_results_before_and_after_a_bad_image(ckpt, tmp_path, capsys):
+    src = tmp_path / "src"
+    write_image(src / "a.jpg", 240, 320, seed=1)
+    (src / "b.jpg").write_bytes(b"not an image")
+    write_image(src / "c.jpg", 200, 200, seed=2)
+    argv = ["predict", f"model={ckpt}", f"source={src}", "imgsz=128", "batch=2", f"project={tmp_path / 'runs'}"]
+    assert main(argv) == 1
+    run = tmp_path / "runs" / "predict" / "exp"
+    records = json.loads((run / "predictions.json").read_text())
+    assert [r["path"] for r in records] == [str(src / "a.jpg"), str(src / "c.jpg")]
+    lines = (run / "predictions.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == records, "written as it goes, one line per image"
+    assert sorted(p.name for p in run.glob("*.jpg")) == ["a.jpg", "c.jpg"]
+    err = capsys.readouterr().err
+    assert "1 of 3 images unreadable" in err and str(src / "b.jpg") in err and "Traceback" not in err
+
+
+def test_runs_that_fail_before_any_result_leave_no_run_dir(ckpt, tmp_path):
+    src = tmp_path / "bad"
+    src.mkdir()
+    (src / "x.jpg").write_bytes(b"garbage")
+    assert main(["predict", f"model={ckpt}", f"source={src}", f"project={tmp_path / 'runs'}"]) == 1
+    assert main(["val", f"model={ckpt}", "half=true", f"project={tmp_path / 'runs'}"]) == 2  # fp16 needs CUDA
+    assert not (tmp_path / "runs" / "predict").exists() or not any((tmp_path / "runs" / "predict").iterdir())
+    assert not any((tmp_path / "runs" / "val").glob("exp*"))
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h", "help"])
+def test_mode_help_lists_that_modes_keys(flag, capsys):
+    assert main(["predict", flag]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: nas predict key=value") and all(f"{k}=" in out for k in MODES["predict"].keys)
+    assert "nas val keys" not in out
+    assert main(["help", "val"]) == 0 and "protocol=" in capsys.readouterr().out
+
+
+def test_help_names_each_default_once(capsys):
+    assert main(["help"]) == 0
+    for line in capsys.readouterr().out.splitlines():
+        assert not ("(default" in line and "[default:" in line), line
 
 
 def test_val_info_export_modes(ckpt, tmp_path, capsys):
@@ -105,7 +150,9 @@ def test_val_info_export_modes(ckpt, tmp_path, capsys):
     assert "fused: full" in capsys.readouterr().out
     onnx_file = tmp_path / "out" / "m.onnx"
     assert main(["export", f"model={ckpt}", "imgsz=64", "nms=true", f"file={onnx_file}"]) == 0
-    assert onnx_file.is_file() and "matches torch" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert onnx_file.is_file() and "matches torch" in out
+    assert out.index("exporting ") < out.index("matches torch"), "the export says what it is doing first"
 
 
 def test_runtime_errors_have_no_traceback(ckpt, tmp_path, monkeypatch, capsys):

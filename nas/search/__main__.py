@@ -8,6 +8,7 @@ returns its metrics. The only module that imports Hydra; the DictConfig becomes 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -15,11 +16,13 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from nas.errors import ConfigError, NasError
 from nas.search.config import SearchConfig, register_configs
 from nas.search.runner import run_search
+from nas.search.storage import StorageUnavailableError
 from nas.search.sweep import evaluate_candidate
 
 log = logging.getLogger("nas.search")
@@ -42,6 +45,36 @@ def _missing_space(out_dir: Path) -> None:
     raise ConfigError(
         f"no search space selected: add +space=NAME (available: {options}), e.g. python -m nas.search +space=yolo_nas"
     )
+
+
+def unwritable_reason(folder: Path) -> str | None:
+    """Why `folder` cannot be created or written (None when it can), checked without creating anything."""
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a directory"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable"
+    return None
+
+
+class RunDirCheck(Callback):
+    """Refuses an unwritable run (or sweep) directory before Hydra writes anything: one line, exit status 2."""
+
+    def _check(self, folder: str, key: str) -> None:
+        reason = unwritable_reason(Path(folder).expanduser())
+        if reason is not None:
+            print(f"error: cannot write the run directory {folder}: {reason}; set {key}=PATH", file=sys.stderr)
+            raise SystemExit(2)
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.sweep.dir, "hydra.sweep.dir")
 
 
 def to_search_config(cfg: DictConfig) -> SearchConfig:
@@ -75,11 +108,25 @@ def main(cfg: DictConfig) -> Any:
         return _task(cfg)  # a sweeper job: errors go back to the sweeper through Hydra's job result
     try:
         return _task(cfg)
+    except StorageUnavailableError as e:  # the database went away for longer than storage.retry_s
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
     except NasError as e:
         # A clear message instead of a traceback; exit status 2 like other usage errors.
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
+MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
+def multirun_first(argv: list[str]) -> list[str]:
+    """`-m` anywhere among the overrides, moved to the front: Hydra's parser only takes it before them
+    (`+space=yolo_nas -m strategy=tpe,random` would fail with `unrecognized arguments`)."""
+    flags = [a for a in argv if a in MULTIRUN_FLAGS]
+    return [*flags[:1], *(a for a in argv if a not in MULTIRUN_FLAGS)]
+
+
 if __name__ == "__main__":
+    sys.argv[1:] = multirun_first(sys.argv[1:])
     main()

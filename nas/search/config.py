@@ -86,8 +86,11 @@ class StorageConfig:
     url: str | None = None  # sqlite/postgres URL; default sqlite:///<out_dir>/study.db, postgres: $url_env
     path: str | None = None  # journal file; default <out_dir>/study.journal
     url_env: str = "NAS_STORAGE_URL"
-    heartbeat_interval_s: int | None = 30  # RDB storages: a dead worker's trial is failed and retried
-    grace_period_s: int | None = 120
+    # RDB storages: a worker records a heartbeat every interval; a trial without one for grace_period_s is
+    # failed and retried (a dead worker on this host is noticed at once, from its pid)
+    heartbeat_interval_s: int | None = 10
+    grace_period_s: int | None = 40
+    retry_s: float = 60.0  # how long a worker retries a lost database connection before it stops
 
 
 @dataclass

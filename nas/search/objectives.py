@@ -45,6 +45,7 @@ OBJECTIVES: dict[str, str] = {
 INT8_HARDWARE = "cpu_ort_int8"
 log = logging.getLogger("nas.search")
 COST_IMGSZ = 640  # resolution of `flops_g` when the hardware does not name one
+_MEASURE_KEYS = {"proxies", "digest"}  # a cache value without them is recomputed
 
 
 def check_objectives(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -75,21 +76,30 @@ class DiskCache:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        self._warned = False
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
 
     def get(self, key: str) -> Any | None:
+        """The value of `key`, or None when absent or unreadable (a corrupt entry is recomputed, with a warning)."""
         path = self._path(key)
         try:
             return json.loads(path.read_text())
         except FileNotFoundError:
             return None
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"corrupt cache entry {path} ({e}); delete it") from None
+        except (OSError, ValueError) as e:  # truncated or garbled JSON, bad encoding, unreadable file
+            log.warning("proxy cache entry %s is unreadable (%s): recomputing it", path, e)
+            return None
 
     def put(self, key: str, value: Any) -> None:
-        write_text_atomic(self._path(key), json.dumps(value, sort_keys=True))
+        """Store `value`; a cache that cannot be written only costs a recomputation later (warned once)."""
+        try:
+            write_text_atomic(self._path(key), json.dumps(value, sort_keys=True))
+        except OSError as e:
+            if not self._warned:
+                log.warning("proxy cache %s is not writable (%s): values are not cached", self.root, e)
+                self._warned = True
 
 
 @dataclass(frozen=True)
@@ -195,8 +205,10 @@ class Evaluator:
         """Raw proxy values of `arch` (from the cache when present)."""
         key = self._measure_key(arch)
         hit = self.cache.get(key)
-        if hit is not None:
+        if isinstance(hit, dict) and hit.keys() >= _MEASURE_KEYS and hit["digest"] == arch.digest():
             return hit, True
+        if hit is not None:
+            log.warning("proxy cache entry for %s is incomplete: recomputing it", arch.name)
         proxies = zero_cost.compute_proxies(arch, self.batch, self.proxy.proxies, self.proxy.seed)
         value = {"proxies": proxies, "digest": arch.digest()}
         self.cache.put(key, value)
@@ -213,14 +225,30 @@ class Evaluator:
         if self._reference is None:
             archs = self.reference_archs()
             todo = sum(self.cache.get(self._measure_key(a)) is None for a in archs)
+            bar = None
             if todo:
                 log.info(
                     "proxy reference population: evaluating %d of %d architectures (cached afterwards)",
                     todo,
                     len(archs),
                 )
-            self._reference = [self.measure(a)[0]["proxies"] for a in archs]
+                if self.cfg.progress:
+                    from tqdm.auto import tqdm
+
+                    bar = tqdm(total=len(archs), desc="reference population", unit="arch")
+            values = []
+            for a in archs:
+                values.append(self.measure(a)[0]["proxies"])
+                if bar is not None:
+                    bar.update(1)
+            if bar is not None:
+                bar.close()
+            self._reference = values
         return self._reference
+
+    def set_reference(self, values: list[dict[str, float]]) -> None:
+        """Use a reference population computed elsewhere (by the study's first worker)."""
+        self._reference = [dict(v) for v in values]
 
     def hardware_target(self) -> Any:
         """nas.latency's Hardware of the configured target."""

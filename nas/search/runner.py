@@ -1,19 +1,22 @@
 """The search as a Python function: `run(...)` (notebooks) and `run_search(cfg, out_dir)` (the Hydra app).
 
 A run creates or resumes the study, enqueues the released references, evaluates trials until the study
-holds `n_trials` finished ones (Ctrl-C / SIGTERM stop cleanly: the running trial is marked failed and is
-re-run on resume), then writes trials.csv, pareto.csv, pareto.png, selected/<tier>.yaml and report.{md,json}.
+holds `n_trials` finished ones (nas.search.worker; Ctrl-C / SIGTERM / SIGHUP stop cleanly: the running trial is
+marked failed and is re-run on resume), then writes trials.csv, pareto.csv, pareto.png, selected/<tier>.yaml
+and report.{md,json} from the study, so every worker of a study writes the same outputs (a shared run
+directory is written once).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import logging
 import math
 import os
-import signal
-import threading
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,12 +42,14 @@ from nas.search.select import Selection, TrialRecord, pareto_front, select_tiers
 from nas.search.storage import STORAGE_KINDS
 from nas.search.study import Session
 from nas.search.tracking import Tracker, make_tracker
+from nas.search.worker import Worker, interruptible
 from nas.space import ArchConfig, SearchSpace, load_arch
 from nas.version import __version__
 
 __all__ = ["SearchResult", "finalize", "run", "run_search"]
 
 log = logging.getLogger("nas.search")
+OUTPUTS_ATTR = "nas_outputs"  # where the outputs of which study state were written (one entry per run dir)
 
 
 @dataclass(frozen=True)
@@ -73,23 +78,6 @@ class SearchResult:
         )
 
 
-# ---- interruption -------------------------------------------------------------------------------
-
-
-class _QuietInterrupt(logging.Filter):
-    """Drop Optuna's 'Trial N failed' warnings (with a traceback) for a trial stopped by Ctrl-C."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.after_interrupt = False
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
-            self.after_interrupt = True
-            return False
-        return not (self.after_interrupt and "failed with value" in record.getMessage())
-
-
 @contextlib.contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
     """Run with `n` torch CPU threads (restored afterwards); on a busy machine 1 is often fastest."""
@@ -106,29 +94,6 @@ def torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-@contextlib.contextmanager
-def _interruptible() -> Iterator[None]:
-    """SIGTERM (e.g. a scheduler's preemption) stops the search like Ctrl-C; Optuna's failed-trial
-    warning for the interrupted trial is dropped (the trial is re-run on resume)."""
-    quiet = _QuietInterrupt()
-    # logger filters only see records created on that logger: the one Optuna's optimize loop logs to
-    optuna_logger = logging.getLogger("optuna.study._optimize")
-    optuna_logger.addFilter(quiet)
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-
-        def on_term(signum: int, frame: Any) -> None:
-            raise KeyboardInterrupt(f"signal {signum}")
-
-        previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        yield
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-        optuna_logger.removeFilter(quiet)
 
 
 # ---- progress -----------------------------------------------------------------------------------
@@ -202,28 +167,20 @@ def _run_search(cfg: SearchConfig, out_dir: str | os.PathLike, space: SearchSpac
         list(session.objectives),
         {k: round(v, 4) for k, v in session.budgets.items()},
     )
+    _startup_hint(cfg)
     if cfg.enqueue_references:
-        session.enqueue_references()
-    session.recover()
+        session.db(session.enqueue_references)
     tracker = make_tracker(cfg.logger, session.out_dir, _config_dict(cfg), cfg.study_name)
     interrupted = False
     try:
-        remaining = cfg.n_trials - done
-        if remaining > 0:
+        if cfg.n_trials - done > 0:
             progress = _Progress(session, cfg.n_trials, cfg.progress, tracker)
-            stop = optuna.study.MaxTrialsCallback(cfg.n_trials, states=(TrialState.COMPLETE,))
             try:
-                with _interruptible():
-                    session.study.optimize(
-                        session.objective,
-                        n_trials=remaining,
-                        timeout=cfg.timeout_s,
-                        callbacks=[progress, stop],
-                        gc_after_trial=False,
-                    )
+                with interruptible():
+                    Worker(session, callbacks=[progress]).run(cfg.timeout_s)
             except KeyboardInterrupt:
                 interrupted = True
-                session.fail_own_running()  # interrupted while Optuna was telling: nothing stays RUNNING
+                session.db(session.fail_own_running)  # interrupted while telling: nothing stays RUNNING
                 log.warning("interrupted: the study is consistent; run the same command again to resume")
             finally:
                 progress.close()
@@ -233,8 +190,41 @@ def _run_search(cfg: SearchConfig, out_dir: str | os.PathLike, space: SearchSpac
     return result
 
 
+def _startup_hint(cfg: SearchConfig) -> None:
+    """TPE and GP sample at random during their start-up trials: a short search with them is a random search."""
+    if cfg.strategy.name in ("tpe", "gp") and cfg.n_trials <= cfg.strategy.n_startup_trials:
+        log.warning(
+            "strategy=%s with n_trials=%d <= strategy.n_startup_trials=%d: every trial is a random start-up trial, "
+            "so this search samples exactly like strategy=random with the same seed; raise n_trials or lower "
+            "strategy.n_startup_trials",
+            cfg.strategy.name,
+            cfg.n_trials,
+            cfg.strategy.n_startup_trials,
+        )
+
+
+def _study_wall_s(session: Session) -> float:
+    """Wall-clock span of the study's trials (first start to last completion): the same for every worker."""
+    trials = session.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    starts = [t.datetime_start for t in trials if t.datetime_start is not None]
+    ends = [t.datetime_complete for t in trials if t.datetime_complete is not None]
+    return (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
+
+
 def finalize(session: Session, search_time_s: float, interrupted: bool, tracker: Tracker | None = None) -> SearchResult:
-    """Write the outputs of the study as it is now (also used by the Hydra sweeper)."""
+    """Write the outputs of the study as it is now (also used by the Hydra sweeper).
+
+    Everything written comes from the study, so workers of one study write the same files; under the study
+    lock, a worker that finds its run directory already holding the outputs of this very study state (written
+    by another worker) does not write them again. `search_time_s` (this process) is logged, not reported.
+    """
+    log.info("this process searched for %.1f s", search_time_s)
+    session.db(session.drop_unneeded)
+    with session.lock("finalize"):
+        return session.db(_finalize, session, interrupted, tracker)
+
+
+def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> SearchResult:
     cfg, out_dir = session.cfg, session.out_dir
     records = session.records()
     ev = session.evaluator
@@ -247,16 +237,27 @@ def finalize(session: Session, search_time_s: float, interrupted: bool, tracker:
         "cost": ev.cost,
         "proxy": f"{cfg.proxy.name}({','.join(cfg.proxy.proxies)}; {cfg.proxy.combine}; {cfg.proxy.imgsz}px)",
     }
+    counts = session.counts()
+    state = hashlib.sha256(json.dumps([[[r.number, r.arch.digest()] for r in records], counts]).encode()).hexdigest()
+    mark = {"state": state[:16], "dir": str(out_dir.resolve()), "host": socket.gethostname()}
+    marks = session.study.user_attrs.get(OUTPUTS_ATTR, [])
+    write = mark not in marks or not (out_dir / "report.json").is_file()
     paths: dict[str, Path] = {}
-    for tier, p in emit.write_selected(selections, out_dir / "selected", session.space.references, header).items():
+    if write:
+        written = emit.write_selected(selections, out_dir / "selected", session.space.references, header)
+    else:
+        written = {t: out_dir / "selected" / f"{t}.yaml" for t, sel in selections.items() if sel.record is not None}
+    for tier, p in written.items():
         paths[f"selected/{tier}"] = p
-    paths["trials_csv"] = report.write_csv(out_dir / "trials.csv", records, session.space)
-    paths["pareto_csv"] = report.write_csv(out_dir / "pareto.csv", front, session.space)
+    paths["trials_csv"], paths["pareto_csv"] = out_dir / "trials.csv", out_dir / "pareto.csv"
+    if write:
+        report.write_csv(paths["trials_csv"], records, session.space)
+        report.write_csv(paths["pareto_csv"], front, session.space)
     if records:
-        title = f"{cfg.study_name}: {len(records)} trials, {ev.cost} on {ev.hardware or 'no hardware (analytic)'}"
-        paths["pareto_png"] = report.plot_pareto(
-            out_dir / "pareto.png", records, front, selections, ev.cost, title=title
-        )
+        paths["pareto_png"] = out_dir / "pareto.png"
+        if write:
+            title = f"{cfg.study_name}: {len(records)} trials, {ev.cost} on {ev.hardware or 'no hardware (analytic)'}"
+            report.plot_pareto(paths["pareto_png"], records, front, selections, ev.cost, title=title)
 
     def row(r: TrialRecord | None, path: Path | None = None) -> dict[str, Any] | None:
         if r is None:
@@ -281,7 +282,6 @@ def finalize(session: Session, search_time_s: float, interrupted: bool, tracker:
                 if k in sel.reference.values
             }
         tiers[tier] = {"budget": sel.budget, "reference": ref_row, "selected": sel_row, "delta": delta}
-    counts = session.counts()
     rep = {
         "study": cfg.study_name,
         "storage": session.storage_desc,
@@ -295,7 +295,7 @@ def finalize(session: Session, search_time_s: float, interrupted: bool, tracker:
         "cost_imgsz": ev.cost_imgsz,
         "max_cost": session.max_cost,
         "trials": {"complete": len(records), **{k: v for k, v in counts.items() if k != "complete"}},
-        "search_time_s": round(search_time_s, 2),
+        "search_time_s": round(_study_wall_s(session), 2),
         "eval_time_s": round(sum(r.eval_s for r in records), 2),
         "interrupted": interrupted,
         "pareto_size": len(front),
@@ -307,8 +307,12 @@ def finalize(session: Session, search_time_s: float, interrupted: bool, tracker:
     paths["report_json"] = out_dir / "report.json"
     paths["report_md"] = out_dir / "report.md"
     rep["files"] = {k: str(p.relative_to(out_dir)) for k, p in paths.items()}
-    report.write_json(paths["report_json"], rep)
-    write_text_atomic(paths["report_md"], report.render_markdown(rep))
+    if write:
+        report.write_json(paths["report_json"], rep)
+        write_text_atomic(paths["report_md"], report.render_markdown(rep))
+        session.study.set_user_attr(OUTPUTS_ATTR, [*[m for m in marks if m["dir"] != mark["dir"]][-15:], mark])
+    else:
+        log.info("outputs of this study state are already in %s (written by another worker)", out_dir)
     if tracker is not None:
         rows = [{"trial": r.number, "name": r.arch.name, **r.values} for r in front]
         tracker.log_summary(rep, rows, paths.get("pareto_png"))

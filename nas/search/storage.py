@@ -1,20 +1,36 @@
-"""Optuna storages by kind: sqlite in the run dir (default), PostgreSQL, a journal file, or in memory."""
+"""Optuna storages by kind (sqlite in the run dir by default, PostgreSQL, a journal file, or in memory), the
+study-level lock that workers of one study take to claim shared work, and a bounded retry of lost connections."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
+import logging
 import os
+import threading
 import time
 import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import optuna
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, NasError
 from nas.search.config import StorageConfig
 
-__all__ = ["STORAGE_KINDS", "make_storage", "redact"]
+__all__ = ["STORAGE_KINDS", "StorageUnavailableError", "StudyStorage", "make_storage", "redact"]
 
 STORAGE_KINDS = ("sqlite", "postgres", "journal", "memory")
+log = logging.getLogger("nas.search")
+T = TypeVar("T")
+_MEMORY_LOCKS: dict[str, threading.Lock] = {}
+
+
+class StorageUnavailableError(NasError):
+    """The study's database stayed unreachable for longer than `storage.retry_s`."""
 
 
 def redact(url: str) -> str:
@@ -27,13 +43,119 @@ def redact(url: str) -> str:
         return url
 
 
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception of a chain: psycopg2's "connection refused" under Optuna's StorageInternalError."""
+    seen = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        nxt = exc.__cause__ or exc.__context__
+        if nxt is None:
+            break
+        exc = nxt
+    return exc
+
+
+@dataclass
+class StudyStorage:
+    """A storage, where it is (printable), how to lock a study in it, and how to ride out a lost connection."""
+
+    storage: optuna.storages.BaseStorage
+    desc: str
+    lock_file: Path | None = None  # sqlite/journal: flock on this file
+    retry_s: float = 60.0
+    outages: int = 0  # connection losses ridden out so far (a worker re-checks its own trials after one)
+    _outage_since: float | None = field(default=None, repr=False)
+
+    # ---- the study lock ------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, study_name: str, what: str) -> Iterator[None]:
+        """A cross-process mutex for `what` of one study: a PostgreSQL advisory lock, an flock beside a sqlite
+        or journal file, a thread lock in memory. Released by the server or the OS when a holder dies."""
+        key = f"{study_name}/{what}"
+        if isinstance(self.storage, optuna.storages.RDBStorage) and self.storage.engine.dialect.name == "postgresql":
+            from sqlalchemy import text
+
+            k = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+            with self.storage.engine.connect() as conn:
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": k})
+                conn.commit()
+                try:
+                    yield
+                finally:
+                    with contextlib.suppress(Exception):  # a dropped connection releases it too
+                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": k})
+                        conn.commit()
+            return
+        if self.lock_file is not None:
+            path = self.lock_file.with_name(f"{self.lock_file.name}.{hashlib.sha256(key.encode()).hexdigest()[:12]}")
+            with open(path, "a+") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+            return
+        with _MEMORY_LOCKS.setdefault(key, threading.Lock()):
+            yield
+
+    # ---- lost connections ------------------------------------------------------------------------
+    def _reachable(self) -> BaseException | None:
+        """None when the database answers, else the error of the probe."""
+        if not isinstance(self.storage, optuna.storages.RDBStorage):
+            return None
+        from sqlalchemy import text
+
+        try:
+            with self.storage.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as e:
+            return e
+        return None
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`fn(*args)`, retried while the database is unreachable, for at most `retry_s` seconds.
+
+        An error is a lost connection when a probe of the database fails too; the first one is logged once
+        with its real cause (not Optuna's generic StorageInternalError). Other errors propagate at once.
+        """
+        while True:
+            try:
+                out = fn(*args, **kwargs)
+            except (KeyboardInterrupt, NasError, optuna.exceptions.UpdateFinishedTrialError):
+                raise
+            except Exception as e:
+                probe = self._reachable()
+                if probe is None:
+                    raise
+                now = time.monotonic()
+                cause = _root_cause(probe)
+                reason = f"{type(cause).__name__}: {str(cause).strip().splitlines()[0] if str(cause) else ''}"
+                if self._outage_since is None:
+                    self._outage_since = now
+                    self.outages += 1
+                    log.warning(
+                        "lost the connection to %s (%s); retrying for up to %.0f s", self.desc, reason, self.retry_s
+                    )
+                if now - self._outage_since > self.retry_s:
+                    raise StorageUnavailableError(
+                        f"{self.desc} unreachable for {now - self._outage_since:.0f} s ({reason}); stopped. Completed "
+                        "trials are kept; the running one is retried when a worker starts again (storage.retry_s "
+                        "sets the bound)"
+                    ) from e
+                time.sleep(min(2.0, max(0.2, self.retry_s / 30)))
+                continue
+            if self._outage_since is not None:
+                log.warning("%s reachable again after %.0f s", self.desc, time.monotonic() - self._outage_since)
+                self._outage_since = None
+            return out
+
+
 def _rdb(cfg: StorageConfig, url: str, engine_kwargs: dict) -> optuna.storages.RDBStorage:
     from sqlalchemy.exc import IntegrityError, ProgrammingError
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        # A trial of a worker that died is failed after the grace period and enqueued again, once.
-        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1) if cfg.heartbeat_interval_s else None
+        # No stale-trial callback: nas.search.study.Session.recover() re-enqueues failed trials (once, when needed).
         for attempt in range(3):
             try:
                 return optuna.storages.RDBStorage(
@@ -41,7 +163,6 @@ def _rdb(cfg: StorageConfig, url: str, engine_kwargs: dict) -> optuna.storages.R
                     engine_kwargs=engine_kwargs,
                     heartbeat_interval=cfg.heartbeat_interval_s or None,
                     grace_period=cfg.grace_period_s if cfg.heartbeat_interval_s else None,
-                    heartbeat_stale_trial_callback=retry,
                 )
             except (IntegrityError, ProgrammingError):
                 # Workers started together on an empty database race to create Optuna's tables; the
@@ -52,19 +173,37 @@ def _rdb(cfg: StorageConfig, url: str, engine_kwargs: dict) -> optuna.storages.R
     raise AssertionError("unreachable")
 
 
-def make_storage(cfg: StorageConfig, out_dir: str | os.PathLike) -> tuple[optuna.storages.BaseStorage, str]:
-    """The storage and a printable description of where it is (password redacted)."""
+def _check_storage_config(cfg: StorageConfig) -> None:
+    if cfg.retry_s < 0:
+        raise ConfigError(f"storage.retry_s={cfg.retry_s}: must be >= 0 (seconds to retry a lost connection)")
+    if cfg.heartbeat_interval_s is not None and cfg.heartbeat_interval_s < 1:
+        raise ConfigError(f"storage.heartbeat_interval_s={cfg.heartbeat_interval_s}: must be >= 1 or null (off)")
+    if cfg.heartbeat_interval_s and (cfg.grace_period_s is None or cfg.grace_period_s <= cfg.heartbeat_interval_s):
+        raise ConfigError(
+            f"storage.grace_period_s={cfg.grace_period_s}: must be larger than storage.heartbeat_interval_s="
+            f"{cfg.heartbeat_interval_s} (a trial is declared dead after this many seconds without a heartbeat)"
+        )
+
+
+def make_storage(cfg: StorageConfig, out_dir: str | os.PathLike) -> StudyStorage:
+    """The storage of `cfg`, a printable description of where it is (password redacted) and its study lock."""
+    _check_storage_config(cfg)
     out_dir = Path(out_dir)
     kind = cfg.kind
     if kind == "memory":
-        return optuna.storages.InMemoryStorage(), "memory (not persistent: no resume)"
+        return StudyStorage(optuna.storages.InMemoryStorage(), "memory (not persistent: no resume)")
     if kind == "sqlite":
         url = cfg.url or f"sqlite:///{(out_dir / 'study.db').resolve()}"
         if not url.startswith("sqlite:///"):
             raise ConfigError(f"storage.url={url!r}: storage=sqlite expects sqlite:///path/to/study.db")
-        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        # sqlite serializes writers; wait instead of failing when another process holds the lock.
-        return _rdb(cfg, url, {"connect_args": {"timeout": 60}}), redact(url)
+        db = Path(url[len("sqlite:///") :])
+        db.parent.mkdir(parents=True, exist_ok=True)
+        lock_file = db.with_name(f".{db.name}.lock")
+        with open(lock_file, "a+") as fh:  # processes started together would race to create the tables
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            # sqlite serializes writers; wait instead of failing when another process holds the lock.
+            storage = _rdb(cfg, url, {"connect_args": {"timeout": 60}})
+        return StudyStorage(storage, redact(url), lock_file=lock_file, retry_s=cfg.retry_s)
     if kind == "postgres":
         url = cfg.url or os.environ.get(cfg.url_env)
         if not url:
@@ -74,11 +213,12 @@ def make_storage(cfg: StorageConfig, out_dir: str | os.PathLike) -> tuple[optuna
             )
         if not url.startswith(("postgresql://", "postgresql+")):
             raise ConfigError(f"storage.url={redact(url)!r}: storage=postgres expects a postgresql:// URL")
-        return _rdb(cfg, url, {"pool_pre_ping": True}), redact(url)
+        return StudyStorage(_rdb(cfg, url, {"pool_pre_ping": True}), redact(url), retry_s=cfg.retry_s)
     if kind == "journal":
         path = Path(cfg.path).expanduser() if cfg.path else out_dir / "study.journal"
         path.parent.mkdir(parents=True, exist_ok=True)
         from optuna.storages.journal import JournalFileBackend
 
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path))), f"journal {path}"
+        storage = optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        return StudyStorage(storage, f"journal {path}", lock_file=path.with_name(f".{path.name}.lock"))
     raise ConfigError(f"unknown storage {kind!r}; available storages: {', '.join(STORAGE_KINDS)}")

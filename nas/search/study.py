@@ -8,9 +8,12 @@ values, its feasibility and the worker that ran it as user attributes, so any tr
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
+import tempfile
 import warnings
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +25,16 @@ from nas.search.config import SearchConfig
 from nas.search.objectives import Evaluation, Evaluator
 from nas.search.select import TrialRecord
 from nas.search.storage import make_storage
-from nas.search.strategies import CONSTRAINT_KEY, make_sampler
+from nas.search.strategies import CONSTRAINT_KEY, TrialSeededSampler
 from nas.space import ArchConfig, SearchSpace, load_space
 
-__all__ = ["FINGERPRINT_ATTR", "Session"]
+__all__ = ["FINGERPRINT_ATTR", "REFERENCE_ATTR", "Session", "worker_id"]
 
 log = logging.getLogger("nas.search")
 FINGERPRINT_ATTR = "nas_fingerprint"
+REFERENCE_ATTR = "nas_reference_population"  # raw proxy values of the reference population, computed once
+# FAIL trials carrying one of these were not stopped from outside: they are not retried
+NOT_RETRIED = ("error", "duplicate_of", "surplus", "not_needed")
 
 
 def _proc_start(pid: int) -> str | None:
@@ -61,44 +67,65 @@ def _dead_local(worker: Any) -> bool:
     return start is not None and _proc_start(pid) not in (None, start)
 
 
+def _check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise ConfigError(
+            f"run directory {folder} is not writable ({e.strerror}); choose another one with hydra.run.dir=PATH "
+            "(or out_dir= in Python) or fix its permissions"
+        ) from None
+
+
 class Session:
     """A search's study, evaluator, budgets and objective; shared by `run` and the Hydra sweeper."""
 
     def __init__(self, cfg: SearchConfig, out_dir: str | os.PathLike, space: SearchSpace | None = None):
         self.cfg = cfg
         self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        _check_writable(self.out_dir)  # before any storage file is created in it
         self.space = space if space is not None else load_space(cfg.space.name)
         self.evaluator = Evaluator(cfg, self.space)
         self.objectives = self.evaluator.objectives
         self.directions = self.evaluator.directions
-        self.storage, self.storage_desc = make_storage(cfg.storage, self.out_dir)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            sampler = make_sampler(cfg.strategy, cfg.seed)
-        self.study = optuna.create_study(
+        self.backend = make_storage(cfg.storage, self.out_dir)
+        self.storage, self.storage_desc = self.backend.storage, self.backend.desc
+        self.study = self.db(
+            optuna.create_study,
             study_name=cfg.study_name,
             storage=self.storage,
-            sampler=sampler,
+            sampler=TrialSeededSampler(cfg.strategy, cfg.seed),
             directions=self.directions,
             load_if_exists=True,
         )
-        self._check_fingerprint()
+        self.db(self._check_fingerprint)
+        self.db(self._claim_reference)
         self.budgets = self._budgets()
         self.max_cost = self._max_cost()
+
+    def db(self, fn, *args: Any, **kwargs: Any) -> Any:
+        """`fn(*args)` with lost database connections retried (bounded by storage.retry_s)."""
+        return self.backend.call(fn, *args, **kwargs)
+
+    def lock(self, what: str):
+        """The study-level lock for `what` (shared by every worker of this study)."""
+        return self.backend.lock(self.cfg.study_name, what)
 
     # ---- setup -------------------------------------------------------------------------------
     def _check_fingerprint(self) -> None:
         want = self.evaluator.fingerprint()
-        have = self.study.user_attrs.get(FINGERPRINT_ATTR)
-        if have is None:
-            if self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-                raise ConfigError(
-                    f"study {self.cfg.study_name!r} in {self.storage_desc} has trials but was not created by "
-                    "nas.search; choose another name=..."
-                )
-            self.study.set_user_attr(FINGERPRINT_ATTR, want)
-            return
+        with self.lock("setup"):
+            have = self.study.user_attrs.get(FINGERPRINT_ATTR)
+            if have is None:
+                if self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+                    raise ConfigError(
+                        f"study {self.cfg.study_name!r} in {self.storage_desc} has trials but was not created by "
+                        "nas.search; choose another name=..."
+                    )
+                self.study.set_user_attr(FINGERPRINT_ATTR, want)
+                return
         diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
         if diff:
             detail = "; ".join(f"{k}: study has {have.get(k)!r}, config has {want.get(k)!r}" for k in diff)
@@ -107,6 +134,18 @@ class Session:
                 f"({detail}). Its values would not be comparable: resume with the original settings, or start "
                 "a new study with name=<new name> (or another run directory / storage)."
             )
+
+    def _claim_reference(self) -> None:
+        """The proxy reference population is computed by the first worker of a study and stored in it; the others
+        (and resumed runs, on any host) read it back instead of computing it again."""
+        values = self.study.user_attrs.get(REFERENCE_ATTR)
+        if values is None:
+            with self.lock("reference"):
+                values = self.study.user_attrs.get(REFERENCE_ATTR)  # another worker may have been first
+                if values is None:
+                    values = self.evaluator.reference()
+                    self.study.set_user_attr(REFERENCE_ATTR, values)
+        self.evaluator.set_reference(values)
 
     def _budgets(self) -> dict[str, float]:
         tiers = self.cfg.tiers if self.cfg.tiers is not None else dict.fromkeys(self.space.references)
@@ -120,6 +159,16 @@ class Session:
                         f"(references: {', '.join(self.space.references) or 'none'}); set tiers.{tier}=<max {self.evaluator.cost}>"
                     )
                 budget = self.evaluator.costs(ref)[self.evaluator.cost]  # counts only: no model, no proxy
+            elif (
+                isinstance(budget, bool)
+                or not isinstance(budget, (int, float))
+                or not math.isfinite(budget)
+                or budget <= 0
+            ):
+                raise ConfigError(
+                    f"tiers.{tier}={budget!r}: a budget is a positive {self.evaluator.cost} (the tier's maximum cost), "
+                    f"or null for the cost of the space's reference of that name ({', '.join(self.space.references)})"
+                )
             budgets[tier] = float(budget)
         return budgets
 
@@ -127,47 +176,94 @@ class Session:
         if not self.cfg.constrain:
             return None
         if self.cfg.max_cost is not None:
+            if not math.isfinite(self.cfg.max_cost) or self.cfg.max_cost <= 0:
+                raise ConfigError(f"max_cost={self.cfg.max_cost}: must be a positive {self.evaluator.cost}")
             return float(self.cfg.max_cost)
         return max(self.budgets.values()) if self.budgets else None
 
     def enqueue_references(self) -> None:
-        """The space's references (the released S/M/L) are the first trials, once per study."""
-        for name, ref in self.space.references.items():
-            self.study.enqueue_trial(self.space.params_of(ref), user_attrs={"reference": name}, skip_if_exists=True)
+        """The space's references (the released S/M/L) are the first trials, once per study, whoever starts it."""
+        with self.lock("references"):
+            have = {t.user_attrs.get("reference") for t in self.study.get_trials(deepcopy=False)}
+            for name, ref in self.space.references.items():
+                if name not in have:
+                    self.study.enqueue_trial(self.space.params_of(ref), user_attrs={"reference": name})
 
     def recover(self) -> int:
-        """Fail the running trials of dead local workers; enqueue them and interrupted trials again (once)."""
-        trials = self.study.get_trials(deepcopy=False)
-        retried = {t.user_attrs.get("retry_of") for t in trials} | {t.system_attrs.get("failed_trial") for t in trials}
-        n = 0
-        for t in trials:
-            stale = t.state == TrialState.RUNNING and _dead_local(t.user_attrs.get("worker"))
-            if stale:
-                self.storage.set_trial_user_attr(t._trial_id, "stale", True)
-                self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            redo = stale or (
-                t.state == TrialState.FAIL and (t.user_attrs.get("interrupted") or t.user_attrs.get("stale"))
-            )
-            if redo and t.number not in retried and t.params:
-                attrs: dict[str, Any] = {"retry_of": t.number}
-                if t.user_attrs.get("reference"):
-                    attrs["reference"] = t.user_attrs["reference"]
-                self.study.enqueue_trial(t.params, user_attrs=attrs)
-                n += 1
-        if n:
-            log.info("re-enqueued %d interrupted or stale trial(s)", n)
+        """Fail the running trials of dead workers (same host: process gone; any host: no heartbeat, or no worker
+        named, for the grace period) and enqueue failed trials that were stopped from outside again, once each and only while the
+        study still needs trials. Idempotent, under the study lock: concurrent restarts do not race."""
+        grace_s = self.cfg.storage.grace_period_s or 60
+        with self.lock("recover"):
+            for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                # A worker names itself right after asking; a trial nameless after the grace period lost its
+                # worker in between (killed), and has no heartbeat to go stale either.
+                nameless = (
+                    "worker" not in t.user_attrs
+                    and t.datetime_start is not None
+                    and ((datetime.now() - t.datetime_start).total_seconds() > grace_s)
+                )
+                if nameless or _dead_local(t.user_attrs.get("worker")):
+                    try:
+                        self.storage.set_trial_user_attr(t._trial_id, "stale", True)
+                        self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                    except optuna.exceptions.UpdateFinishedTrialError:
+                        pass  # it finished (or another worker failed it) meanwhile
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(self.study)
+            trials = self.study.get_trials(deepcopy=False)
+            c = self.counts(trials)
+            need = self.cfg.n_trials - c.get("complete", 0) - c.get("running", 0) - c.get("waiting", 0)
+            retried = {t.user_attrs.get("retry_of") for t in trials}
+            n = 0
+            for t in trials:
+                if n >= need:
+                    break
+                redo = t.state == TrialState.FAIL and not any(k in t.user_attrs for k in NOT_RETRIED)
+                if redo and t.number not in retried:
+                    # no parameters yet (stopped before sampling): redrawn with the same seed, see draw_index
+                    attrs: dict[str, Any] = {"retry_of": t.number}
+                    params = t.params
+                    if t.user_attrs.get("reference"):
+                        attrs["reference"] = t.user_attrs["reference"]
+                        params = params or self.space.params_of(self.space.references[attrs["reference"]])
+                    self.study.enqueue_trial(params, user_attrs=attrs)
+                    n += 1
+            if n:
+                log.info("re-enqueued %d interrupted or stale trial(s)", n)
         return n
 
-    def fail_own_running(self) -> int:
-        """After an interruption: fail (and mark) this process's trials that are still RUNNING."""
+    def drop_unneeded(self) -> int:
+        """Once the study is complete, retries still waiting are not needed: fail them (marked), so that no trial
+        stays WAITING forever."""
+        n = 0
+        with self.lock("recover"):
+            if self.n_complete() < self.cfg.n_trials:
+                return 0
+            for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                try:
+                    self.storage.set_trial_user_attr(t._trial_id, "not_needed", True)
+                    self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                    n += 1
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    pass
+        return n
+
+    def fail_own_running(self, keep: int | None = None) -> int:
+        """Fail (and mark interrupted) this process's trials that are still RUNNING, except trial id `keep`."""
         me = worker_id()
         n = 0
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             w = t.user_attrs.get("worker")
-            if isinstance(w, dict) and w.get("host") == me["host"] and w.get("pid") == me["pid"]:
-                self.storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-                self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-                n += 1
+            mine = isinstance(w, dict) and w.get("host") == me["host"] and w.get("pid") == me["pid"]
+            if mine and t._trial_id != keep:
+                try:
+                    self.storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+                    self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                    n += 1
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    pass
         return n
 
     # ---- trials ------------------------------------------------------------------------------
@@ -175,6 +271,13 @@ class Session:
         arch = self.space.sample(trial)
         ref = trial.user_attrs.get("reference")
         return arch.replace(name=ref) if ref else arch
+
+    def duplicate_of(self, digest: str, number: int) -> int | None:
+        """The number of a complete or running trial (other than `number`) of the architecture `digest`."""
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+            if t.number != number and t.user_attrs.get("digest") == digest:
+                return t.number
+        return None
 
     def attrs(self, arch: ArchConfig, ev: Evaluation) -> dict[str, Any]:
         """The user attributes stored with a finished trial."""
@@ -189,18 +292,6 @@ class Session:
             "feasible": over <= 0.0,
             "over_budget": over,
         }
-
-    def objective(self, trial: optuna.trial.Trial) -> list[float]:
-        """Optuna objective: sample, evaluate, store the attributes, return the objective values."""
-        trial.set_user_attr("worker", worker_id())
-        try:
-            arch = self.sample(trial)
-            ev = self.evaluator.evaluate(arch)
-        except KeyboardInterrupt:
-            trial.set_user_attr("interrupted", True)
-            raise
-        self.store(trial, arch, ev)
-        return ev.objective_values(self.objectives)
 
     def store(self, trial: optuna.trial.Trial, arch: ArchConfig, ev: Evaluation) -> None:
         """Record a running trial's attributes and, under a budget, its constraint (before it is told)."""
@@ -220,8 +311,8 @@ class Session:
             for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         ]
 
-    def counts(self) -> dict[str, int]:
+    def counts(self, trials: list[optuna.trial.FrozenTrial] | None = None) -> dict[str, int]:
         out: dict[str, int] = {}
-        for t in self.study.get_trials(deepcopy=False):
+        for t in self.study.get_trials(deepcopy=False) if trials is None else trials:
             out[t.state.name.lower()] = out.get(t.state.name.lower(), 0) + 1
         return out

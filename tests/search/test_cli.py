@@ -108,11 +108,61 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path, tiny_space_
     assert not json.loads((run_dir / "report.json").read_text())["interrupted"]
 
 
+def _search_processes(run_dir: Path) -> list[int]:
+    """Pids of live processes whose command line names `run_dir` (a search working on it)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if str(run_dir) in cmd and state != "Z":
+                pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killing_nas_search_leaves_no_search_behind(tmp_path, tiny_space_path, proxy_cache, sig):
+    run_dir, name, n = tmp_path / "run", "killed", 10
+    args = [*tiny_args(tiny_space_path, proxy_cache, name=name), f"hydra.run.dir={run_dir}", f"n_trials={n}"]
+    nas = [sys.executable, "-m", "nas", "search", *args]  # the `nas` console script's entry point
+    proc = subprocess.Popen(nas, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while len(_complete(run_dir / "study.db", name)) < 3:
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "no progress"
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == (-9 if sig == signal.SIGKILL else 130), err
+    time.sleep(0.5)  # what would have been an orphan would still be running now
+    assert _search_processes(run_dir) == [], "no search process remains"
+    p = subprocess.run(nas, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert len(_complete(run_dir / "study.db", name)) == n, "the re-run completes exactly n_trials"
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{run_dir / 'study.db'}")
+    assert not [t for t in study.get_trials() if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def test_multirun_flag_may_follow_overrides():
+    from nas.search.__main__ import multirun_first
+
+    assert multirun_first(["+space=yolo_nas", "-m", "strategy=tpe,random", "n_trials=10"]) == [
+        "-m", "+space=yolo_nas", "strategy=tpe,random", "n_trials=10"
+    ]  # fmt: skip
+    assert multirun_first(["+space=yolo_nas", "n_trials=10"]) == ["+space=yolo_nas", "n_trials=10"]
+
+
 @pytest.mark.slow
 def test_multirun_with_the_basic_sweeper(tmp_path, tiny_space_path, proxy_cache):
+    first, *rest = tiny_args(tiny_space_path, proxy_cache, n_trials=4)
     p = nas_search(
-        "-m",
-        *tiny_args(tiny_space_path, proxy_cache, n_trials=4),
+        first,
+        "-m",  # the natural order: -m after the first override
+        *rest,
         "strategy=nsga2,random",
         "seed=0,1",
         f"hydra.sweep.dir={tmp_path}",

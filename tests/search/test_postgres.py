@@ -4,14 +4,13 @@ study, and a study on PostgreSQL resumes. Skipped when the server binaries are n
 from __future__ import annotations
 
 import dataclasses
-import glob
+import json
 import os
 import shutil
-import socket
+import signal
 import subprocess
 import sys
-import tempfile
-import textwrap
+import time
 from pathlib import Path
 
 import optuna
@@ -19,113 +18,52 @@ import pytest
 from optuna.trial import TrialState
 
 from nas.search import StorageConfig, run_search
+from tests.search.pg import PgServer, pg_bindir
+from tests.search.tiny import tiny_config
 
 pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _bindir() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    return Path(found[-1]).parent if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def postgres_url():
     """A throwaway cluster on loopback (fsync off); as root the server runs as the `postgres` user."""
-    bindir = _bindir()
+    server = _server()
+    try:
+        yield server.url
+    finally:
+        server.close()
+
+
+def _server() -> PgServer:
+    bindir = pg_bindir()
     if bindir is None:
         pytest.skip("PostgreSQL server binaries not found under /usr/lib/postgresql (apt-get install postgresql)")
-    as_root = os.geteuid() == 0
-    if as_root and shutil.which("runuser") is None:
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
         pytest.skip("running as root needs `runuser` to start PostgreSQL as the postgres user")
-    base = Path(tempfile.mkdtemp(prefix="nas-pg-"))  # /tmp: reachable by the postgres user, unlike pytest's tmp
-    data = base / "data"
-
-    def run(*cmd: str) -> None:
-        full = ["runuser", "-u", "postgres", "--", *cmd] if as_root else list(cmd)
-        subprocess.run(full, check=True, capture_output=True, timeout=60)
-
-    if as_root:
-        shutil.chown(base, "postgres")
-    port = _free_port()
-    run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
-    opts = (
-        f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=50"
-    )
-    run(str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(base / "server.log"), "-w", "start")
-    try:
-        import psycopg2
-
-        conn = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("CREATE DATABASE nas_test")
-        conn.close()
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/nas_test"
-    finally:
-        run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
-        shutil.rmtree(base, ignore_errors=True)
-
-
-WORKER = textwrap.dedent(
-    """
-    import dataclasses, sys
-    from pathlib import Path
-    from nas.search import StorageConfig, run_search
-    from tests.search.tiny import tiny_config
-    space, cache, url, out, n = sys.argv[1:6]
-    cfg = tiny_config(Path(space), Path(cache), name="shared", n_trials=int(n),
-                      storage=StorageConfig(kind="postgres", url=url, heartbeat_interval_s=5, grace_period_s=20))
-    run_search(cfg, out)
-    """
-)
+    return PgServer(bindir)
 
 
 def test_two_workers_share_one_study(postgres_url, tiny_space_path, proxy_cache, tmp_path):
-    # the reference population is computed once here, so both workers start on the search itself
-    from tests.search.tiny import tiny_config
-
-    run_search(
-        dataclasses.replace(
-            tiny_config(tiny_space_path, proxy_cache), storage=StorageConfig(kind="memory"), n_trials=0
-        ),
-        tmp_path / "warm",
-    )
+    _warm(tiny_space_path, proxy_cache, tmp_path)  # both workers start on the search itself
     n = 12
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                WORKER,
-                str(tiny_space_path),
-                str(proxy_cache),
-                postgres_url,
-                str(tmp_path / f"w{i}"),
-                str(n),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
+    procs = [_worker(tiny_space_path, proxy_cache, postgres_url, tmp_path / f"w{i}", n, heartbeat_s=5, grace_s=20)
+             for i in range(2)]  # fmt: skip
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
     study = optuna.load_study(study_name="shared", storage=postgres_url)
-    trials = study.get_trials()
-    numbers = [t.number for t in trials]
-    assert len(numbers) == len(set(numbers)) == len(trials), "unique trial numbers"
-    assert all(t.state == TrialState.COMPLETE for t in trials), [t.state for t in trials]
-    assert n <= len(trials) <= n + 1  # the other worker may finish the trial it was running when n was reached
+    everything = study.get_trials()
+    numbers = [t.number for t in everything]
+    assert len(numbers) == len(set(numbers)), "unique trial numbers"
+    # besides complete trials only skipped duplicates (pruned) and surplus trials (failed, not evaluated)
+    assert all(
+        t.state == TrialState.COMPLETE or "duplicate_of" in t.user_attrs or t.user_attrs.get("surplus")
+        for t in everything
+    ), [(t.state, t.user_attrs) for t in everything]
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == n, "no trial beyond n_trials"
+    assert len({t.user_attrs["digest"] for t in trials}) == n, "the workers drew distinct architectures"
     workers = {t.user_attrs["worker"]["pid"] for t in trials}
     assert len(workers) == 2, "both workers evaluated trials"
     for i in range(2):
@@ -141,3 +79,106 @@ def test_resume_on_postgres(postgres_url, tiny_cfg, tmp_path):
     assert [r.number for r in second.trials] == list(range(5))
     assert [r.arch.digest() for r in second.trials[:3]] == [r.arch.digest() for r in first.trials]
     assert second.report["storage"].startswith("postgresql+psycopg2://postgres@127.0.0.1")
+
+
+def _worker(space, cache, url, out, n, **opts) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.search.worker_main", str(space), str(cache), "postgres", url, str(out), str(n),
+         *(f"{k}={v}" for k, v in opts.items())],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _warm(space, cache, tmp_path):
+    run_search(tiny_config(space, cache, storage=StorageConfig(kind="memory"), n_trials=0), tmp_path / "warm")
+
+
+def _wait_for(cond, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def _states(url, name):
+    try:
+        return optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+    except KeyError:
+        return []
+
+
+def test_four_workers_one_killed_mid_trial_and_restarted(postgres_url, tiny_space_path, proxy_cache, tmp_path):
+    _warm(tiny_space_path, proxy_cache, tmp_path)
+    n, name = 16, "four"
+    opts = dict(name=name, strategy="random", delay_s=0.5)
+    procs = [_worker(tiny_space_path, proxy_cache, postgres_url, tmp_path / f"w{i}", n, **opts) for i in range(4)]
+    victim = procs[0]
+
+    def victim_running() -> bool:
+        return any(
+            t.state == TrialState.RUNNING and t.user_attrs.get("worker", {}).get("pid") == victim.pid
+            for t in _states(postgres_url, name)
+        )
+
+    _wait_for(victim_running)
+    before = {t.user_attrs["digest"] for t in _states(postgres_url, name) if t.state == TrialState.COMPLETE}
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate()
+    procs[0] = _worker(tiny_space_path, proxy_cache, postgres_url, tmp_path / "w0", n, **opts)  # restarted
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+    trials = _states(postgres_url, name)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    digests = [t.user_attrs["digest"] for t in complete]
+    assert len(complete) == n and len(set(digests)) / n >= 0.95
+    assert before <= set(digests), "no completed trial is lost"
+    stale = [t for t in trials if t.user_attrs.get("stale")]
+    assert len(stale) == 1, "the killed worker's trial is failed"
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == stale[0].number]
+    # re-run, or skipped because another worker completed that architecture meanwhile
+    assert len(retry) == 1 and (retry[0].state == TrialState.COMPLETE or "duplicate_of" in retry[0].user_attrs)
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    reports = [json.loads((tmp_path / f"w{i}" / "report.json").read_text()) for i in range(4)]
+    assert all(r == reports[0] for r in reports), "every worker's report comes from the study and agrees"
+
+
+def test_the_database_goes_away_and_comes_back(tiny_space_path, proxy_cache, tmp_path):
+    server = _server()  # its own server: this test stops it
+    try:
+        _warm(tiny_space_path, proxy_cache, tmp_path)
+        n, name = 10, "outage"
+        opts = dict(name=name, strategy="random", delay_s=1.0, retry_s=60)
+        procs = [_worker(tiny_space_path, proxy_cache, server.url, tmp_path / "run", n, **opts) for _ in range(2)]
+        _wait_for(lambda: sum(t.state == TrialState.COMPLETE for t in _states(server.url, name)) >= 4)
+        server.stop("fast")
+        time.sleep(6)
+        server.start()
+        errs = []
+        for p in procs:
+            _, err = p.communicate(timeout=600)
+            assert p.returncode == 0, err
+            errs.append(err)
+        for err in errs:
+            assert "Traceback" not in err and "StorageInternalError" not in err
+        assert any("lost the connection to" in e and "OperationalError" in e for e in errs)
+        trials = _states(server.url, name)
+        assert sum(t.state == TrialState.COMPLETE for t in trials) == n
+        assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+        # gone for longer than storage.retry_s: the worker stops with one clear message; a restart completes
+        more = _worker(tiny_space_path, proxy_cache, server.url, tmp_path / "run", n + 6, **{**opts, "retry_s": 3})
+        _wait_for(lambda: sum(t.state == TrialState.COMPLETE for t in _states(server.url, name)) >= n + 1)
+        server.stop("fast")
+        _, err = more.communicate(timeout=120)
+        assert more.returncode == 1 and "Traceback" not in err
+        assert "unreachable for" in err and "stopped. Completed trials are kept" in err
+        server.start()
+        again = _worker(tiny_space_path, proxy_cache, server.url, tmp_path / "run", n + 6, **opts)
+        _, err = again.communicate(timeout=600)
+        assert again.returncode == 0, err
+        trials = _states(server.url, name)
+        assert sum(t.state == TrialState.COMPLETE for t in trials) == n + 6
+        assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    finally:
+        server.close()

@@ -20,7 +20,12 @@ def test_wandb_offline_run_files(tiny_cfg, tmp_path, monkeypatch):
     cfg = dataclasses.replace(
         tiny_cfg, storage=StorageConfig(kind="memory"), n_trials=4, logger=LoggerConfig(name="wandb", mode="offline")
     )
-    res = run_search(cfg, tmp_path)
+    res = run_search(cfg, tmp_path)  # the tracker's close() is run.finish()
+    import wandb
+
+    # The offline run file is written by wandb's service process, which may still be flushing it when
+    # run.finish() returns; teardown() returns once that process has exited, i.e. the file is complete.
+    wandb.teardown()
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     run = runs[0]

@@ -1,0 +1,227 @@
+"""The worker loop of a search: ask, sample, skip duplicates, evaluate, tell; until the study holds `n_trials`.
+
+Several workers (processes, hosts) may run this loop on one study. They agree through the storage alone:
+- a trial is only started while the study needs one (complete + running < n_trials) and only completed while it
+  still does (checked under the study lock), so a study never holds more than `n_trials` complete trials;
+- an architecture that is complete or running in another trial is not evaluated again: that trial is told
+  PRUNED (marked `duplicate_of`) and the worker asks again (each trial number has its own sampler seed);
+- a worker whose remaining trials run elsewhere waits for them, and picks up their retry if their worker died;
+- a lost database connection is retried with a bound (`storage.retry_s`), see nas.search.storage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from nas.search.study import Session, worker_id
+
+__all__ = ["Worker", "interruptible"]
+
+log = logging.getLogger("nas.search")
+Callback = Callable[[optuna.Study, FrozenTrial], None]
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+class _Signals:
+    """Ctrl-C, SIGTERM (a scheduler's preemption) and SIGHUP (a closed terminal) raise KeyboardInterrupt, except
+    inside `atomic()`: a write to the study (asking a trial and naming its worker, telling it) is finished first,
+    so that an interrupted worker never leaves a trial it cannot recognise as its own."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.pending: str | None = None
+
+    def handler(self, signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self.depth:
+            self.pending = name
+            return
+        raise KeyboardInterrupt(f"signal {name}")
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+        if not self.depth and self.pending is not None:
+            name, self.pending = self.pending, None
+            raise KeyboardInterrupt(f"signal {name}")
+
+
+_SIGNALS = _Signals()
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP stop the search like Ctrl-C (see `_Signals`)."""
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in STOP_SIGNALS:
+            if hasattr(signal, name):
+                previous[name] = signal.signal(getattr(signal, name), _SIGNALS.handler)
+    try:
+        yield
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
+
+
+class _Heartbeat:
+    """Records the running trial's heartbeat every interval; a missed beat (database away) is retried next time."""
+
+    def __init__(self, storage: Any, trial_id: int, interval_s: float):
+        self._stop = threading.Event()
+        self._beat = lambda: storage.record_heartbeat(trial_id)
+        with contextlib.suppress(Exception):
+            self._beat()
+        self._thread = threading.Thread(target=self._loop, args=(interval_s,), daemon=True, name="nas-heartbeat")
+        self._thread.start()
+
+    def _loop(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            with contextlib.suppress(Exception):  # lost connection: the next beat tries again
+                self._beat()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class Worker:
+    """Runs trials of `session`'s study until it holds `n_trials` complete ones (or `timeout_s` passes)."""
+
+    def __init__(
+        self, session: Session, callbacks: Sequence[Callback] = (), poll_s: float = 1.0, max_redraws: int = 50
+    ):
+        self.session, self.callbacks, self.poll_s, self.max_redraws = session, list(callbacks), poll_s, max_redraws
+        self.n_trials = session.cfg.n_trials
+        hb = session.cfg.storage.heartbeat_interval_s
+        storage = session.study._storage
+        self._heartbeat_s = hb if hb and isinstance(storage, optuna.storages._heartbeat.BaseHeartbeat) else None
+        self.duplicates = 0
+        self._outages = session.backend.outages
+
+    def run(self, timeout_s: float | None = None) -> None:
+        s = self.session
+        t_end = None if timeout_s is None else time.monotonic() + timeout_s
+        redraws, waiting = 0, False
+        while t_end is None or time.monotonic() < t_end:
+            s.db(s.recover)
+            c = s.db(s.counts)
+            done, running = c.get("complete", 0), c.get("running", 0)
+            if done >= self.n_trials:
+                return
+            if done + running >= self.n_trials:
+                if not waiting:
+                    log.info("waiting for %d running trial(s) of other workers to finish", running)
+                    waiting = True
+                time.sleep(self.poll_s)
+                continue
+            waiting = False
+            outcome = self._one_trial(redraws >= self.max_redraws)
+            redraws = redraws + 1 if outcome == "duplicate" else 0
+            if redraws == self.max_redraws:
+                log.warning(
+                    "the sampler proposed %d architectures in a row that the study already has (a small or "
+                    "exhausted space?): evaluating the next one anyway",
+                    redraws,
+                )
+
+    def _ask(self) -> optuna.trial.Trial:
+        study = self.session.study
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+            trial = study.ask()
+        trial.set_user_attr("worker", worker_id())
+        retry_of = study._storage.get_trial(trial._trial_id).user_attrs.get("retry_of")
+        if retry_of is not None:
+            # A retry's parameters are fixed, so its sampler never runs: it takes over the sampler's bookkeeping
+            # of the trial it re-runs (NSGA-II's generation), as that trial would have had on completion.
+            original = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, retry_of)
+            mine = study._storage.get_trial_system_attrs(trial._trial_id)
+            for k, v in study._storage.get_trial_system_attrs(original).items():
+                if k not in mine and k != "fixed_params" and not k.startswith("constraints"):
+                    study._storage.set_trial_system_attr(trial._trial_id, k, v)
+        return trial
+
+    def _surplus(self, trial: optuna.trial.Trial) -> bool:
+        """True when the study had enough trials before this one (workers asked at the same time: the higher
+        trial number yields)."""
+        trials = self.session.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+        ahead = sum(t.state == TrialState.COMPLETE or t.number < trial.number for t in trials)
+        return ahead + 1 > self.n_trials
+
+    def _fail(self, trial: optuna.trial.Trial, attr: str, value: Any, state: TrialState = TrialState.FAIL) -> None:
+        s = self.session
+
+        def mark() -> None:
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                trial.set_user_attr(attr, value)
+            s.study.tell(trial, state=state, skip_if_finished=True)
+
+        with _SIGNALS.atomic():
+            s.db(mark)
+
+    def _one_trial(self, accept_duplicate: bool) -> str:
+        s = self.session
+        with _SIGNALS.atomic():
+            trial = s.db(self._ask)
+        if s.backend.outages != self._outages:  # a trial asked during the outage may be left RUNNING: fail it
+            self._outages = s.backend.outages
+            s.db(s.fail_own_running, trial._trial_id)
+        if s.db(self._surplus, trial):
+            self._fail(trial, "surplus", True)
+            return "surplus"
+        heartbeat = _Heartbeat(s.study._storage, trial._trial_id, self._heartbeat_s) if self._heartbeat_s else None
+        try:
+            arch = s.db(s.sample, trial)
+            digest = arch.digest()
+            s.db(trial.set_user_attr, "digest", digest)
+            dup = s.db(s.duplicate_of, digest, trial.number)
+            if dup is not None and not accept_duplicate:
+                self.duplicates += 1
+                self._fail(trial, "duplicate_of", dup, TrialState.PRUNED)
+                return "duplicate"
+            try:
+                ev = s.evaluator.evaluate(arch)
+            except KeyboardInterrupt:
+                self._fail(trial, "interrupted", True)
+                raise
+            except Exception as e:
+                self._fail(trial, "error", f"{type(e).__name__}: {e}")
+                raise
+            s.db(s.store, trial, arch, ev)
+        finally:
+            if heartbeat is not None:
+                heartbeat.stop()
+        with _SIGNALS.atomic():
+            frozen = s.db(self._tell, trial, ev.objective_values(s.objectives))
+        if frozen is not None and frozen.state == TrialState.COMPLETE:
+            for cb in self.callbacks:
+                cb(s.study, frozen)
+            return "complete"
+        return "surplus"
+
+    def _tell(self, trial: optuna.trial.Trial, values: list[float]) -> FrozenTrial | None:
+        """Complete `trial` unless the study already holds `n_trials` complete ones (then it is marked surplus)."""
+        s = self.session
+        with s.lock("tell"):
+            if s.n_complete() >= self.n_trials:
+                with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                    trial.set_user_attr("surplus", True)
+                return s.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # skip_if_finished's warning: another worker failed it meanwhile
+                return s.study.tell(trial, values, skip_if_finished=True)
