@@ -18,7 +18,7 @@ from nas.train.loss import ppyoloe_loss
 __all__ = [
     "BATCH_KINDS",
     "ProxyBatch",
-    "check_hw",
+    "check_imgsz",
     "detection_loss",
     "make_batch",
     "random_batch",
@@ -50,29 +50,29 @@ class ProxyBatch:
         return h.hexdigest()[:16]
 
 
-def check_hw(input_hw: int) -> None:
-    if input_hw < 32 or input_hw % 32:
-        raise ConfigError(f"proxy input_hw={input_hw}: must be a positive multiple of 32 (e.g. 128)")
+def check_imgsz(imgsz: int) -> None:
+    if imgsz < 32 or imgsz % 32:
+        raise ConfigError(f"proxy imgsz={imgsz}: must be a positive multiple of 32 (e.g. 128)")
 
 
-def random_batch(input_hw: int, batch_size: int, seed: int, num_classes: int = 80, max_objects: int = 4) -> ProxyBatch:
+def random_batch(imgsz: int, batch_size: int, seed: int, num_classes: int = 80, max_objects: int = 4) -> ProxyBatch:
     """Seeded uniform-noise images with random boxes (when no dataset is wanted or available)."""
-    check_hw(input_hw)
+    check_imgsz(imgsz)
     g = torch.Generator().manual_seed(seed)
-    images = torch.rand(batch_size, 3, input_hw, input_hw, generator=g)
+    images = torch.rand(batch_size, 3, imgsz, imgsz, generator=g)
     boxes, labels = [], []
     for _ in range(batch_size):
         n = int(torch.randint(1, max_objects + 1, (1,), generator=g))
-        wh = (0.1 + 0.5 * torch.rand(n, 2, generator=g)) * input_hw
-        xy = torch.rand(n, 2, generator=g) * (input_hw - wh)
+        wh = (0.1 + 0.5 * torch.rand(n, 2, generator=g)) * imgsz
+        xy = torch.rand(n, 2, generator=g) * (imgsz - wh)
         boxes.append(torch.cat([xy, xy + wh], 1))
         labels.append(torch.randint(0, num_classes, (n,), generator=g))
     return ProxyBatch(images, tuple(boxes), tuple(labels), f"random(seed={seed})")
 
 
-def synthetic_batch(input_hw: int, batch_size: int, data: str = "synthetic", split: str = "val") -> ProxyBatch:
+def synthetic_batch(imgsz: int, batch_size: int, data: str = "synthetic", split: str = "val") -> ProxyBatch:
     """The first `batch_size` images of a dataset (default: the embedded synthetic set), resized square."""
-    check_hw(input_hw)
+    check_imgsz(imgsz)
     import cv2  # cv2's import costs ~0.1 s: only a synthetic batch pays it
 
     ds = load_dataset(data, split)
@@ -81,20 +81,20 @@ def synthetic_batch(input_hw: int, batch_size: int, data: str = "synthetic", spl
     images, boxes, labels = [], [], []
     for i in range(batch_size):
         rec, xyxy, cls = ds[i]
-        img = cv2.resize(read_rgb(rec.path), (input_hw, input_hw), interpolation=cv2.INTER_LINEAR)
+        img = cv2.resize(read_rgb(rec.path), (imgsz, imgsz), interpolation=cv2.INTER_LINEAR)
         images.append(torch.from_numpy(img).permute(2, 0, 1).float() / 255.0)
-        scale = torch.tensor([input_hw / rec.width, input_hw / rec.height] * 2)
+        scale = torch.tensor([imgsz / rec.width, imgsz / rec.height] * 2)
         boxes.append(torch.from_numpy(np.asarray(xyxy, dtype=np.float32)).reshape(-1, 4) * scale)
         labels.append(torch.from_numpy(np.asarray(cls, dtype=np.int64)).reshape(-1))
     return ProxyBatch(torch.stack(images), tuple(boxes), tuple(labels), f"{data}:{split}[0:{batch_size}]")
 
 
-def make_batch(kind: str, input_hw: int, batch_size: int, seed: int, data: str = "synthetic") -> ProxyBatch:
+def make_batch(kind: str, imgsz: int, batch_size: int, seed: int, data: str = "synthetic") -> ProxyBatch:
     """`random` (seeded noise + random boxes) or `synthetic` (images of `data` via nas.data)."""
     if kind == "random":
-        return random_batch(input_hw, batch_size, seed)
+        return random_batch(imgsz, batch_size, seed)
     if kind == "synthetic":
-        return synthetic_batch(input_hw, batch_size, data)
+        return synthetic_batch(imgsz, batch_size, data)
     raise ConfigError(f"unknown proxy batch {kind!r}; choose one of {', '.join(BATCH_KINDS)}")
 
 

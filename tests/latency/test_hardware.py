@@ -24,7 +24,7 @@ def test_shipped_hardware():
 
 
 def test_unknown_name_lists_the_available_ones():
-    with pytest.raises(ConfigError, match=r"unknown hardware 'tpu'.*cpu_ort, cpu_torch, cuda_fp16"):
+    with pytest.raises(ConfigError, match=r"unknown hardware 'tpu'.*cpu_ort, cpu_ort_int8, cpu_torch, cuda_fp16"):
         load_hardware("tpu")
 
 
