@@ -43,19 +43,22 @@ def test_timing_statistics_on_known_samples():
     assert Timing((3.0,)).cv == 0.0
 
 
-def test_time_runner_counts_warmup_repeats_and_min_time():
+def test_time_runner_counts_warmup_repeats_and_min_time(monkeypatch):
     calls = []
     t = time_runner(lambda: calls.append(1), TimingSettings(warmup=3, repeats=4))
     assert len(calls) == 7 and len(t.samples_ms) == 4
     synced = []
     calls.clear()
+    now = [0.0]  # a fake clock: each run takes exactly 2 ms, however loaded the machine is
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(time, "process_time", lambda: now[0])
 
     def slow() -> None:
         calls.append(1)
-        time.sleep(0.002)
+        now[0] += 0.002
 
     t = time_runner(slow, TimingSettings(warmup=0, repeats=1, min_time_s=0.02), sync=lambda: synced.append(1))
-    assert len(t.samples_ms) > 1 and sum(t.samples_ms) >= 20.0  # kept repeating until 20 ms were measured
+    assert len(t.samples_ms) == 10 and sum(t.samples_ms) >= 20.0 - 1e-9  # kept repeating until 20 ms were measured
     assert len(synced) == len(calls) + 1  # a sync after warm-up, then after every timed run
     t = time_runner(lambda: None, TimingSettings(warmup=0, repeats=1, min_time_s=10.0, max_repeats=50))
     assert len(t.samples_ms) == 50  # bounded
