@@ -34,6 +34,7 @@ from nas.models.checkpoints import save_checkpoint
 from nas.proxy.train import SHORT, train
 from nas.space import load_arch
 from nas.train.options import TrainOptions
+from nas.train.outputs import epoch_table
 
 HERE = Path(__file__).resolve().parent
 
@@ -60,13 +61,7 @@ def write_results(args, cfg: TrainOptions, arch, n: int, n_val: int, history: li
         f"YOLO-NAS's loss (TAL + VFL + GIoU + DFL) on {n} train images at {cfg.imgsz}, batch {cfg.batch}, "
         f"AdamW lr {cfg.lr0}, {cfg.epochs} epochs, EMA; validated (EMA weights, pycocotools) on {n_val} val images.",
         "",
-        "| epoch | loss | cls | iou | dfl | mAP50-95 | mAP50 | elapsed |",
-        "|---|---|---|---|---|---|---|---|",
-        *(
-            f"| {r['epoch']} | {r['loss']:.3f} | {r['cls']:.3f} | {r['iou']:.3f} | {r['dfl']:.3f} "
-            f"| {r['mAP50_95']:.1f} | {r['mAP50']:.1f} | {r['elapsed_s']:.0f} s |"
-            for r in history
-        ),
+        *epoch_table(history),
     ]
     last = history[-1] if history else {}
     if "per_class" in last:

@@ -23,6 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from nas.io import write_text_atomic
+from nas.train.outputs import epoch_table
 
 HERE = Path(__file__).resolve().parent
 BASELINE = {"source": "experiments/synthetic_difficulty (flip only)", "epochs": 30, "mAP50_95": 16.2, "mAP50": 23.9}
@@ -50,13 +51,7 @@ def write_quality(out: Path, opts, history: list[dict], threads: int) -> None:
         f"Baseline (flip only, same recipe otherwise): {BASELINE['mAP50_95']} mAP50-95 / {BASELINE['mAP50']} mAP50 "
         f"at {BASELINE['epochs']} epochs. Machine: {result['machine']}.",
         "",
-        "| epoch | loss | cls | iou | dfl | mAP50-95 | mAP50 | elapsed |",
-        "|---|---|---|---|---|---|---|---|",
-        *(
-            f"| {r['epoch']} | {r['loss']:.3f} | {r['cls']:.3f} | {r['iou']:.3f} | {r['dfl']:.3f} "
-            f"| {r['mAP50_95']:.1f} | {r['mAP50']:.1f} | {r['elapsed_s']:.0f} s |"
-            for r in history
-        ),
+        *epoch_table(history),
     ]
     if best is not None:
         lines += [

@@ -204,11 +204,7 @@ class Session:
                     and ((datetime.now() - t.datetime_start).total_seconds() > grace_s)
                 )
                 if nameless or _dead_local(t.user_attrs.get("worker")):
-                    try:
-                        self.storage.set_trial_user_attr(t._trial_id, "stale", True)
-                        self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-                    except optuna.exceptions.UpdateFinishedTrialError:
-                        pass  # it finished (or another worker failed it) meanwhile
+                    self._fail(t._trial_id, "stale")  # False: it finished (or another worker failed it) meanwhile
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(self.study)
@@ -242,13 +238,17 @@ class Session:
             if self.n_complete() < self.cfg.n_trials:
                 return 0
             for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-                try:
-                    self.storage.set_trial_user_attr(t._trial_id, "not_needed", True)
-                    self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-                    n += 1
-                except optuna.exceptions.UpdateFinishedTrialError:
-                    pass
+                n += self._fail(t._trial_id, "not_needed")
         return n
+
+    def _fail(self, trial_id: int, marker: str) -> bool:
+        """Mark trial `trial_id` with user attr `marker` and fail it; False when another process finished it first."""
+        try:
+            self.storage.set_trial_user_attr(trial_id, marker, True)
+            self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return False
+        return True
 
     def fail_own_running(self, keep: int | None = None) -> int:
         """Fail (and mark interrupted) this process's trials that are still RUNNING, except trial id `keep`."""
@@ -258,12 +258,7 @@ class Session:
             w = t.user_attrs.get("worker")
             mine = isinstance(w, dict) and w.get("host") == me["host"] and w.get("pid") == me["pid"]
             if mine and t._trial_id != keep:
-                try:
-                    self.storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-                    self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-                    n += 1
-                except optuna.exceptions.UpdateFinishedTrialError:
-                    pass
+                n += self._fail(t._trial_id, "interrupted")
         return n
 
     # ---- trials ------------------------------------------------------------------------------

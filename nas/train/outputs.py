@@ -91,6 +91,19 @@ class RunLog:
             self.wandb.finish()
 
 
+def epoch_table(history: list[dict[str, Any]]) -> list[str]:
+    """Markdown rows of a training history (loss terms, mAP in points, elapsed seconds), header included."""
+    return [
+        "| epoch | loss | cls | iou | dfl | mAP50-95 | mAP50 | elapsed |",
+        "|---|---|---|---|---|---|---|---|",
+        *(
+            f"| {r['epoch']} | {r['loss']:.3f} | {r['cls']:.3f} | {r['iou']:.3f} | {r['dfl']:.3f} "
+            f"| {r['mAP50_95']:.1f} | {r['mAP50']:.1f} | {r['elapsed_s']:.0f} s |"
+            for r in history
+        ),
+    ]
+
+
 def summary_table(metrics: dict[str, Any]) -> str:
     """Markdown table: all classes, then AP50-95 and AP50 of each class (percent)."""
     lines = ["| class | AP50-95 | AP50 |", "|---|---|---|"]
