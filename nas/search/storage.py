@@ -20,6 +20,7 @@ import optuna
 
 from nas.errors import ConfigError, NasError
 from nas.search.config import StorageConfig
+from nas.search.signals import SIGNALS
 
 __all__ = ["STORAGE_KINDS", "StorageUnavailableError", "StudyStorage", "make_storage", "redact"]
 
@@ -44,15 +45,35 @@ def redact(url: str) -> str:
 
 
 def _root_cause(exc: BaseException) -> BaseException:
-    """The innermost exception of a chain: psycopg2's "connection refused" under Optuna's StorageInternalError."""
-    seen = set()
-    while id(exc) not in seen:
+    """The driver's error behind a chain: psycopg2's "connection refused" under SQLAlchemy's wrapper under
+    Optuna's StorageInternalError; the innermost exception when no driver error is in the chain (SQLAlchemy's
+    own pool bookkeeping, such as InvalidatePoolError, is in the chain too and says nothing)."""
+    chain, seen = [], set()
+    while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        nxt = exc.__cause__ or exc.__context__
-        if nxt is None:
-            break
-        exc = nxt
-    return exc
+        chain.append(exc)
+        orig = getattr(exc, "orig", None)  # sqlalchemy.exc.DBAPIError wraps the driver's exception
+        if isinstance(orig, BaseException):
+            return orig
+        exc = exc.__cause__ or exc.__context__
+    for e in chain:
+        if not type(e).__module__.startswith(("sqlalchemy", "optuna")) and _dbapi_kind(e):
+            return e
+    return chain[-1]
+
+
+_DBAPI_KINDS = ("OperationalError", "InterfaceError", "DatabaseError")
+
+
+def _error_kind(exc: BaseException) -> str:
+    """The error's class name and its DB-API kind when they differ: psycopg2's AdminShutdown (a server shut down
+    under an open connection) is shown as "AdminShutdown (OperationalError)"."""
+    name, kind = type(exc).__name__, _dbapi_kind(exc)
+    return name if kind in (None, name) else f"{name} ({kind})"
+
+
+def _dbapi_kind(exc: BaseException) -> str | None:
+    return next((c.__name__ for c in type(exc).__mro__ if c.__name__ in _DBAPI_KINDS), None)
 
 
 @dataclass
@@ -120,7 +141,8 @@ class StudyStorage:
         """
         while True:
             try:
-                out = fn(*args, **kwargs)
+                with SIGNALS.atomic():  # a stop signal waits for the call: never a half-done commit
+                    out = fn(*args, **kwargs)
             except (KeyboardInterrupt, NasError, optuna.exceptions.UpdateFinishedTrialError):
                 raise
             except Exception as e:
@@ -129,7 +151,7 @@ class StudyStorage:
                     raise
                 now = time.monotonic()
                 cause = _root_cause(probe)
-                reason = f"{type(cause).__name__}: {str(cause).strip().splitlines()[0] if str(cause) else ''}"
+                reason = f"{_error_kind(cause)}: {str(cause).strip().splitlines()[0] if str(cause) else ''}"
                 if self._outage_since is None:
                     self._outage_since = now
                     self.outages += 1

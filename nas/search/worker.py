@@ -13,69 +13,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.search.signals import SIGNALS, interruptible
 from nas.search.study import Session, worker_id
 
 __all__ = ["Worker", "interruptible"]
 
 log = logging.getLogger("nas.search")
 Callback = Callable[[optuna.Study, FrozenTrial], None]
-STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
-
-
-class _Signals:
-    """Ctrl-C, SIGTERM (a scheduler's preemption) and SIGHUP (a closed terminal) raise KeyboardInterrupt, except
-    inside `atomic()`: a write to the study (asking a trial and naming its worker, telling it) is finished first,
-    so that an interrupted worker never leaves a trial it cannot recognise as its own."""
-
-    def __init__(self) -> None:
-        self.depth = 0
-        self.pending: str | None = None
-
-    def handler(self, signum: int, frame: Any) -> None:
-        name = signal.Signals(signum).name
-        if self.depth:
-            self.pending = name
-            return
-        raise KeyboardInterrupt(f"signal {name}")
-
-    @contextlib.contextmanager
-    def atomic(self) -> Iterator[None]:
-        self.depth += 1
-        try:
-            yield
-        finally:
-            self.depth -= 1
-        if not self.depth and self.pending is not None:
-            name, self.pending = self.pending, None
-            raise KeyboardInterrupt(f"signal {name}")
-
-
-_SIGNALS = _Signals()
-
-
-@contextlib.contextmanager
-def interruptible() -> Iterator[None]:
-    """SIGINT, SIGTERM and SIGHUP stop the search like Ctrl-C (see `_Signals`)."""
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for name in STOP_SIGNALS:
-            if hasattr(signal, name):
-                previous[name] = signal.signal(getattr(signal, name), _SIGNALS.handler)
-    try:
-        yield
-    finally:
-        for name, handler in previous.items():
-            signal.signal(getattr(signal, name), handler)
 
 
 class _Heartbeat:
@@ -171,12 +124,12 @@ class Worker:
                 trial.set_user_attr(attr, value)
             s.study.tell(trial, state=state, skip_if_finished=True)
 
-        with _SIGNALS.atomic():
+        with SIGNALS.atomic():
             s.db(mark)
 
     def _one_trial(self, accept_duplicate: bool) -> str:
         s = self.session
-        with _SIGNALS.atomic():
+        with SIGNALS.atomic():
             trial = s.db(self._ask)
         if s.backend.outages != self._outages:  # a trial asked during the outage may be left RUNNING: fail it
             self._outages = s.backend.outages
@@ -206,7 +159,7 @@ class Worker:
         finally:
             if heartbeat is not None:
                 heartbeat.stop()
-        with _SIGNALS.atomic():
+        with SIGNALS.atomic():
             frozen = s.db(self._tell, trial, ev.objective_values(s.objectives))
         if frozen is not None and frozen.state == TrialState.COMPLETE:
             for cb in self.callbacks:

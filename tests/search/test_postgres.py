@@ -16,6 +16,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from nas.search import StorageConfig, run_search
 from tests.search.pg import PgServer, pg_bindir
@@ -103,7 +104,7 @@ def _wait_for(cond, timeout_s: float = 300) -> None:
 def _states(url, name):
     try:
         return optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
-    except KeyError:
+    except (KeyError, IntegrityError, ProgrammingError):  # no study yet, or the workers are creating the tables
         return []
 
 
@@ -161,7 +162,11 @@ def test_the_database_goes_away_and_comes_back(tiny_space_path, proxy_cache, tmp
             errs.append(err)
         for err in errs:
             assert "Traceback" not in err and "StorageInternalError" not in err
-        assert any("lost the connection to" in e and "OperationalError" in e for e in errs)
+        lost = [e for e in errs if "lost the connection to" in e]
+        assert lost, "a worker reports the outage:\n" + "\n---\n".join(e[-3000:] for e in errs)
+        assert all("OperationalError" in e or "InterfaceError" in e for e in lost), [
+            line for e in lost for line in e.splitlines() if "lost the connection" in line
+        ]
         trials = _states(server.url, name)
         assert sum(t.state == TrialState.COMPLETE for t in trials) == n
         assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
