@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import runpy
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,12 +136,17 @@ def _run_predict(args: dict[str, Any]) -> int:
     from nas.io import write_text_atomic
 
     items = resolve_source(args["source"]) if args["source"] is not None else None
+    t0 = time.perf_counter()
     model = _model(args)
     if items is None:  # the API's default source (a few synthetic images)
         from nas.api import _default_source
 
         items = _default_source()
     opts = pick(PredictOptions, args)
+    print(
+        f"{model!r} ready in {time.perf_counter() - t0:.1f} s; {len(items)} image(s) at imgsz {opts.imgsz}. The first "
+        "image is slower: PyTorch (or onnxruntime) selects and prepares its kernels on the first call at a shape"
+    )
     save_dir: Path | None = None  # created with the first result: a run that fails before has no directory
     records: list[dict[str, Any]] = []
     bad: list[tuple[str, str]] = []

@@ -91,7 +91,9 @@ def test_predict_writes_a_fresh_run_dir(ckpt, tmp_path, capsys):
     records = json.loads((run / "predictions.json").read_text())
     assert [r["orig_shape"] for r in records] == [[240, 320], [200, 200]]
     assert all(d["name"] in SYNTHETIC_NAMES for r in records for d in r["detections"])
-    assert "image 1 " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "image 1 " in out
+    assert "2 image(s) at imgsz 128. The first image is slower: PyTorch" in out, "the slow first image is explained"
     assert main([*argv, "save=false"]) == 0
     assert sorted(p.name for p in (tmp_path / "runs" / "predict" / "exp2").iterdir()) == [
         "predictions.json",

@@ -33,13 +33,13 @@ def _machine(threads: int) -> str:
     return f"{platform.processor() or platform.machine()}, {threads} torch thread(s), torch {torch.__version__}"
 
 
-def write_quality(out: Path, opts, history: list[dict], threads: int) -> None:
+def write_quality(out: Path, opts, history: list[dict], threads: int, note: str = "") -> None:
     best = max(history, key=lambda r: r["mAP50_95"]) if history else None
     result = {
         "what": "yolo_nas_s layout (8 classes) from random init on the synthetic set with the trainer's augmentation",
         "options": opts.to_dict(),
         "baseline": BASELINE,
-        "machine": _machine(threads) + "; shared with five other jobs (timings are not clean)",
+        "machine": _machine(threads) + (f"; {note}" if note else ""),
         "history": history,
         "best": best,
     }
@@ -92,7 +92,7 @@ def quality(args) -> int:
 
     def on_epoch(row: dict, _model) -> None:
         history[row["epoch"]] = row
-        write_quality(out, opts, [history[k] for k in sorted(history)], args.threads)
+        write_quality(out, opts, [history[k] for k in sorted(history)], args.threads, args.note)
 
     log = lambda s: print(s, flush=True)  # noqa: E731
     if last.is_file():
@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--close-mosaic", type=int, default=5)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--note", default="", help="quality: what else ran on the machine (goes into the results)")
     ap.add_argument("--steps", type=int, default=10, help="overhead: optimizer steps per timed run")
     ap.add_argument("--reps", type=int, default=2, help="overhead: interleaved repetitions")
     ap.add_argument("--overhead-imgsz", type=int, default=128)
