@@ -55,6 +55,7 @@ class TrainOptions:
     seed: int = 0
     limit: int | None = None
     val: bool = True
+    val_period: int = 1
     project: str = "runs"
     name: str = "exp"
     exist_ok: bool = False
@@ -94,7 +95,8 @@ class TrainOptions:
         "hsv_v": "value shift, fraction of 255 (super-gradients: 30)",
         "seed": "seed of the initialization, the data order and the augmentation",
         "limit": "train on the first N images only",
-        "val": "validate the EMA weights after every epoch",
+        "val": "validate the EMA weights (every val_period epochs and after the last)",
+        "val_period": "validate every N epochs (and always after the last); best.pt only at validated epochs",
         "project": "parent folder; the run goes to <project>/train/<name>",
         "name": "run directory name (exp, exp2, ... when taken)",
         "exist_ok": "reuse <project>/train/<name> instead of incrementing",
@@ -111,7 +113,7 @@ class TrainOptions:
         if isinstance(self.resume, str) and self.resume.lower() in ("true", "false", "1", "0", "yes", "no", ""):
             object.__setattr__(self, "resume", self.resume.lower() in ("true", "1", "yes"))  # key=value text
         check(self.imgsz >= 32 and self.imgsz % 32 == 0, "imgsz", self.imgsz, "a positive multiple of 32 (e.g. 640)")
-        for key in ("epochs", "batch", "max_bad_steps"):
+        for key in ("epochs", "batch", "max_bad_steps", "val_period"):
             check(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
         for key in ("workers", "freeze_epochs", "close_mosaic", "save_period_steps"):
             check(getattr(self, key) >= 0, key, getattr(self, key), "an integer >= 0")

@@ -233,7 +233,8 @@ def run_epochs(run: Run) -> TrainResult:
         done = max(1.0, sums.pop("n"))
         row = {"epoch": epoch + 1, "steps": global_step, **{k: round(v / done, 4) for k, v in sums.items()}}
         row.update(lr=lr, skipped_steps=skipped)
-        if d.main and o.val and run.val_set is not None:
+        validated = o.val and run.val_set is not None and ((epoch + 1) % o.val_period == 0 or epoch + 1 == o.epochs)
+        if d.main and validated:
             eval_model.eval()  # the EMA copy always is; the raw model (ema_decay=0) must not move its BN statistics
             m = validate(eval_model, run.val_set, imgsz=o.imgsz, batch=max(1, o.batch), verbose=False)
             row.update(_metrics_row(m))
@@ -243,7 +244,7 @@ def run_epochs(run: Run) -> TrainResult:
         start_batch = 0
         if d.main:
             fitness = row.get("mAP50_95", -row["loss"])
-            improved = fitness > best_fitness
+            improved = fitness > best_fitness and (validated or not o.val)
             if improved:
                 best_fitness = fitness
             if run.run_dir is not None:

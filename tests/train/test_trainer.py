@@ -47,6 +47,14 @@ def test_run_writes_checkpoints_curves_and_summary(fast):
     assert again.run_dir.name == "exp2" and again.best is not None
 
 
+def test_val_period_validates_every_n_epochs_and_after_the_last(fast):
+    result = train(_model(), fast.replace(epochs=3, val_period=2))
+    assert ["mAP50_95" in r for r in result.history] == [False, True, True]
+    assert read_checkpoint(result.best).meta["train"]["epoch"] in (2, 3), "best.pt only at a validated epoch"
+    with pytest.raises(ConfigError, match="val_period"):
+        fast.replace(val_period=0)
+
+
 def test_non_finite_losses_skip_steps_then_stop_with_where_and_why(fast):
     model = _model()
     with torch.no_grad():
