@@ -1,0 +1,184 @@
+"""The proxy table: each proxy's rank agreement with the trained ground truth, with bootstrap intervals.
+
+Ground truth per architecture: final mAP50-95 of the recipe, averaged over the seeds trained. Per proxy score:
+Spearman rho and Kendall tau over the architectures both have (95% percentile bootstrap intervals, resampling
+architectures), top-5 overlap (of the 5 best by ground truth, how many the proxy also puts in its top 5) and the
+mean seconds per candidate on the machine recorded. The ceiling: rho between the two seeds of the architectures
+trained twice. "Settled": rho between the mAP at the second-to-last validation and the final one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from nas.io import write_text_atomic
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+# score key in a proxy's result file -> (table name, cost key)
+ZERO_COST_SCORES = {
+    "vote": ("zero-cost vote (search default)", "vote_s"),
+    "synflow": ("synflow", "synflow_s"),
+    "naswot": ("naswot", "naswot_s"),
+    "snip": ("snip", "snip_s"),
+    "grad_norm": ("grad_norm", "grad_norm_s"),
+    "zen": ("zen", "zen_s"),
+    "params": ("params", "params_s"),
+    "flops": ("FLOPs", "flops_s"),
+}
+TRAINED_SCORES = ("mAP50_95", "tse")
+
+
+def rank_stats(x: list[float], y: list[float], boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Spearman and Kendall of (x, y) with 95% bootstrap intervals (resampling pairs), and n."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    n = len(x)
+    out: dict[str, Any] = {"n": n}
+    if n < 3:
+        return {**out, "spearman": None, "kendall": None, "spearman_ci": None, "kendall_ci": None}
+    out["spearman"] = float(stats.spearmanr(x, y).statistic)
+    out["kendall"] = float(stats.kendalltau(x, y).statistic)
+    rng = np.random.default_rng(seed)
+    rhos, taus = [], []
+    for _ in range(boot):
+        i = rng.integers(0, n, n)
+        if len(set(x[i])) < 2 or len(set(y[i])) < 2:
+            continue
+        rhos.append(stats.spearmanr(x[i], y[i]).statistic)
+        taus.append(stats.kendalltau(x[i], y[i]).statistic)
+    ci = lambda v: [float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))] if v else None  # noqa: E731
+    out["spearman_ci"], out["kendall_ci"] = ci(rhos), ci(taus)
+    return out
+
+
+def top_overlap(x: list[float], y: list[float], k: int = 5) -> int | None:
+    """How many of the k best by y are also among the k best by x."""
+    if len(x) < k:
+        return None
+    bx = set(np.argsort(-np.asarray(x, dtype=float))[:k])
+    by = set(np.argsort(-np.asarray(y, dtype=float))[:k])
+    return len(bx & by)
+
+
+def _load(folder: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+
+
+def ground_truth(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    by: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r.get("mAP50_95") is None:
+            continue
+        g = by.setdefault(r["name"], {"seeds": {}, "train_s": 0.0})
+        g["seeds"][r["seed"]] = float(r["mAP50_95"])
+        g["train_s"] += float(r.get("train_s", 0.0))
+        vals = [h["mAP50_95"] for h in r.get("history", []) if "mAP50_95" in h]
+        if len(vals) >= 2 and r["seed"] == 0:
+            g["previous_val"] = vals[-2]
+    for g in by.values():
+        g["mAP50_95"] = float(np.mean(list(g["seeds"].values())))
+    return by
+
+
+def proxy_scores(results: Path = RESULTS) -> dict[str, dict[str, tuple[float, float]]]:
+    """{score name: {arch: (value, seconds)}} over every proxy result file."""
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    for folder in sorted((results / "proxies").glob("*")) if (results / "proxies").is_dir() else []:
+        for r in _load(folder):
+            if folder.name == "zero_cost":
+                for key, (label, cost) in ZERO_COST_SCORES.items():
+                    if r.get(key) is not None:
+                        out.setdefault(label, {})[r["name"]] = (float(r[key]), float(r.get(cost, 0.0)))
+            else:
+                for key in TRAINED_SCORES:
+                    if r.get(key) is not None and math.isfinite(float(r[key])):
+                        out.setdefault(f"{folder.name} ({key})", {})[r["name"]] = (float(r[key]), float(r["seconds"]))
+    return out
+
+
+def build(results: Path = RESULTS, boot: int = 2000) -> dict[str, Any]:
+    gt_rows = _load(results / "gt")
+    gt = ground_truth(gt_rows)
+    table = []
+    for label, values in proxy_scores(results).items():
+        names = [n for n in values if n in gt]
+        x = [values[n][0] for n in names]
+        y = [gt[n]["mAP50_95"] for n in names]
+        row = {"proxy": label, **rank_stats(x, y, boot), "top5_overlap": top_overlap(x, y)}
+        row["cost_s"] = float(np.mean([values[n][1] for n in names])) if names else None
+        table.append(row)
+    table.sort(key=lambda r: -(r["spearman"] if r["spearman"] is not None else -2))
+    twice = [n for n, g in gt.items() if {0, 1} <= g["seeds"].keys()]
+    ceiling = rank_stats([gt[n]["seeds"][0] for n in twice], [gt[n]["seeds"][1] for n in twice], boot)
+    ceiling["seed_abs_diff_mean"] = (
+        float(np.mean([abs(gt[n]["seeds"][0] - gt[n]["seeds"][1]) for n in twice])) if twice else None
+    )
+    prev = [n for n, g in gt.items() if "previous_val" in g]
+    settled = rank_stats([gt[n]["previous_val"] for n in prev], [gt[n]["seeds"].get(0, math.nan) for n in prev], boot)
+    recipe = gt_rows[0]["recipe"] if gt_rows else None
+    return {
+        "what": "rank agreement of each accuracy proxy with trained mAP50-95 (issue 14)",
+        "recipe": recipe,
+        "ground_truth": {n: {k: v for k, v in g.items()} for n, g in sorted(gt.items())},
+        "n_architectures": len(gt),
+        "n_trainings": len(gt_rows),
+        "train_s_total": round(sum(float(r.get("train_s", 0.0)) for r in gt_rows), 1),
+        "machines": sorted({r.get("machine", "?") for r in gt_rows}),
+        "seed_ceiling": ceiling,
+        "settled": settled,
+        "proxies": table,
+    }
+
+
+def _fmt(v: Any, ci: Any = None) -> str:
+    if v is None:
+        return "–"
+    s = f"{v:.2f}"
+    return f"{s} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else s
+
+
+def markdown(res: dict[str, Any]) -> str:
+    r = res["recipe"] or {}
+    lines = [
+        "# Accuracy proxies vs trained mAP (yolo_nas space, synthetic set)",
+        "",
+        f"Ground truth: {res['n_architectures']} architectures, {res['n_trainings']} trainings "
+        f"({res['train_s_total'] / 3600:.2f} training-hours in all) with one recipe: "
+        + ", ".join(f"{k} {v}" for k, v in r.items())
+        + f". Machines: {'; '.join(res['machines']) or '–'}.",
+        "",
+        f"Seed-to-seed ceiling ({res['seed_ceiling']['n']} architectures trained twice): Spearman "
+        f"{_fmt(res['seed_ceiling']['spearman'], res['seed_ceiling']['spearman_ci'])}, mean |difference| "
+        f"{_fmt(res['seed_ceiling']['seed_abs_diff_mean'])} mAP. Settled (previous validation vs final): Spearman "
+        f"{_fmt(res['settled']['spearman'], res['settled']['spearman_ci'])} over {res['settled']['n']}.",
+        "",
+        "| proxy | n | Spearman ρ [95% CI] | Kendall τ [95% CI] | top-5 overlap | s / candidate |",
+        "|---|---:|---|---|---:|---:|",
+    ]
+    for p in res["proxies"]:
+        lines.append(
+            f"| {p['proxy']} | {p['n']} | {_fmt(p['spearman'], p['spearman_ci'])} | "
+            f"{_fmt(p['kendall'], p['kendall_ci'])} | {p['top5_overlap'] if p['top5_overlap'] is not None else '–'} | "
+            f"{p['cost_s']:.1f} |"
+            if p["cost_s"] is not None
+            else f"| {p['proxy']} | 0 | – | – | – | – |"
+        )
+    lines += ["", "| architecture | mAP50-95 (seeds) | training s |", "|---|---|---:|"]
+    for n, g in res["ground_truth"].items():
+        seeds = ", ".join(f"{v:.1f}" for _, v in sorted(g["seeds"].items()))
+        lines.append(f"| {n} | {g['mAP50_95']:.1f} ({seeds}) | {g['train_s']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def report(args) -> int:
+    res = build(RESULTS, args.boot)
+    write_text_atomic(HERE / "results.json", json.dumps(res, indent=1) + "\n")
+    write_text_atomic(HERE / "results.md", markdown(res))
+    print(markdown(res))
+    return 0

@@ -1,0 +1,130 @@
+"""experiments/proxy_correlation: the fixed sample, a ground-truth unit trained and written, proxy units, the
+rank statistics against hand-computed values, and the report over partial results."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from nas.data.synthetic import SyntheticSpec, ensure_synthetic
+from nas.space import load_space
+from tests.zoo_helpers import tiny_arch
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = ROOT / "experiments/proxy_correlation"
+
+
+def _load(name: str):
+    sys.path.insert(0, str(HERE))
+    spec = importlib.util.spec_from_file_location(f"pc_{name}", HERE / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def pc(tmp_path, monkeypatch):
+    """The experiment with its folders under tmp_path, a tiny architecture and a tiny recipe."""
+    run = _load("run")
+    data = ensure_synthetic(tmp_path / "datasets", SyntheticSpec(seed=3, n_train=4, n_val=3)) / "synthetic.yaml"
+    for attr, sub in (("ARCHS", "archs"), ("RESULTS", "results"), ("RUNS", "runs"), ("HERE", "")):
+        monkeypatch.setattr(run, attr, tmp_path / sub)
+    (tmp_path / "archs").mkdir()
+    (tmp_path / "archs" / "tiny.yaml").write_text(tiny_arch(80, "tiny").to_yaml())
+    recipe = {**run.RECIPE, "data": str(data), "epochs": 2, "imgsz": 64, "batch": 2, "val_period": 1}
+    monkeypatch.setattr(run, "RECIPE", recipe)
+    monkeypatch.setattr(run, "PARENT", "tiny")
+    return run
+
+
+def test_the_committed_sample_is_fixed_stratified_and_in_the_space():
+    doc = json.loads((HERE / "sample.json").read_text())
+    run = _load("run")
+    units = doc["units"]
+    assert len(units) >= 27 and {"yolo_nas_s", "yolo_nas_m", "yolo_nas_l"} <= {u["name"] for u in units}
+    space = load_space("yolo_nas")
+    for u in units:
+        arch = run.space_arch(u["name"])
+        assert arch.digest() == u["digest"] and space.contains(arch), u["name"]
+    sampled = [u for u in units if u["bin"] is not None]
+    assert len(sampled) >= 24 and len({u["bin"] for u in sampled}) == run.N_BINS
+    for b in range(run.N_BINS):  # both block types in every latency bin
+        assert {u["blocks"] for u in sampled if u["bin"] == b} == {"qarepvgg", "repvgg"}
+    assert len(doc["second_seed"]) >= 6
+    order = run.gt_units(doc)
+    assert order[0] == ("yolo_nas_s", 0) and len(order) == len(units) + len(doc["second_seed"])
+    assert len(set(order)) == len(order)
+    assert run.sample(argparse.Namespace(force=False)) == 0  # refuses to redraw: the file is unchanged
+    assert json.loads((HERE / "sample.json").read_text()) == doc
+
+
+def test_a_ground_truth_unit_trains_and_is_not_trained_again(pc, tmp_path, monkeypatch):
+    doc = {"units": [{"name": "tiny", "bin": 0}], "second_seed": []}
+    monkeypatch.setattr(pc, "gt_units", lambda d: [("tiny", 0)])
+    assert pc.todo_units(doc) == [("tiny", 0)]
+    assert pc.train_one(argparse.Namespace(name="tiny", seed=0, device="cpu", workers=0, verbose=False)) == 0
+    res = json.loads(pc.gt_path("tiny", 0).read_text())
+    assert [r["epoch"] for r in res["history"]] == [1, 2] and res["mAP50_95"] == res["history"][-1]["mAP50_95"]
+    assert res["recipe"]["imgsz"] == 64 and res["train_s"] > 0 and "per_class" not in res["history"][0]
+    assert pc.todo_units(doc) == [], "a finished unit is not trained again"
+    assert pc._parent_checkpoint().is_file()  # the inherit proxies' parent
+    # a training proxy of the same architecture, and inheritance from the trained parent
+    proxies = {k: (kind, {**f, "imgsz": 64}) for k, (kind, f) in pc.TRAINED_PROXIES.items()}
+    monkeypatch.setattr(pc, "TRAINED_PROXIES", proxies)
+    for proxy in ("short_train_e1", "inherit_e0"):
+        assert pc.proxy_one(argparse.Namespace(proxy=proxy, name="tiny", device="cpu")) == 0
+        out = json.loads(pc.proxy_path(proxy, "tiny").read_text())
+        assert 0 <= out["mAP50_95"] <= 100 and out["seconds"] > 0
+    assert out["inherited"] == pytest.approx(1.0), "the parent is the same architecture: all inherited"
+
+
+def test_the_pool_runs_every_unit_and_reports_failures(pc):
+    ok = [sys.executable, "-c", "pass"]
+    bad = [sys.executable, "-c", "raise SystemExit(3)"]
+    assert pc._pool_run([ok, ok, ok], jobs=2, threads=1) == 0
+    assert pc._pool_run([ok, bad], jobs=2, threads=1) == 1
+
+
+def test_rank_statistics_match_hand_computed_values():
+    rep = _load("report")
+    # y = x except one swapped pair among 5: Spearman 1 - 6*2/(5*24) = 0.9, Kendall (9 - 1)/10 = 0.8
+    r = rep.rank_stats([1, 2, 3, 4, 5], [1, 2, 4, 3, 5], boot=200)
+    assert r["spearman"] == pytest.approx(0.9) and r["kendall"] == pytest.approx(0.8) and r["n"] == 5
+    lo, hi = r["spearman_ci"]
+    assert -1 <= lo <= 0.9 <= hi <= 1
+    assert rep.rank_stats([1, 2], [2, 1])["spearman"] is None
+    assert rep.top_overlap([5, 4, 3, 2, 1, 0], [0, 1, 2, 3, 4, 5], k=5) == 4  # reversed: 4 of 5 shared of 6
+    assert rep.top_overlap([1, 2], [1, 2], k=5) is None
+
+
+def test_report_over_partial_results(tmp_path):
+    rep = _load("report")
+    gt, zc = tmp_path / "gt", tmp_path / "proxies" / "zero_cost"
+    gt.mkdir(parents=True)
+    zc.mkdir(parents=True)
+    recipe = {"epochs": 20, "imgsz": 160}
+    truth = {"a": 10.0, "b": 20.0, "c": 30.0, "d": 40.0}
+    for n, m in truth.items():
+        hist = [{"epoch": 15, "mAP50_95": m - 1}, {"epoch": 20, "mAP50_95": m}]
+        (gt / f"{n}_s0.json").write_text(
+            json.dumps({"name": n, "seed": 0, "mAP50_95": m, "train_s": 100, "recipe": recipe, "history": hist})
+        )
+        score = {"name": n, "vote": m, "vote_s": 2.0, "params": -m, "params_s": 0.0}
+        (zc / f"{n}.json").write_text(json.dumps(score))
+    (gt / "a_s1.json").write_text(json.dumps({"name": "a", "seed": 1, "mAP50_95": 12.0, "train_s": 100}))
+    (gt / "b_s1.json").write_text(json.dumps({"name": "b", "seed": 1, "mAP50_95": 18.0, "train_s": 100}))
+    res = rep.build(tmp_path, boot=100)
+    assert res["n_architectures"] == 4 and res["n_trainings"] == 6 and res["train_s_total"] == 600
+    assert res["ground_truth"]["a"]["mAP50_95"] == pytest.approx(11.0)  # the mean over seeds
+    by = {p["proxy"]: p for p in res["proxies"]}
+    assert by["zero-cost vote (search default)"]["spearman"] == pytest.approx(1.0)
+    assert by["params"]["spearman"] == pytest.approx(-1.0) and by["params"]["cost_s"] == 0.0
+    assert res["seed_ceiling"]["n"] == 2 and res["seed_ceiling"]["seed_abs_diff_mean"] == pytest.approx(2.0)
+    assert res["settled"]["spearman"] == pytest.approx(1.0)
+    md = rep.markdown(res)
+    assert "| zero-cost vote (search default) | 4 | 1.00" in md and "| a | 11.0 (10.0, 12.0) | 200 |" in md
