@@ -323,7 +323,7 @@ def proxy_one(args) -> int:
     if proxy == "zero_cost":
         values = _zero_cost(space_arch(name))
     else:
-        from nas.proxy.trained import TrainedProxy, inherit_score, short_train_score
+        from nas.proxy.train import TrainedProxy, inherit_score, short_train_score
 
         kind, fields = TRAINED_PROXIES[proxy]
         cfg = TrainedProxy(data=RECIPE["data"], batch=RECIPE["batch"], device=args.device, **fields)

@@ -1,23 +1,45 @@
-"""Short training as an accuracy proxy: the trainer of `nas.train` with a short preset, nothing written to disk.
+"""Training as an accuracy proxy: the trainer of `nas.train` with short presets, nothing written to disk.
 
-The loss (TAL + varifocal + GIoU + DFL), EMA, parameter groups and schedule live in `nas.train`; this module only
-names the preset and returns what the search and the experiments use: the EMA model and the per-epoch history.
+`train` (the SHORT preset) returns the EMA model and the per-epoch history (experiments/synthetic_difficulty).
+The search's training proxies train each candidate a few epochs from scratch (`short_train_score`) or from weights
+inherited from a trained parent (`inherit_score`) and score it on the val split; slower than the zero-cost proxies
+by orders of magnitude, the usual stronger baseline. `experiments/proxy_correlation` measures both against
+trained mAP. Every score is "larger is better":
+- `mAP50_95`: of the EMA weights after the short training (percent), on the val split of `data`;
+- `tse`: training speed estimation (Ru et al. 2021): minus the mean training loss over all epochs - informative
+  after one epoch already, when the mAP of a detector trained from scratch is still near 0;
+- `loss`: minus the last epoch's mean training loss.
 
-    from nas.proxy.train import SHORT, train
+    from nas.proxy.train import SHORT, TrainedProxy, inherit_score, short_train_score, train
     ema_model, history = train(model, "synthetic", SHORT.replace(epochs=10, imgsz=256), val_data="synthetic")
+    short_train_score(arch, TrainedProxy(epochs=2, imgsz=128))      # {"mAP50_95": ..., "tse": ..., "seconds": ...}
+    inherit_score(arch, "runs/l/last.pt", TrainedProxy(epochs=1))   # inherited from a trained L, 1 epoch of tuning
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import os
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
+import torch
 from torch import nn
 
 from nas.data import load_dataset
+from nas.engine.val import validate
+from nas.errors import ConfigError
+from nas.models import build
+from nas.models.checkpoints import read_checkpoint
+from nas.models.inherit import inherit_weights
+from nas.space.schema import ArchConfig
 from nas.train.options import TrainOptions
 from nas.train.run import train as run
 
-__all__ = ["SHORT", "train"]
+__all__ = ["SCORES", "SHORT", "TrainedProxy", "inherit_score", "short_train_score", "train"]
 
 # A few epochs at a small size; workers 0 keeps many short runs in one process cheap.
 SHORT = TrainOptions(epochs=10, imgsz=320, batch=8, lr0=2e-3, warmup_epochs=1.0, workers=0, verbose=False)
@@ -43,3 +65,102 @@ def train(
     opts = opts.replace(val=val_ds is not None, verbose=log is not None)
     result = run(model, opts, train_data=train_ds, val_data=val_ds, save=False, on_epoch=on_epoch, log=log or print)
     return result.model, result.history
+
+
+SCORES = ("mAP50_95", "tse", "loss")
+
+
+@dataclass(frozen=True)
+class TrainedProxy:
+    """Settings of a training proxy. `epochs=0` (inherit only) evaluates the inherited weights as they are."""
+
+    data: str = "synthetic"
+    epochs: int = 2
+    imgsz: int = 128
+    batch: int = 8
+    lr0: float = 1e-3
+    seed: int = 0
+    workers: int = 0
+    device: str | None = "cpu"
+    limit: int | None = None  # train on the first N images only
+
+    def __post_init__(self):
+        if self.epochs < 0:
+            raise ConfigError(f"proxy epochs={self.epochs}: must be >= 0")
+        if self.imgsz < 32 or self.imgsz % 32:
+            raise ConfigError(f"proxy imgsz={self.imgsz}: must be a positive multiple of 32")
+
+    def options(self) -> TrainOptions:
+        return TrainOptions(
+            data=self.data,
+            epochs=max(1, self.epochs),
+            imgsz=self.imgsz,
+            batch=self.batch,
+            lr0=self.lr0,
+            warmup_epochs=min(1.0, max(1, self.epochs) / 2),
+            close_mosaic=0,
+            seed=self.seed,
+            workers=self.workers,
+            device=self.device,
+            limit=self.limit,
+            val_period=max(1, self.epochs),  # validate once, at the end
+            verbose=False,
+            plots=False,
+        )
+
+
+def _with_classes(arch: ArchConfig, nc: int) -> ArchConfig:
+    return arch if arch.num_classes == nc else arch.replace(heads=dataclasses.replace(arch.heads, num_classes=nc))
+
+
+def _run(model: torch.nn.Module, cfg: TrainedProxy, t0: float) -> dict[str, Any]:
+    train_ds = load_dataset(cfg.data, "train")
+    val_ds = load_dataset(cfg.data, "val")
+    if cfg.epochs == 0:
+        model.eval()
+        m = validate(model, val_ds, imgsz=cfg.imgsz, batch=cfg.batch, verbose=False)
+        return {"mAP50_95": 100 * float(m["mAP50_95"]), "tse": None, "loss": None, "seconds": time.perf_counter() - t0}
+    result = run(model, cfg.options(), train_data=train_ds, val_data=val_ds, save=False, log=None)
+    losses = [r["loss"] for r in result.history]
+    finite = [v for v in losses if math.isfinite(v)]
+    return {
+        "mAP50_95": float(result.history[-1].get("mAP50_95", 0.0)),
+        "tse": -sum(finite) / len(finite) if finite else -math.inf,
+        "loss": -losses[-1] if finite else -math.inf,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def short_train_score(arch: ArchConfig, cfg: TrainedProxy = TrainedProxy()) -> dict[str, Any]:
+    """Train `arch` from a `cfg.seed` initialization for `cfg.epochs` on `cfg.data`; its scores and seconds."""
+    t0 = time.perf_counter()
+    nc = len(load_dataset(cfg.data, "train").category_ids)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = build(_with_classes(arch, nc))
+        return _run(model, dataclasses.replace(cfg, epochs=max(1, cfg.epochs)), t0)
+
+
+def inherit_score(
+    arch: ArchConfig, parent: str | os.PathLike | tuple[ArchConfig, dict], cfg: TrainedProxy = TrainedProxy(epochs=1)
+) -> dict[str, Any]:
+    """`arch` with weights inherited from a trained `parent` (checkpoint path, or (ArchConfig, state_dict)) by
+    `nas.models.inherit`, evaluated after `cfg.epochs` of fine-tuning (0: as inherited); scores, seconds and the
+    inherited fraction."""
+    t0 = time.perf_counter()
+    nc = len(load_dataset(cfg.data, "train").category_ids)
+    if isinstance(parent, (str, os.PathLike)):
+        ckpt = read_checkpoint(parent)
+        parent = (ckpt.arch, ckpt.state_dict)
+    if parent[0].num_classes != nc:
+        raise ConfigError(
+            f"inherit proxy: the parent has {parent[0].num_classes} classes but {cfg.data!r} has {nc}; train the "
+            "parent on the same data"
+        )
+    target = _with_classes(arch, nc)
+    sd, report = inherit_weights(target, parent, seed=cfg.seed)
+    model = build(target)
+    model.load_state_dict(sd)
+    out = _run(model, cfg, t0)
+    out["inherited"] = report.fraction
+    return out

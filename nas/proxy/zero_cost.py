@@ -65,7 +65,7 @@ __all__ = [
 # 2: `flops` counts the deployed network from the ArchConfig (was: the unfused convs, by forward hooks).
 PROXY_VERSION = 2
 DEFAULT_PROXIES = ("synflow", "naswot", "snip", "zen")
-COMBINE_METHODS = ("zscore", "rank")
+COMBINE_METHODS = ("zscore", "rank", "raw")
 _Z_CLIP = 10.0  # one non-finite or extreme proxy must not dominate the vote
 
 
@@ -291,11 +291,17 @@ def combine(
 
     `zscore`: mean over proxies of (value - mean_ref) / std_ref, each clipped to +-10 (a proxy that is
     constant over the reference contributes 0). `rank`: mean over proxies of the fraction of the
-    reference population the value beats (ties count half) - a rank vote in [0, 1].
+    reference population the value beats (ties count half) - a rank vote in [0, 1]. `raw`: the value of the
+    one proxy itself (no reference used).
     Non-finite reference values are left out of the statistics; a non-finite value scores -10 / 0.
     """
     if method not in COMBINE_METHODS:
         raise ConfigError(f"unknown proxy combination {method!r}; choose one of {', '.join(COMBINE_METHODS)}")
+    if method == "raw":  # one proxy's own value: no reference population needed (the training proxies)
+        if len(proxies) != 1:
+            raise ConfigError(f"proxy.combine=raw takes exactly one proxy, got {list(proxies)}; use zscore or rank")
+        v = float(values[proxies[0]])
+        return v if math.isfinite(v) else -1e30
     parts = []
     for p in proxies:
         ref = np.array([r[p] for r in reference], dtype=np.float64)

@@ -42,20 +42,28 @@ class SpaceConfig:
 
 @dataclass
 class ProxyConfig:
-    """The accuracy-proxy objective (`proxy_score`): zero-cost proxies combined against a reference population.
+    """The accuracy-proxy objective (`proxy_score`): zero-cost proxies combined against a reference population, or
+    one training proxy's own value (`proxy=short_train`, `proxy=inherit`).
 
     `name` is the preset it came from (an option of the `proxy` group: zero_cost, flops, params, vote); the
     score depends on the other fields only."""
 
     name: str = "zero_cost"
     proxies: list[str] = field(default_factory=lambda: ["synflow", "naswot", "snip", "zen"])
-    combine: str = "zscore"  # zscore | rank (see nas.proxy.zero_cost.combine)
+    combine: str = "zscore"  # zscore | rank | raw (one proxy's own value; see nas.proxy.zero_cost.combine)
     imgsz: int = 96  # square proxy batch resolution in pixels (multiple of 32)
     batch_size: int = 4
     batch_source: str = "synthetic"  # synthetic: first images of `data` (nas.data); random: seeded noise + boxes
     seed: int = 0  # weight init and random batch; part of the objective, not of the search seed
     n_reference: int = 10  # seeded random architectures added to the space's references to normalize the score
     cache_dir: str | None = None  # proxy values cached by arch digest; None: $NAS_CACHE_DIR or ~/.cache/...
+    # The training proxies (`short_train`, `inherit` in `proxies`; nas.proxy.train): a few epochs on train_data,
+    # scored by train_score (tse: minus the mean training loss; mAP50_95 on its val split; loss: the last epoch's)
+    train_epochs: int = 2
+    train_imgsz: int = 160
+    train_data: str = "synthetic"
+    train_score: str = "tse"
+    inherit_from: str | None = None  # `inherit`: a checkpoint trained on train_data (e.g. a trained L's last.pt)
 
 
 @dataclass

@@ -28,6 +28,8 @@ from nas.errors import ConfigError
 from nas.io import write_text_atomic
 from nas.latency import arch_cost, load_hardware, load_predictor
 from nas.proxy import zero_cost
+from nas.proxy.train import SCORES as TRAINED_SCORES
+from nas.proxy.train import TrainedProxy, inherit_score, short_train_score
 from nas.quant.estimate import int8_drop_estimate
 from nas.search.config import ProxyConfig, SearchConfig
 from nas.space import ArchConfig, SearchSpace
@@ -127,6 +129,48 @@ def _hardware_name(hardware: Any) -> str | None:
     raise ConfigError(f"hardware={hardware!r}: expected a hardware name (e.g. cpu_ort) or a mapping with a `name`")
 
 
+TRAINED = ("short_train", "inherit")  # proxies that train (nas.proxy.train); the others are zero-cost
+
+
+def _parent_key(path: str | None) -> str | None:
+    """The inherit parent's identity in the cache key: its path, size and modification time."""
+    if path is None:
+        return None
+    st = Path(path).stat()
+    return f"{Path(path).resolve()}:{st.st_size}:{int(st.st_mtime)}"
+
+
+def _check_proxy_config(p: ProxyConfig) -> None:
+    names = list(p.proxies)
+    zero_cost.check_proxies([n for n in names if n not in TRAINED] or ["params"])
+    if not names:
+        raise ConfigError(f"no proxies selected; choose from {', '.join((*zero_cost.PROXIES, *TRAINED))}")
+    if p.combine not in zero_cost.COMBINE_METHODS:
+        raise ConfigError(f"proxy.combine={p.combine!r}; choose one of {', '.join(zero_cost.COMBINE_METHODS)}")
+    trained = [n for n in names if n in TRAINED]
+    if trained and p.combine != "raw":
+        raise ConfigError(
+            f"proxy.proxies={names}: the training proxies ({', '.join(trained)}) are scored alone with proxy.combine=raw "
+            "(a z-score vote would train the whole reference population first); use proxy=short_train or proxy=inherit"
+        )
+    if p.train_score not in TRAINED_SCORES:
+        raise ConfigError(f"proxy.train_score={p.train_score!r}; choose one of {', '.join(TRAINED_SCORES)}")
+    if p.train_epochs < (0 if "inherit" in names else 1):
+        raise ConfigError(f"proxy.train_epochs={p.train_epochs}: must be >= 1 (>= 0 for inherit)")
+    if p.train_imgsz < 32 or p.train_imgsz % 32:
+        raise ConfigError(f"proxy.train_imgsz={p.train_imgsz}: must be a positive multiple of 32")
+    if "inherit" in names:
+        if not p.inherit_from:
+            raise ConfigError(
+                "proxy=inherit needs proxy.inherit_from=PATH: a checkpoint trained on proxy.train_data, e.g. "
+                "`nas train model=yolo_nas_l.yaml data=synthetic` then proxy.inherit_from=runs/train/exp/last.pt"
+            )
+        if not Path(p.inherit_from).is_file():
+            raise ConfigError(f"proxy.inherit_from={p.inherit_from}: no such file (a trained checkpoint, e.g. last.pt)")
+        if p.train_score != "mAP50_95" and p.train_epochs == 0:
+            raise ConfigError("proxy=inherit with train_epochs=0 has no training loss: set proxy.train_score=mAP50_95")
+
+
 class Evaluator:
     """Evaluates architectures on the configured objectives; proxy values are cached on disk."""
 
@@ -140,11 +184,7 @@ class Evaluator:
         if self.cost not in self.objectives or OBJECTIVES[self.cost] != "minimize":
             raise ConfigError(f"cost={self.cost!r} must be one of the minimized objectives {list(self.objectives)}")
         self.proxy: ProxyConfig = cfg.proxy
-        zero_cost.check_proxies(self.proxy.proxies)
-        if self.proxy.combine not in zero_cost.COMBINE_METHODS:
-            raise ConfigError(
-                f"proxy.combine={self.proxy.combine!r}; choose one of {', '.join(zero_cost.COMBINE_METHODS)}"
-            )
+        _check_proxy_config(self.proxy)
         if "latency_ms" in self.objectives and self.hardware is None:
             raise ConfigError(
                 "objective latency_ms needs a hardware: add hardware=cpu_ort (or another nas.latency hardware)"
@@ -199,7 +239,19 @@ class Evaluator:
     def _measure_key(self, arch: ArchConfig) -> str:
         p = self.proxy
         spec = [arch.digest(), sorted(p.proxies), self.batch_key, p.seed]
+        if any(n in TRAINED for n in p.proxies):
+            spec.append([p.train_epochs, p.train_imgsz, p.train_data, p.train_score, _parent_key(p.inherit_from)])
         return _hash([spec, zero_cost.PROXY_VERSION])
+
+    def _trained(self, name: str, arch: ArchConfig) -> float:
+        p = self.proxy
+        cfg = TrainedProxy(data=p.train_data, epochs=p.train_epochs, imgsz=p.train_imgsz, seed=p.seed)
+        if name == "short_train":
+            out = short_train_score(arch, cfg)
+        else:
+            out = inherit_score(arch, p.inherit_from, cfg)
+        v = out[p.train_score]
+        return float(v) if v is not None else float("-inf")
 
     def measure(self, arch: ArchConfig) -> tuple[dict[str, Any], bool]:
         """Raw proxy values of `arch` (from the cache when present)."""
@@ -209,7 +261,11 @@ class Evaluator:
             return hit, True
         if hit is not None:
             log.warning("proxy cache entry for %s is incomplete: recomputing it", arch.name)
-        proxies = zero_cost.compute_proxies(arch, self.batch, self.proxy.proxies, self.proxy.seed)
+        names = self.proxy.proxies
+        zc = [n for n in names if n not in TRAINED]
+        raw = zero_cost.compute_proxies(arch, self.batch, zc, self.proxy.seed) if zc else {}
+        raw.update({n: self._trained(n, arch) for n in names if n in TRAINED})
+        proxies = {n: raw[n] for n in names}
         value = {"proxies": proxies, "digest": arch.digest()}
         self.cache.put(key, value)
         return value, False
@@ -221,7 +277,9 @@ class Evaluator:
         return [*self.space.references.values(), *randoms]
 
     def reference(self) -> list[dict[str, float]]:
-        """Raw proxy values of the reference population (computed once, then cached)."""
+        """Raw proxy values of the reference population (computed once, then cached); none for combine=raw."""
+        if self._reference is None and self.proxy.combine == "raw":
+            self._reference = []
         if self._reference is None:
             archs = self.reference_archs()
             todo = sum(self.cache.get(self._measure_key(a)) is None for a in archs)

@@ -224,6 +224,15 @@ def finalize(session: Session, search_time_s: float, interrupted: bool, tracker:
         return session.db(_finalize, session, interrupted, tracker)
 
 
+def _proxy_label(p: Any) -> str:
+    if p.combine == "raw" and set(p.proxies) <= {"short_train", "inherit"}:
+        return (
+            f"{p.name}({','.join(p.proxies)}; {p.train_epochs} epoch(s) at {p.train_imgsz}px on {p.train_data}; "
+            f"{p.train_score})"
+        )
+    return f"{p.name}({','.join(p.proxies)}; {p.combine}; {p.imgsz}px)"
+
+
 def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> SearchResult:
     cfg, out_dir = session.cfg, session.out_dir
     records = session.records()
@@ -235,7 +244,7 @@ def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> S
         "space": session.space.name,
         "hardware": ev.hardware,
         "cost": ev.cost,
-        "proxy": f"{cfg.proxy.name}({','.join(cfg.proxy.proxies)}; {cfg.proxy.combine}; {cfg.proxy.imgsz}px)",
+        "proxy": _proxy_label(cfg.proxy),
     }
     counts = session.counts()
     state = hashlib.sha256(json.dumps([[[r.number, r.arch.digest()] for r in records], counts]).encode()).hexdigest()

@@ -1,0 +1,80 @@
+"""`proxy=short_train` and `proxy=inherit`: a search whose accuracy objective trains each candidate (a tiny space,
+a tiny set), cached by architecture, and the settings checked with clear errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from nas.errors import ConfigError
+from nas.models import build
+from nas.models.checkpoints import save_checkpoint
+from nas.search import run_search
+from nas.search.config import ProxyConfig, group_option
+from nas.search.objectives import Evaluator
+from tests.search.tiny import tiny_config
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    from nas.data.synthetic import SyntheticSpec, ensure_synthetic
+
+    return (
+        ensure_synthetic(tmp_path_factory.mktemp("set"), SyntheticSpec(seed=3, n_train=8, n_val=2)) / "synthetic.yaml"
+    )
+
+
+def _trained_cfg(space_path, tmp_path, tiny_set, name="short_train", **proxy):
+    cfg = tiny_config(space_path, tmp_path / "cache", n_trials=3)
+    base = group_option("proxy", name, ProxyConfig)
+    fields = dict(train_epochs=1, train_imgsz=64, train_data=str(tiny_set), cache_dir=str(tmp_path / "cache"))
+    return dataclasses.replace(cfg, proxy=dataclasses.replace(base, **{**fields, **proxy}))
+
+
+def test_a_search_scored_by_short_training(tiny_space_path, tiny_set, tmp_path):
+    cfg = _trained_cfg(tiny_space_path, tmp_path, tiny_set)
+    result = run_search(cfg, tmp_path / "run")
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["trials"]["complete"] == 3 and report["proxy"]["proxies"] == ["short_train"]
+    scores = [r.values["proxy_score"] for r in result.trials]
+    assert len(scores) == 3 and all(-20 < v < 0 for v in scores), "minus a mean training loss"
+    assert all(r.proxies["short_train"] == r.values["proxy_score"] for r in result.trials)
+    # the same architecture again: from the cache, no training
+    from nas.space import load_space
+
+    space = load_space(tiny_space_path)
+    ev = Evaluator(cfg, space)
+    again = ev.evaluate(result.trials[0].arch)
+    assert again.cached and again.values["proxy_score"] == scores[0]
+
+
+def test_inherit_scores_candidates_from_a_trained_parent(tiny_space_path, tiny_space, tiny_set, tmp_path):
+    parent = next(iter(tiny_space.references.values()))
+    parent = parent.replace(heads=dataclasses.replace(parent.heads, num_classes=8))
+    save_checkpoint(tmp_path / "parent.pt", build(parent).state_dict(), parent, {})
+    cfg = _trained_cfg(tiny_space_path, tmp_path, tiny_set, "inherit", inherit_from=str(tmp_path / "parent.pt"))
+    ev = Evaluator(cfg, tiny_space)
+    out = ev.evaluate(next(iter(tiny_space.references.values())))
+    assert 0 <= out.values["proxy_score"] <= 100 and out.proxies.keys() == {"inherit"}
+
+
+def test_training_proxy_settings_are_checked(tiny_space_path, tiny_space, tiny_set, tmp_path):
+    def check(**proxy):
+        Evaluator(_trained_cfg(tiny_space_path, tmp_path, tiny_set, **proxy), tiny_space)
+
+    with pytest.raises(ConfigError, match=r"scored alone with proxy.combine=raw"):
+        check(proxies=["short_train", "synflow"], combine="zscore")
+    with pytest.raises(ConfigError, match=r"proxy.train_score='map'; choose one of mAP50_95, tse, loss"):
+        check(train_score="map")
+    with pytest.raises(ConfigError, match=r"proxy.train_imgsz=50"):
+        check(train_imgsz=50)
+    with pytest.raises(ConfigError, match=r"proxy=inherit needs proxy.inherit_from=PATH"):
+        Evaluator(_trained_cfg(tiny_space_path, tmp_path, tiny_set, "inherit"), tiny_space)
+    with pytest.raises(ConfigError, match=r"proxy.inherit_from=.*nope.pt: no such file"):
+        Evaluator(_trained_cfg(tiny_space_path, tmp_path, tiny_set, "inherit", inherit_from="nope.pt"), tiny_space)
+    with pytest.raises(ConfigError, match=r"combine=raw takes exactly one proxy"):
+        from nas.proxy.zero_cost import combine
+
+        combine({"a": 1.0, "b": 2.0}, [], ["a", "b"], "raw")
