@@ -26,13 +26,15 @@ from nas.search.objectives import Evaluation, Evaluator
 from nas.search.select import TrialRecord
 from nas.search.storage import make_storage
 from nas.search.strategies import CONSTRAINT_KEY, TrialSeededSampler
+from nas.search.tiers import check_tier_start, start_count, stratified_start
 from nas.space import ArchConfig, SearchSpace, load_space
 
-__all__ = ["FINGERPRINT_ATTR", "REFERENCE_ATTR", "Session", "worker_id"]
+__all__ = ["FINGERPRINT_ATTR", "REFERENCE_ATTR", "TIER_START_ATTR", "Session", "worker_id"]
 
 log = logging.getLogger("nas.search")
 FINGERPRINT_ATTR = "nas_fingerprint"
 REFERENCE_ATTR = "nas_reference_population"  # raw proxy values of the reference population, computed once
+TIER_START_ATTR = "nas_tier_start"  # {tier: number of stratified start trials enqueued}, decided once per study
 # FAIL trials carrying one of these were not stopped from outside: they are not retried
 NOT_RETRIED = ("error", "duplicate_of", "surplus", "not_needed")
 
@@ -84,6 +86,7 @@ class Session:
 
     def __init__(self, cfg: SearchConfig, out_dir: str | os.PathLike, space: SearchSpace | None = None):
         self.cfg = cfg
+        check_tier_start(cfg)
         self.out_dir = Path(out_dir)
         _check_writable(self.out_dir)  # before any storage file is created in it
         self.space = space if space is not None else load_space(cfg.space.name)
@@ -188,6 +191,28 @@ class Session:
             for name, ref in self.space.references.items():
                 if name not in have:
                     self.study.enqueue_trial(self.space.params_of(ref), user_attrs={"reference": name})
+
+    def enqueue_tier_start(self) -> None:
+        """The stratified start (nas.search.tiers) after the references, once per study, whoever starts it; a
+        study whose sampler has already run keeps its own start."""
+        with self.lock("tier_start"):
+            if TIER_START_ATTR in self.study.user_attrs:
+                return
+            trials = self.study.get_trials(deepcopy=False)
+            n_refs = sum(bool(t.user_attrs.get("reference")) for t in trials)
+            started = any(not t.user_attrs.get("reference") for t in trials)
+            n = 0 if started else start_count(self.cfg, n_refs, len(self.budgets))
+            exclude = [a.digest() for a in self.space.references.values()]
+            start = stratified_start(self.space, self.cost_of, self.budgets, n, self.cfg.seed, exclude)
+            for tier, arch in start:
+                self.study.enqueue_trial(self.space.params_of(arch), user_attrs={"tier_start": tier})
+            self.study.set_user_attr(TIER_START_ATTR, {t: sum(s == t for s, _ in start) for t in self.budgets})
+        if start:
+            log.info("stratified start: %s trial(s) per tier window", self.study.user_attrs[TIER_START_ATTR])
+
+    def cost_of(self, arch: ArchConfig) -> float:
+        """The tier cost of `arch`, counted from its ArchConfig (no model, no proxy)."""
+        return self.evaluator.costs(arch)[self.evaluator.cost]
 
     def recover(self) -> int:
         """Fail the running trials of dead workers (same host: process gone; any host: no heartbeat, or no worker

@@ -76,6 +76,8 @@ class CandidateSweep:
         self.session.evaluator.reference()
         if self.cfg.enqueue_references:
             self.session.enqueue_references()
+        if self.cfg.tier_start != "none":
+            self.session.enqueue_tier_start()
         self.session.recover()
 
     def run(self, launch: Launch) -> SearchResult:
