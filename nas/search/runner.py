@@ -40,7 +40,7 @@ from nas.search.config import (
 )
 from nas.search.select import Selection, TrialRecord, pareto_front, select_tiers
 from nas.search.storage import STORAGE_KINDS
-from nas.search.study import TIER_START_ATTR, Session
+from nas.search.study import Session
 from nas.search.tiers import tier_counts, tier_windows
 from nas.search.tracking import Tracker, make_tracker
 from nas.search.worker import Worker, interruptible
@@ -305,7 +305,7 @@ def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> S
         "cost": ev.cost,
         "cost_imgsz": ev.cost_imgsz,
         "max_cost": session.max_cost,
-        "tier_start": {"mode": cfg.tier_start, "trials": session.study.user_attrs.get(TIER_START_ATTR, {})},
+        "tier_start": {"mode": cfg.tier_start, "trials": session.tier_start_counts()},
         "trials": {"complete": len(records), **{k: v for k, v in counts.items() if k != "complete"}},
         "search_time_s": round(_study_wall_s(session), 2),
         "eval_time_s": round(sum(r.eval_s for r in records), 2),

@@ -71,14 +71,19 @@ def walk_into(
 ) -> ArchConfig | None:
     """A random point of `space` moved, one random dimension change at a time, until its cost lies in (lo, hi].
 
-    A change is kept when it brings the cost closer to the window (or keeps it inside), so the walk ends at
-    the first point inside; None when `max_steps` changes did not get there.
+    A change is kept when it brings the cost closer to the window, so the walk ends at the first point inside;
+    None when `max_steps` changes did not get there or the walk is stuck (the caller starts another).
     """
     dims = space.dimensions
     values = {d.path: d.choices[rng.integers(len(d.choices))] for d in dims}
     arch = space.decode(values)
     dist = _distance(cost_fn(arch), lo, hi)
+    # a walk that no single change brings closer is stuck: after this many failed changes in a row, give up
+    patience = 4 * sum(len(d.choices) - 1 for d in dims)
+    stalled = 0
     for _ in range(max_steps):
+        if stalled > patience:
+            break
         if dist == 0.0:
             return arch
         d = dims[rng.integers(len(dims))]
@@ -89,9 +94,10 @@ def walk_into(
         cand = space.decode(values)
         new = _distance(cost_fn(cand), lo, hi)
         if new < dist:
-            arch, dist = cand, new
+            arch, dist, stalled = cand, new, 0
         else:
             values[d.path] = old
+            stalled += 1
     return arch if dist == 0.0 else None
 
 
@@ -103,6 +109,7 @@ def stratified_start(
     seed: int,
     exclude: Sequence[str] = (),
     max_walks: int = 20,
+    max_steps: int = 3000,
 ) -> list[tuple[str, ArchConfig]]:
     """`n` distinct architectures, an equal share (round-robin, smallest tier first) in each tier window;
     deterministic for (`space`, `budgets`, `n`, `seed`). `exclude`: digests not to propose (the references)."""
@@ -114,7 +121,7 @@ def stratified_start(
     for k in range(n):
         tier, (lo, hi) = windows[k % len(windows)]
         for _ in range(max_walks):
-            arch = walk_into(space, cost_fn, lo, hi, rng)
+            arch = walk_into(space, cost_fn, lo, hi, rng, max_steps)
             if arch is not None and arch.digest() not in seen:
                 break
         else:
@@ -146,12 +153,12 @@ def check_tier_start(cfg: Any) -> None:
 
 
 def start_count(cfg: Any, n_references: int, n_tiers: int) -> int:
-    """How many stratified start trials a SearchConfig asks for (at least one per tier, at most what the study
-    has room for after the references)."""
+    """How many stratified start trials a SearchConfig plans (at least one per tier); a study runs those it has
+    room for (see nas.search.study.Session.enqueue_tier_start)."""
     check_tier_start(cfg)
     if cfg.tier_start == "none":
         return 0
     n = cfg.tier_start_trials
     if n is None:
         n = max(start_size(cfg.strategy) - n_references, n_tiers)
-    return max(min(n, cfg.n_trials - n_references), 0)
+    return n
