@@ -136,6 +136,10 @@ class SearchConfig:
     max_cost: float | None = None  # constraint cost <= max_cost; None: the largest tier budget
     constrain: bool = True  # pass the cost budget to the sampler as an Optuna constraint
     enqueue_references: bool = True  # the space's references (released S/M/L) are the first trials
+    # stratified: after the references, the first population has an equal share in each tier window
+    # (nas.search.tiers), so every tier gets candidates; none: the strategy's own start (uniform draws)
+    tier_start: str = "stratified"
+    tier_start_trials: int | None = None  # None: the strategy's first population less the references
     progress: bool = True
     # torch CPU threads during the search (None: torch's default). Proxy batches are small: one thread loses
     # little on a quiet machine and is many times faster than several on a busy one. Restored afterwards.

@@ -179,8 +179,36 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             lines.append(
                 f"| {tier} | {t['budget']:.4g} | {label} `{row['name']}` | {vals} | {row['trial']} | {row.get('path', '')} |"
             )
+    lines += ["", *_candidate_lines(report)]
     lines += ["", "Proxy scores are zero-cost estimates, not measured accuracy (see docs/search.md).", ""]
     return "\n".join(lines)
+
+
+def _candidate_lines(report: Mapping[str, Any]) -> list[str]:
+    """Per tier: how many feasible candidates were evaluated under its budget and inside its window."""
+    start = report.get("tier_start") or {}
+    counts = start.get("trials") or {}
+    lines = [
+        f"Feasible candidates evaluated per tier (distinct architectures; window: next-smaller budget < "
+        f"`{report['cost']}` <= budget; start: `{start.get('mode', 'none')}`, stratified start trials per tier "
+        "in brackets):",
+        "",
+        "| tier | budget | window | under budget | in window | selected |",
+        "|---|---|---|---|---|---|",
+    ]
+    for tier, t in report["tiers"].items():
+        lo, hi = t["window"]
+        c = t["candidates"]
+        sel = t.get("selected")
+        if sel is None:
+            what = "none"
+        else:
+            what = "the reference" if sel.get("equals_reference") else f"new `{sel['name']}`"
+        started = f" ({counts[tier]})" if tier in counts else ""
+        lines.append(
+            f"| {tier} | {hi:.4g} | ({lo:.4g}, {hi:.4g}] | {c['under_budget']} | {c['in_window']}{started} | {what} |"
+        )
+    return lines
 
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:

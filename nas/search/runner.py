@@ -41,6 +41,7 @@ from nas.search.config import (
 from nas.search.select import Selection, TrialRecord, pareto_front, select_tiers
 from nas.search.storage import STORAGE_KINDS
 from nas.search.study import Session
+from nas.search.tiers import tier_counts, tier_windows
 from nas.search.tracking import Tracker, make_tracker
 from nas.search.worker import Worker, interruptible
 from nas.space import ArchConfig, SearchSpace, load_arch
@@ -170,6 +171,8 @@ def _run_search(cfg: SearchConfig, out_dir: str | os.PathLike, space: SearchSpac
     _startup_hint(cfg)
     if cfg.enqueue_references:
         session.db(session.enqueue_references)
+    if cfg.tier_start != "none":
+        session.db(session.enqueue_tier_start)
     tracker = make_tracker(cfg.logger, session.out_dir, _config_dict(cfg), cfg.study_name)
     interrupted = False
     try:
@@ -276,7 +279,8 @@ def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> S
             out["path"] = str(path.relative_to(out_dir))
         return out
 
-    tiers = {}
+    tiers, windows = {}, tier_windows(session.budgets)
+    candidates = tier_counts(records, ev.cost, session.budgets)
     for tier, sel in selections.items():
         sel_row = row(sel.record, paths.get(f"selected/{tier}"))
         if sel_row is not None:
@@ -290,7 +294,14 @@ def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> S
                 for k in sel.record.values
                 if k in sel.reference.values
             }
-        tiers[tier] = {"budget": sel.budget, "reference": ref_row, "selected": sel_row, "delta": delta}
+        tiers[tier] = {
+            "budget": sel.budget,
+            "window": list(windows[tier]),
+            "candidates": candidates[tier],  # feasible evaluated architectures, see nas.search.tiers.tier_counts
+            "reference": ref_row,
+            "selected": sel_row,
+            "delta": delta,
+        }
     rep = {
         "study": cfg.study_name,
         "storage": session.storage_desc,
@@ -303,6 +314,7 @@ def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> S
         "cost": ev.cost,
         "cost_imgsz": ev.cost_imgsz,
         "max_cost": session.max_cost,
+        "tier_start": {"mode": cfg.tier_start, "trials": session.tier_start_counts()},
         "trials": {"complete": len(records), **{k: v for k, v in counts.items() if k != "complete"}},
         "search_time_s": round(_study_wall_s(session), 2),
         "eval_time_s": round(sum(r.eval_s for r in records), 2),

@@ -26,13 +26,15 @@ from nas.search.objectives import Evaluation, Evaluator
 from nas.search.select import TrialRecord
 from nas.search.storage import make_storage
 from nas.search.strategies import CONSTRAINT_KEY, TrialSeededSampler
+from nas.search.tiers import check_tier_start, start_count, stratified_start
 from nas.space import ArchConfig, SearchSpace, load_space
 
-__all__ = ["FINGERPRINT_ATTR", "REFERENCE_ATTR", "Session", "worker_id"]
+__all__ = ["FINGERPRINT_ATTR", "REFERENCE_ATTR", "TIER_START_ATTR", "Session", "worker_id"]
 
 log = logging.getLogger("nas.search")
 FINGERPRINT_ATTR = "nas_fingerprint"
 REFERENCE_ATTR = "nas_reference_population"  # raw proxy values of the reference population, computed once
+TIER_START_ATTR = "nas_tier_start"  # the stratified start [[tier, params], ...], planned once per study
 # FAIL trials carrying one of these were not stopped from outside: they are not retried
 NOT_RETRIED = ("error", "duplicate_of", "surplus", "not_needed")
 
@@ -84,6 +86,7 @@ class Session:
 
     def __init__(self, cfg: SearchConfig, out_dir: str | os.PathLike, space: SearchSpace | None = None):
         self.cfg = cfg
+        check_tier_start(cfg)
         self.out_dir = Path(out_dir)
         _check_writable(self.out_dir)  # before any storage file is created in it
         self.space = space if space is not None else load_space(cfg.space.name)
@@ -189,6 +192,53 @@ class Session:
                 if name not in have:
                     self.study.enqueue_trial(self.space.params_of(ref), user_attrs={"reference": name})
 
+    def enqueue_tier_start(self) -> None:
+        """Plan the stratified start (nas.search.tiers) once per study, whoever starts it, and enqueue what the
+        study needs of it now (the rest follows in `recover`, as the study needs trials). A study whose sampler
+        has already run keeps its own start."""
+        with self.lock("tier_start"):
+            if TIER_START_ATTR not in self.study.user_attrs:
+                trials = self.study.get_trials(deepcopy=False)
+                n_refs = sum(bool(t.user_attrs.get("reference")) for t in trials)
+                started = any(not t.user_attrs.get("reference") for t in trials)
+                n = 0 if started else start_count(self.cfg, n_refs, len(self.budgets))
+                exclude = [a.digest() for a in self.space.references.values()]
+                start = stratified_start(self.space, self.cost_of, self.budgets, n, self.cfg.seed, exclude)
+                plan = [[tier, self.space.params_of(arch)] for tier, arch in start]
+                self.study.set_user_attr(TIER_START_ATTR, plan)
+                if plan:
+                    per_tier = {t: sum(tier == t for tier, _ in plan) for t in self.budgets}
+                    log.info("stratified start: %s trial(s) per tier window", per_tier)
+        with self.lock("recover"):
+            self._enqueue_due_start(self.study.get_trials(deepcopy=False))
+
+    def tier_start_counts(self) -> dict[str, int]:
+        """Complete stratified start trials per tier ({} when the study has no stratified start)."""
+        if not self.study.user_attrs.get(TIER_START_ATTR):
+            return {}
+        done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        return {tier: sum(t.user_attrs.get("tier_start") == tier for t in done) for tier in self.budgets}
+
+    def _enqueue_due_start(self, trials: list[optuna.trial.FrozenTrial]) -> int:
+        """Enqueue the planned start trials not enqueued yet, as far as the study needs trials (so a study
+        that grows on resume runs the start an uninterrupted study runs, and none is left waiting)."""
+        plan = self.study.user_attrs.get(TIER_START_ATTR) or []
+        have = {t.user_attrs["start_index"] for t in trials if "start_index" in t.user_attrs}
+        c = self.counts(trials)
+        need = self.cfg.n_trials - c.get("complete", 0) - c.get("running", 0) - c.get("waiting", 0)
+        n = 0
+        for i, (tier, params) in enumerate(plan):
+            if n >= need:
+                break
+            if i not in have:
+                self.study.enqueue_trial(params, user_attrs={"tier_start": tier, "start_index": i})
+                n += 1
+        return n
+
+    def cost_of(self, arch: ArchConfig) -> float:
+        """The tier cost of `arch`, counted from its ArchConfig (no model, no proxy)."""
+        return self.evaluator.costs(arch)[self.evaluator.cost]
+
     def recover(self) -> int:
         """Fail the running trials of dead workers (same host: process gone; any host: no heartbeat, or no worker
         named, for the grace period) and enqueue failed trials that were stopped from outside again, once each and only while the
@@ -221,6 +271,11 @@ class Session:
                     # no parameters yet (stopped before sampling): redrawn with the same seed, see draw_index
                     attrs: dict[str, Any] = {"retry_of": t.number}
                     params = t.params
+                    for k in ("tier_start", "start_index"):
+                        if k in t.user_attrs:
+                            attrs[k] = t.user_attrs[k]
+                    if "start_index" in attrs:
+                        params = params or self.study.user_attrs[TIER_START_ATTR][attrs["start_index"]][1]
                     if t.user_attrs.get("reference"):
                         attrs["reference"] = t.user_attrs["reference"]
                         params = params or self.space.params_of(self.space.references[attrs["reference"]])
@@ -228,6 +283,8 @@ class Session:
                     n += 1
             if n:
                 log.info("re-enqueued %d interrupted or stale trial(s)", n)
+            if n < need:
+                self._enqueue_due_start(self.study.get_trials(deepcopy=False))
         return n
 
     def drop_unneeded(self) -> int:

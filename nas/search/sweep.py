@@ -76,6 +76,8 @@ class CandidateSweep:
         self.session.evaluator.reference()
         if self.cfg.enqueue_references:
             self.session.enqueue_references()
+        if self.cfg.tier_start != "none":
+            self.session.enqueue_tier_start()
         self.session.recover()
 
     def run(self, launch: Launch) -> SearchResult:
@@ -88,6 +90,7 @@ class CandidateSweep:
         self.prepare()
         failures = 0
         while (remaining := self.cfg.n_trials - self.session.n_complete()) > 0:
+            self.session.enqueue_tier_start()  # the start trials the study needs now (planned once)
             batch = []
             for _ in range(min(self.n_jobs, remaining)):
                 trial = self.session.study.ask()

@@ -77,9 +77,10 @@ def test_resume_reproduces_the_uninterrupted_sequence(tiny_cfg, tmp_path):
 def test_a_killed_trial_is_retried_once_and_the_rest_continues(tiny_cfg, tmp_path, strategy):
     cfg = dataclasses.replace(tiny_cfg, strategy=dataclasses.replace(tiny_cfg.strategy, name=strategy), n_trials=5)
     run_search(cfg, tmp_path)
-    session = Session(cfg, tmp_path)
+    session = Session(dataclasses.replace(cfg, n_trials=12), tmp_path)  # a worker of the grown study
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
+    session.recover()  # as a worker does before it asks: enqueues the start trial due next
     trial = session.study.ask()  # left RUNNING by a process that is gone (kill -9)
     session.sample(trial)
     trial.set_user_attr("worker", {"host": __import__("socket").gethostname(), "pid": dead.pid, "start": None})
@@ -96,9 +97,10 @@ def test_a_killed_trial_is_retried_once_and_the_rest_continues(tiny_cfg, tmp_pat
 def test_a_trial_killed_before_it_sampled_is_redrawn_with_its_seed(tiny_cfg, tmp_path):
     cfg = dataclasses.replace(tiny_cfg, strategy=dataclasses.replace(tiny_cfg.strategy, name="random"), n_trials=5)
     run_search(cfg, tmp_path)
-    session = Session(cfg, tmp_path)
+    session = Session(dataclasses.replace(cfg, n_trials=8), tmp_path)  # a worker of the grown study
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
+    session.recover()  # as a worker does before it asks: enqueues the start trial due next
     trial = session.study.ask()  # killed between ask and sampling: no parameters
     trial.set_user_attr("worker", {"host": __import__("socket").gethostname(), "pid": dead.pid, "start": None})
     res = run_search(dataclasses.replace(cfg, n_trials=8), tmp_path)
