@@ -48,17 +48,18 @@ def _best(acc: dict | None) -> str | None:
 
 
 def _recipe() -> dict:
+    """The training recipe of both models: experiments/proxy_correlation's ground-truth recipe (one place)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "proxy_correlation" / "run.py"
+    spec = importlib.util.spec_from_file_location("proxy_correlation_run", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
     return {
-        "trainer": "nas.proxy.train.train via experiments/synthetic_difficulty/run.py (YOLO-NAS loss, AdamW, EMA)",
+        "trainer": "nas.train via experiments/proxy_correlation/run.py train (YOLO-NAS loss, AdamW, EMA, augmentation)",
+        **mod.RECIPE,
         "data": "embedded synthetic set: 400 train / 100 val images, 8 classes",
-        "imgsz": 192,
-        "batch": 8,
-        "epochs": 15,
-        "lr": 1e-3,
-        "weight_decay": 1e-5,
-        "warmup_steps": 100,
         "seed": 0,
-        "threads": 1,
         "init": "random (no pretrained weights)",
     }
 
@@ -78,7 +79,7 @@ def _markdown(r: dict) -> str:
         "",
         f"Models: the YOLO-NAS S layout (8 classes) with all-QARepVGG and with all-RepVGG blocks, trained from random "
         f"init with the same recipe and seed ({rec['trainer']}; {rec['data']}; {rec['imgsz']} px, batch "
-        f"{rec['batch']}, {rec['epochs']} epochs scheduled, lr {rec['lr']}, seed {rec['seed']}). mAP: pycocotools on "
+        f"{rec['batch']}, {rec['epochs']} epochs, lr {rec['lr0']}, seed {rec['seed']}). mAP: pycocotools on "
         "the 100 val images, FP32 ONNX vs INT8 ONNX, both run in onnxruntime with the same pre/post-processing "
         "(square letterbox at the training size). INT8: onnxruntime static QDQ, per-channel s8 weights, u8 "
         "activations, post-processing tail float.",

@@ -1,10 +1,10 @@
 """INT8 benchmark: FP32 vs INT8 mAP and latency, calibration methods, selective quantization, QARepVGG vs RepVGG.
 
-The two models are the S layout with all-QARepVGG and with all-RepVGG blocks (archs/), trained with the same
-recipe and seed on the embedded synthetic set, each with (B = qarepvgg, repvgg):
+The two models are the S layout with all-QARepVGG blocks (the released S) and with all-RepVGG blocks (archs/),
+trained with the same recipe and seed on the embedded synthetic set: the ground-truth recipe of
+experiments/proxy_correlation (160 px, 20 epochs), whose queue trains both first:
 
-    python experiments/synthetic_difficulty/run.py --arch experiments/int8/archs/yolo_nas_s_B.yaml --epochs 15 \
-        --imgsz 192 --batch 8 --seed 0 --threads 1 --out runs/int8/train_B --save runs/int8/train_B/ema.pt
+    python experiments/proxy_correlation/run.py train --only yolo_nas_s yolo_nas_s_repvgg --jobs 2
 
 Each stage below writes one JSON into --work; `report` collects them into results.json + results.md here
 and writes nas/quant/block_drop.json (the measured drops behind the `int8_drop` objective).
@@ -40,10 +40,11 @@ from nas.quant.sensitivity import output_error, run_outputs, selective_exclude, 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 MODELS = ("qarepvgg", "repvgg")
+TRAINED = {"qarepvgg": "yolo_nas_s", "repvgg": "yolo_nas_s_repvgg"}  # their ground-truth units in proxy_correlation
 
 
 def _ckpt(args, model: str) -> Path:
-    src = Path(args.runs) / f"train_{model}" / "ema.pt"
+    src = Path(args.runs) / f"gt_{TRAINED[model]}_s0" / "last.pt"
     dst = Path(args.work) / f"{model}.pt"
     if not dst.exists():  # a frozen copy: the training may still be overwriting its checkpoint
         shutil.copy(src, dst)
@@ -206,9 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("stage", choices=["accuracy", "selective", "latency", "report"])
     ap.add_argument("--model", choices=MODELS, default="qarepvgg")
-    ap.add_argument("--runs", default=str(ROOT / "runs" / "int8"), help="where train.sh wrote train_<model>/")
+    ap.add_argument(
+        "--runs",
+        default=str(HERE.parent / "proxy_correlation" / "runs" / "train"),
+        help="where experiments/proxy_correlation trained gt_<arch>_s0/",
+    )
     ap.add_argument("--work", default=str(ROOT / "runs" / "int8" / "bench"))
-    ap.add_argument("--imgsz", type=int, default=192, help="accuracy size (the training size)")
+    ap.add_argument("--imgsz", type=int, default=160, help="accuracy size (the training size)")
     ap.add_argument("--calib", type=int, default=32)
     ap.add_argument("--methods", nargs="+", default=["minmax", "percentile", "entropy"])
     ap.add_argument("--method", default=None, help="selective: calibration method (default: the best by drop)")

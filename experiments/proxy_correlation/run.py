@@ -11,6 +11,8 @@ The sample (committed, fixed: `sample` refuses to overwrite it) is 24 architectu
 stratified over the predicted `cpu_ort` latency (6 log-spaced bins from the smallest drawn to the released L) and
 over the block types (in each bin 2 mostly-QARepVGG and 2 mostly-RepVGG networks), plus the released S/M/L layouts;
 6 of them (one per bin) are trained with a second seed to measure the ground truth's own seed-to-seed agreement.
+The S layout with plain RepVGG blocks is trained beside it with the same recipe (results/extra/): with the
+released S it is the QARepVGG-vs-RepVGG pair of experiments/int8.
 
 Every unit (an architecture and a seed, or a proxy of an architecture) writes results/<kind>/<unit>.json when it
 finishes (atomically); a run resumes from what exists, and a killed training resumes from its last.pt
@@ -63,6 +65,9 @@ TRAINED_PROXIES = {
     "inherit_e1": ("inherit", {"epochs": 1, "imgsz": 160}),
 }
 PARENT = "yolo_nas_l"
+# Trained with the same recipe but outside the sample (results/extra/): the S layout with every QARepVGG block a
+# plain RepVGG block, the pair of the released (all-QARepVGG) S in experiments/int8's INT8 comparison.
+EXTRA_ARCHS = {"yolo_nas_s_repvgg": HERE.parent / "int8" / "archs" / "yolo_nas_s_repvgg.yaml"}
 
 
 def _machine(device: str) -> str:
@@ -160,7 +165,7 @@ def space_arch(name: str):
     """The architecture as the search sees it (80-class head): what the proxies score."""
     from nas.space import load_arch
 
-    return load_arch(ARCHS / f"{name}.yaml")
+    return load_arch(EXTRA_ARCHS.get(name, ARCHS / f"{name}.yaml"))
 
 
 def train_arch(name: str, nc: int = 8):
@@ -179,7 +184,7 @@ def gt_units(doc: dict[str, Any]) -> list[tuple[str, int]]:
     for u in doc["units"]:
         if u["bin"] is not None:
             by_bin.setdefault(u["bin"], []).append(u["name"])
-    order = ["yolo_nas_s"]
+    order = ["yolo_nas_s", *EXTRA_ARCHS]
     rounds = max(len(v) for v in by_bin.values())
     for r in range(rounds):
         order += [v[r] for _, v in sorted(by_bin.items()) if r < len(v)]
@@ -190,7 +195,12 @@ def gt_units(doc: dict[str, Any]) -> list[tuple[str, int]]:
 
 
 def gt_path(name: str, seed: int) -> Path:
-    return RESULTS / "gt" / f"{name}_s{seed}.json"
+    return RESULTS / ("extra" if name in EXTRA_ARCHS else "gt") / f"{name}_s{seed}.json"
+
+
+def gt_checkpoint(name: str, seed: int = 0) -> Path:
+    """The trained weights of a ground-truth unit (EMA, the project's checkpoint format; not committed)."""
+    return RUNS / "train" / f"gt_{name}_s{seed}" / "last.pt"
 
 
 def _pool_run(commands: list[list[str]], jobs: int, threads: int) -> int:
@@ -254,8 +264,7 @@ def train_one(args) -> int:
         plots=False,
         verbose=args.verbose,
     )
-    run_dir = Path(opts.project) / "train" / opts.name
-    last = run_dir / "last.pt"
+    last = gt_checkpoint(name, seed)
     t0 = time.perf_counter()
     if last.is_file():
         print(f"{name} seed {seed}: resuming {last}", flush=True)
@@ -312,7 +321,7 @@ def proxies(args) -> int:
 
 
 def _parent_checkpoint() -> Path:
-    return RUNS / "train" / f"gt_{PARENT}_s0" / "last.pt"
+    return gt_checkpoint(PARENT)
 
 
 def proxy_one(args) -> int:

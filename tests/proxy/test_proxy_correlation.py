@@ -57,7 +57,8 @@ def test_the_committed_sample_is_fixed_stratified_and_in_the_space():
         assert {u["blocks"] for u in sampled if u["bin"] == b} == {"qarepvgg", "repvgg"}
     assert len(doc["second_seed"]) >= 6
     order = run.gt_units(doc)
-    assert order[0] == ("yolo_nas_s", 0) and len(order) == len(units) + len(doc["second_seed"])
+    assert order[:2] == [("yolo_nas_s", 0), ("yolo_nas_s_repvgg", 0)]
+    assert len(order) == len(units) + len(doc["second_seed"]) + len(run.EXTRA_ARCHS)
     assert len(set(order)) == len(order)
     assert run.sample(argparse.Namespace(force=False)) == 0  # refuses to redraw: the file is unchanged
     assert json.loads((HERE / "sample.json").read_text()) == doc
