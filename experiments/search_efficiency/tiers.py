@@ -39,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 VARIANTS = ("none/none", "stratified/none", "stratified/constraint", "stratified/mutate")
 
 
-def config(args: argparse.Namespace, strategy: str, seed: int, variant: str) -> SearchConfig:
+def config(args: argparse.Namespace, strategy: str, seed: int, variant: str, every: int = 1) -> SearchConfig:
     start, target = variant.split("/")
     proxy = group_option("proxy", args.proxy, ProxyConfig)
     proxy.cache_dir = args.cache_dir
@@ -53,10 +53,10 @@ def config(args: argparse.Namespace, strategy: str, seed: int, variant: str) -> 
         seed=seed,
         tier_start=start,
         tier_target=target,
-        tier_target_every=args.every,
+        tier_target_every=every,
         progress=False,
         threads=1,
-        name=f"{strategy}-seed{seed}-{start}-{target}",
+        name=f"{strategy}-seed{seed}-{start}-{target}-every{every}",
     )
 
 
@@ -81,8 +81,8 @@ def uniform_fractions(args: argparse.Namespace) -> dict:
     }
 
 
-def one_search(args: argparse.Namespace, strategy: str, seed: int, variant: str) -> dict:
-    cfg = config(args, strategy, seed, variant)
+def one_search(args: argparse.Namespace, strategy: str, seed: int, variant: str, every: int) -> dict:
+    cfg = config(args, strategy, seed, variant, every)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         res = run_search(cfg, tmp)
@@ -105,6 +105,7 @@ def one_search(args: argparse.Namespace, strategy: str, seed: int, variant: str)
         "strategy": strategy,
         "seed": seed,
         "variant": variant,
+        "tier_target_every": every if not variant.endswith("/none") else None,
         "start_trials": res.report["tier_start"]["trials"],
         "aimed_trials": res.report["tier_target"]["trials"],
         "wall_s": round(time.perf_counter() - t0, 1),
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strategies", nargs="+", default=["nsga2", "tpe"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), help="tier_start/tier_target pairs")
-    ap.add_argument("--every", type=int, default=SearchConfig.tier_target_every, help="tier_target_every")
+    ap.add_argument("--every", nargs="+", type=int, default=[1, 2, 3], help="tier_target_every values to run")
     ap.add_argument("--n-trials", type=int, default=60)
     ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--sample-seed", type=int, default=0)
@@ -137,14 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     for strategy in args.strategies:
         for seed in args.seeds:
             for variant in args.variants:
-                runs.append(one_search(args, strategy, seed, variant))
-                print(f"  {strategy} seed {seed} {variant}: {runs[-1]['tiers']}", flush=True)
+                for every in [1] if variant.endswith("/none") else args.every:
+                    runs.append(one_search(args, strategy, seed, variant, every))
+                    print(f"  {strategy} seed {seed} {variant} every {every}: {runs[-1]['tiers']}", flush=True)
     result = {
         "space": args.space,
         "hardware": args.hardware,
         "proxy": args.proxy,
         "n_trials": args.n_trials,
-        "tier_target_every": args.every,
+        "default_tier_target_every": SearchConfig.tier_target_every,
         "uniform": uniform,
         "runs": runs,
         "benchmark_wall_s": round(time.perf_counter() - t0, 1),
@@ -172,12 +174,13 @@ def markdown(result: dict) -> str:
         + " | ".join(f"{u['fraction_in_window'][t]:.1%}" for t in [*tiers, "above_largest"])
         + " |",
         "",
-        f"Searches (proxy={result['proxy']}, {result['n_trials']} trials; variant: tier_start/tier_target, "
-        f"tier_target_every={result['tier_target_every']}): feasible evaluated candidates per tier, in window "
-        "(of them after the start) / under budget; `ref` where the tier's selection is the released reference.",
+        f"Searches (proxy={result['proxy']}, {result['n_trials']} trials; variant: tier_start/tier_target; "
+        "every: tier_target_every, one sampled trial in `every` aims at a tier): feasible evaluated candidates per "
+        "tier, in window (of them after the start) / under budget; `ref` where the tier's selection is the "
+        "released reference.",
         "",
-        "| strategy | seed | variant | " + " | ".join(tiers) + " | distinct selections |",
-        "|---|---|---|" + "---|" * (len(tiers) + 1),
+        "| strategy | seed | variant | every | " + " | ".join(tiers) + " | distinct selections |",
+        "|---|---|---|---|" + "---|" * (len(tiers) + 1),
     ]
     for r in result["runs"]:
         cells = []
@@ -188,7 +191,10 @@ def markdown(result: dict) -> str:
                 + (" ref" if c["selected_is_reference"] else "")
             )
         distinct = len({c["selected"] for c in r["tiers"].values() if c["selected"]})
-        lines.append(f"| {r['strategy']} | {r['seed']} | {r['variant']} | " + " | ".join(cells) + f" | {distinct} |")
+        every = r["tier_target_every"] or "-"
+        lines.append(
+            f"| {r['strategy']} | {r['seed']} | {r['variant']} | {every} | " + " | ".join(cells) + f" | {distinct} |"
+        )
     lines += ["", f"Benchmark wall time: {result['benchmark_wall_s']} s.", ""]
     return "\n".join(lines)
 
