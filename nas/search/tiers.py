@@ -6,7 +6,9 @@ released S, although the space's smallest network is at about half of it (experi
 tiers.md). A sampler started from uniform draws then never proposes an S candidate, and the S tier returns
 the released S. The stratified start draws an equal share of the first population inside each window, by a
 random walk on the cost (counted from the ArchConfig: no model, no proxy), so every tier has candidates
-from the first generation on.
+from the first generation on. After the start, the samplers still propose no S candidate (they are not
+pushed to the space's small end), so one sampled trial in `tier_target_every` aims at a tier and, under
+`tier_target=mutate`, mutates a best candidate of that tier's window (`TierDirector`).
 """
 
 from __future__ import annotations
