@@ -1,13 +1,15 @@
-"""Tier coverage: how many feasible candidates each tier window gets, with and without the stratified start.
+"""Tier coverage: how many feasible candidates each tier window gets, per way of covering the tiers.
 
 1. The cost of `--samples` uniform samples of the space against the tier budgets (the references' costs):
    the fraction of the space in each window (<= S, S..M, M..L, > L). Counted from the ArchConfig only.
-2. Searches with a cheap proxy (`--proxy flops`: no model is built) per strategy and seed, once with
-   `tier_start=none` (before) and once with `tier_start=stratified` (after): per tier, the feasible evaluated
-   candidates under the budget and inside the window, and whether the selection is the reference.
+2. Searches with a cheap proxy (`--proxy flops`: no model is built) per strategy and seed, per variant
+   (tier_start/tier_target): none/none (the strategy alone), stratified/none (stratified start only),
+   stratified/constraint (aimed trials judged by their tier's window) and stratified/mutate (aimed trials mutate
+   a best candidate of their window): per tier, the feasible evaluated candidates under the budget and inside
+   the window, how many of those came after the start, and whether the selection is the reference.
 
-    python experiments/search_efficiency/tiers.py                       # nsga2 tpe, seed 0, 60 trials, cpu_ort
-    python experiments/search_efficiency/tiers.py --seeds 0 1 --n-trials 100
+    python experiments/search_efficiency/tiers.py                       # nsga2 tpe, seeds 0 1, 60 trials, cpu_ort
+    python experiments/search_efficiency/tiers.py --seeds 0 --n-trials 100 --variants stratified/mutate
 
 Writes <out>/tiers.json and <out>/tiers.md.
 """
@@ -30,14 +32,15 @@ from nas.io import write_text_atomic
 from nas.search import ProxyConfig, SearchConfig, SpaceConfig, StorageConfig, run_search
 from nas.search.config import StrategyConfig, group_option
 from nas.search.objectives import Evaluator
-from nas.search.tiers import tier_windows
+from nas.search.tiers import tier_counts, tier_windows
 from nas.space import load_space
 
 HERE = Path(__file__).resolve().parent
-STARTS = ("none", "stratified")
+VARIANTS = ("none/none", "stratified/none", "stratified/constraint", "stratified/mutate")
 
 
-def config(args: argparse.Namespace, strategy: str, seed: int, start: str) -> SearchConfig:
+def config(args: argparse.Namespace, strategy: str, seed: int, variant: str, every: int = 1) -> SearchConfig:
+    start, target = variant.split("/")
     proxy = group_option("proxy", args.proxy, ProxyConfig)
     proxy.cache_dir = args.cache_dir
     return SearchConfig(
@@ -49,16 +52,18 @@ def config(args: argparse.Namespace, strategy: str, seed: int, start: str) -> Se
         n_trials=args.n_trials,
         seed=seed,
         tier_start=start,
+        tier_target=target,
+        tier_target_every=every,
         progress=False,
         threads=1,
-        name=f"{strategy}-seed{seed}-{start}",
+        name=f"{strategy}-seed{seed}-{start}-{target}-every{every}",
     )
 
 
 def uniform_fractions(args: argparse.Namespace) -> dict:
     """Fraction of `args.samples` uniform samples of the space per tier window (and above the largest)."""
     space = load_space(args.space)
-    ev = Evaluator(config(args, "random", 0, "none"), space)
+    ev = Evaluator(config(args, "random", 0, "none/none"), space)
     budgets = {n: ev.costs(a)[ev.cost] for n, a in space.references.items()}
     rng = np.random.default_rng(args.sample_seed)
     costs = np.array([ev.costs(space.random(rng))[ev.cost] for _ in range(args.samples)])
@@ -76,24 +81,33 @@ def uniform_fractions(args: argparse.Namespace) -> dict:
     }
 
 
-def one_search(args: argparse.Namespace, strategy: str, seed: int, start: str) -> dict:
-    cfg = config(args, strategy, seed, start)
+def one_search(args: argparse.Namespace, strategy: str, seed: int, variant: str, every: int) -> dict:
+    cfg = config(args, strategy, seed, variant, every)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         res = run_search(cfg, tmp)
+    budgets = {t: v["budget"] for t, v in res.report["tiers"].items()}
+    # candidates evaluated after the start: the references and the stratified start are the first trials
+    n_first = sum(r.reference is not None for r in res.trials) + sum(res.report["tier_start"]["trials"].values())
+    later = [r for r in res.trials if r.number >= n_first]
+    after = tier_counts(later, res.report["cost"], budgets)
     tiers = {}
     for tier, t in res.report["tiers"].items():
         sel = t["selected"]
         tiers[tier] = {
             **t["candidates"],
+            "in_window_after_start": after[tier]["in_window"],
             "selected": None if sel is None else sel["digest"],
             "selected_is_reference": bool(sel and sel["equals_reference"]),
+            "best_score": None if sel is None else sel["values"]["proxy_score"],
         }
     return {
         "strategy": strategy,
         "seed": seed,
-        "tier_start": start,
+        "variant": variant,
+        "tier_target_every": every if not variant.endswith("/none") else None,
         "start_trials": res.report["tier_start"]["trials"],
+        "aimed_trials": res.report["tier_target"]["trials"],
         "wall_s": round(time.perf_counter() - t0, 1),
         "tiers": tiers,
     }
@@ -105,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hardware", default="cpu_ort")
     ap.add_argument("--proxy", default="flops", help="a proxy preset; flops/params build no model")
     ap.add_argument("--strategies", nargs="+", default=["nsga2", "tpe"])
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), help="tier_start/tier_target pairs")
+    ap.add_argument("--every", nargs="+", type=int, default=[1, 2, 3], help="tier_target_every values to run")
     ap.add_argument("--n-trials", type=int, default=60)
     ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--sample-seed", type=int, default=0)
@@ -121,14 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for strategy in args.strategies:
         for seed in args.seeds:
-            for start in STARTS:
-                runs.append(one_search(args, strategy, seed, start))
-                print(f"  {strategy} seed {seed} tier_start={start}: {runs[-1]['tiers']}", flush=True)
+            for variant in args.variants:
+                for every in [1] if variant.endswith("/none") else args.every:
+                    runs.append(one_search(args, strategy, seed, variant, every))
+                    print(f"  {strategy} seed {seed} {variant} every {every}: {runs[-1]['tiers']}", flush=True)
     result = {
         "space": args.space,
         "hardware": args.hardware,
         "proxy": args.proxy,
         "n_trials": args.n_trials,
+        "default_tier_target_every": SearchConfig.tier_target_every,
         "uniform": uniform,
         "runs": runs,
         "benchmark_wall_s": round(time.perf_counter() - t0, 1),
@@ -156,19 +174,27 @@ def markdown(result: dict) -> str:
         + " | ".join(f"{u['fraction_in_window'][t]:.1%}" for t in [*tiers, "above_largest"])
         + " |",
         "",
-        f"Searches (proxy={result['proxy']}, {result['n_trials']} trials): feasible evaluated candidates per tier, "
-        "in window / under budget; `ref` where the tier's selection is the released reference.",
+        f"Searches (proxy={result['proxy']}, {result['n_trials']} trials; variant: tier_start/tier_target; "
+        "every: tier_target_every, one sampled trial in `every` aims at a tier): feasible evaluated candidates per "
+        "tier, in window (of them after the start) / under budget; `ref` where the tier's selection is the "
+        "released reference.",
         "",
-        "| strategy | seed | tier_start | " + " | ".join(tiers) + " | distinct selections |",
-        "|---|---|---|" + "---|" * (len(tiers) + 1),
+        "| strategy | seed | variant | every | " + " | ".join(tiers) + " | distinct selections |",
+        "|---|---|---|---|" + "---|" * (len(tiers) + 1),
     ]
     for r in result["runs"]:
         cells = []
         for t in tiers:
             c = r["tiers"][t]
-            cells.append(f"{c['in_window']} / {c['under_budget']}" + (" ref" if c["selected_is_reference"] else ""))
+            cells.append(
+                f"{c['in_window']} ({c['in_window_after_start']}) / {c['under_budget']}"
+                + (" ref" if c["selected_is_reference"] else "")
+            )
         distinct = len({c["selected"] for c in r["tiers"].values() if c["selected"]})
-        lines.append(f"| {r['strategy']} | {r['seed']} | {r['tier_start']} | " + " | ".join(cells) + f" | {distinct} |")
+        every = r["tier_target_every"] or "-"
+        lines.append(
+            f"| {r['strategy']} | {r['seed']} | {r['variant']} | {every} | " + " | ".join(cells) + f" | {distinct} |"
+        )
     lines += ["", f"Benchmark wall time: {result['benchmark_wall_s']} s.", ""]
     return "\n".join(lines)
 

@@ -140,6 +140,11 @@ class SearchConfig:
     # (nas.search.tiers), so every tier gets candidates; none: the strategy's own start (uniform draws)
     tier_start: str = "stratified"
     tier_start_trials: int | None = None  # None: the strategy's first population less the references
+    # after the start, one sampled trial in `tier_target_every` aims at a tier (round-robin, smallest first;
+    # nas.search.tiers.target_tier): mutate: its parameters mutate a best candidate of that tier's window;
+    # constraint: the strategy draws it, its Optuna constraint is the window; none: every draw is the strategy's
+    tier_target: str = "mutate"
+    tier_target_every: int = 2
     progress: bool = True
     # torch CPU threads during the search (None: torch's default). Proxy batches are small: one thread loses
     # little on a quiet machine and is many times faster than several on a busy one. Restored afterwards.

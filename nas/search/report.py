@@ -188,13 +188,16 @@ def _candidate_lines(report: Mapping[str, Any]) -> list[str]:
     """Per tier: how many feasible candidates were evaluated under its budget and inside its window."""
     start = report.get("tier_start") or {}
     counts = start.get("trials") or {}
+    target = report.get("tier_target") or {}
+    aimed = target.get("trials") or {}
     lines = [
         f"Feasible candidates evaluated per tier (distinct architectures; window: next-smaller budget < "
         f"`{report['cost']}` <= budget; start: `{start.get('mode', 'none')}`, stratified start trials per tier "
-        "in brackets):",
+        f"in brackets; after the start, trials aimed at the tier: `tier_target={target.get('mode', 'none')}`, "
+        f"one in {target.get('every', '-')}, directed mutations in brackets):",
         "",
-        "| tier | budget | window | under budget | in window | selected |",
-        "|---|---|---|---|---|---|",
+        "| tier | budget | window | under budget | in window | aimed after the start | selected |",
+        "|---|---|---|---|---|---|---|",
     ]
     for tier, t in report["tiers"].items():
         lo, hi = t["window"]
@@ -205,8 +208,11 @@ def _candidate_lines(report: Mapping[str, Any]) -> list[str]:
         else:
             what = "the reference" if sel.get("equals_reference") else f"new `{sel['name']}`"
         started = f" ({counts[tier]})" if tier in counts else ""
+        a = aimed.get(tier)
+        a_cell = f"{a['aimed']} ({a['mutated']})" if a else "-"
         lines.append(
-            f"| {tier} | {hi:.4g} | ({lo:.4g}, {hi:.4g}] | {c['under_budget']} | {c['in_window']}{started} | {what} |"
+            f"| {tier} | {hi:.4g} | ({lo:.4g}, {hi:.4g}] | {c['under_budget']} | {c['in_window']}{started} "
+            f"| {a_cell} | {what} |"
         )
     return lines
 

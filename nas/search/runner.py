@@ -315,6 +315,11 @@ def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> S
         "cost_imgsz": ev.cost_imgsz,
         "max_cost": session.max_cost,
         "tier_start": {"mode": cfg.tier_start, "trials": session.tier_start_counts()},
+        "tier_target": {
+            "mode": cfg.tier_target,
+            "every": cfg.tier_target_every,
+            "trials": session.tier_target_counts() if cfg.tier_target != "none" else {},
+        },
         "trials": {"complete": len(records), **{k: v for k, v in counts.items() if k != "complete"}},
         "search_time_s": round(_study_wall_s(session), 2),
         "eval_time_s": round(sum(r.eval_s for r in records), 2),

@@ -12,7 +12,7 @@ worker whose sampler depends on the draws and the complete trials only, see docs
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import optuna
@@ -25,7 +25,15 @@ from nas.search.config import StrategyConfig
 __all__ = ["CONSTRAINT_KEY", "STRATEGIES", "TrialSeededSampler", "draw_index", "make_sampler", "trial_seed"]
 
 STRATEGIES = ("nsga2", "tpe", "random", "gp")
-CONSTRAINT_KEY = "cost_over_budget"  # trial constraint: cost - max_cost (<= 0 is feasible)
+CONSTRAINT_KEY = "cost_over_budget"  # trial constraint: cost - max_cost (<= 0 is feasible), see Session.store
+
+
+class Director(Protocol):
+    """(study, trial, draw index) -> the trial's parameters over `distributions`, or None for the strategy's draw."""
+
+    distributions: dict[str, BaseDistribution]
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial, index: int) -> dict[str, Any] | None: ...
 
 
 def make_sampler(cfg: StrategyConfig, seed: int) -> optuna.samplers.BaseSampler:
@@ -74,22 +82,34 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
 
     The samplers here keep no state of their own beyond their random generator (NSGA-II keeps its generations
     in the study), so a fresh one per trial sees the same history and differs only in its seed.
+
+    `director` (nas.search.tiers.TierDirector) sees every drawn trial first, with its draw index; parameters it
+    returns are the trial's (a relative sample over its `distributions`), None leaves the draw to the strategy.
     """
 
-    def __init__(self, cfg: StrategyConfig, seed: int):
-        self.cfg, self.seed = cfg, seed
+    def __init__(self, cfg: StrategyConfig, seed: int, director: Director | None = None):
+        self.cfg, self.seed, self.director = cfg, seed, director
         self._inner = make_sampler(cfg, seed)  # checks the config now; replaced before every trial
+        self._proposal: dict[str, Any] | None = None
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self._inner = make_sampler(self.cfg, trial_seed(self.seed, draw_index(study.get_trials(deepcopy=False), trial)))
+        index = draw_index(study.get_trials(deepcopy=False), trial)
+        self._inner = make_sampler(self.cfg, trial_seed(self.seed, index))
         self._inner.before_trial(study, trial)
+        self._proposal = None
+        if self.director is not None and not trial.system_attrs.get("fixed_params"):  # enqueued: not drawn
+            self._proposal = self.director(study, trial, index)
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        if self._proposal is not None:
+            return dict(self.director.distributions)
         return self._inner.infer_relative_search_space(study, trial)
 
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
+        if self._proposal is not None:
+            return {k: v for k, v in self._proposal.items() if k in search_space}
         return self._inner.sample_relative(study, trial, search_space)
 
     def sample_independent(

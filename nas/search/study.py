@@ -26,7 +26,14 @@ from nas.search.objectives import Evaluation, Evaluator
 from nas.search.select import TrialRecord
 from nas.search.storage import make_storage
 from nas.search.strategies import CONSTRAINT_KEY, TrialSeededSampler
-from nas.search.tiers import check_tier_start, start_count, stratified_start
+from nas.search.tiers import (
+    TierDirector,
+    check_tier_start,
+    start_count,
+    stratified_start,
+    tier_windows,
+    window_constraint,
+)
 from nas.space import ArchConfig, SearchSpace, load_space
 
 __all__ = ["FINGERPRINT_ATTR", "REFERENCE_ATTR", "TIER_START_ATTR", "Session", "worker_id"]
@@ -95,18 +102,24 @@ class Session:
         self.directions = self.evaluator.directions
         self.backend = make_storage(cfg.storage, self.out_dir)
         self.storage, self.storage_desc = self.backend.storage, self.backend.desc
+        self.budgets = self._budgets()
+        self.max_cost = self._max_cost()
+        director = None
+        if cfg.tier_target != "none":
+            ev = self.evaluator
+            director = TierDirector(
+                cfg.tier_target, cfg.tier_target_every, self.budgets, self.space, self.cost_of, ev.cost, cfg.seed
+            )
         self.study = self.db(
             optuna.create_study,
             study_name=cfg.study_name,
             storage=self.storage,
-            sampler=TrialSeededSampler(cfg.strategy, cfg.seed),
+            sampler=TrialSeededSampler(cfg.strategy, cfg.seed, director),
             directions=self.directions,
             load_if_exists=True,
         )
         self.db(self._check_fingerprint)
         self.db(self._claim_reference)
-        self.budgets = self._budgets()
-        self.max_cost = self._max_cost()
 
     def db(self, fn, *args: Any, **kwargs: Any) -> Any:
         """`fn(*args)` with lost database connections retried (bounded by storage.retry_s)."""
@@ -218,6 +231,20 @@ class Session:
             return {}
         done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         return {tier: sum(t.user_attrs.get("tier_start") == tier for t in done) for tier in self.budgets}
+
+    def tier_target_counts(self) -> dict[str, dict[str, int]]:
+        """Complete trials aimed at each tier after the start (`aimed`) and those of them that were directed
+        mutations (`mutated`), see nas.search.tiers.TierDirector."""
+        done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        return {
+            tier: {
+                "aimed": sum(t.user_attrs.get("tier_target") == tier for t in done),
+                "mutated": sum(
+                    t.user_attrs.get("tier_target") == tier and t.user_attrs.get("tier_mutation") is True for t in done
+                ),
+            }
+            for tier in self.budgets
+        }
 
     def _enqueue_due_start(self, trials: list[optuna.trial.FrozenTrial]) -> int:
         """Enqueue the planned start trials not enqueued yet, as far as the study needs trials (so a study
@@ -346,11 +373,19 @@ class Session:
         }
 
     def store(self, trial: optuna.trial.Trial, arch: ArchConfig, ev: Evaluation) -> None:
-        """Record a running trial's attributes and, under a budget, its constraint (before it is told)."""
+        """Record a running trial's attributes and, under a budget, its constraint (before it is told): the cost
+        over `max_cost`, or for a trial aimed at a tier under `tier_target=constraint`, outside that tier's
+        window. The trial's `feasible` attribute, which the tier selection reads, stays the `max_cost` one."""
         attrs = self.attrs(arch, ev)
         for k, v in attrs.items():
             trial.set_user_attr(k, v)
-        if self.max_cost is not None:
+        if self.max_cost is None:
+            return
+        tier = trial.user_attrs.get("tier_target")
+        if self.cfg.tier_target == "constraint" and tier in self.budgets:
+            lo, hi = tier_windows(self.budgets)[tier]
+            trial.set_constraint(CONSTRAINT_KEY, window_constraint(ev.values[self.evaluator.cost], lo, hi))
+        else:
             trial.set_constraint(CONSTRAINT_KEY, attrs["over_budget"])
 
     def n_complete(self) -> int:

@@ -6,7 +6,9 @@ released S, although the space's smallest network is at about half of it (experi
 tiers.md). A sampler started from uniform draws then never proposes an S candidate, and the S tier returns
 the released S. The stratified start draws an equal share of the first population inside each window, by a
 random walk on the cost (counted from the ArchConfig: no model, no proxy), so every tier has candidates
-from the first generation on.
+from the first generation on. After the start, the samplers still propose no S candidate (they are not
+pushed to the space's small end), so one sampled trial in `tier_target_every` aims at a tier and, under
+`tier_target=mutate`, mutates a best candidate of that tier's window (`TierDirector`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
+from optuna.trial import FrozenTrial, TrialState
 
 from nas.errors import ConfigError
 from nas.search.select import TrialRecord
@@ -22,16 +27,26 @@ from nas.space import ArchConfig, SearchSpace
 
 __all__ = [
     "TIER_STARTS",
+    "TIER_TARGETS",
+    "TierDirector",
     "check_tier_start",
+    "directed_mutation",
+    "mutation_rng",
     "start_count",
     "stratified_start",
+    "target_tier",
     "tier_counts",
     "tier_windows",
     "walk_into",
+    "window_constraint",
 ]
 
 TIER_STARTS = ("stratified", "none")
+# how a directed draw (see target_tier) aims at its tier: mutate a good candidate of the window, or only judge
+# the trial's feasibility by the window (the sampler proposes it without knowing the target); none: no targets
+TIER_TARGETS = ("mutate", "constraint", "none")
 _SALT = 0x7153  # separates the start population's random stream from the samplers' (seeded by the same seed)
+_MUTATE_SALT = 0x7154
 
 CostFn = Callable[[ArchConfig], float]
 
@@ -141,9 +156,16 @@ def start_size(strategy: Any) -> int:
 
 
 def check_tier_start(cfg: Any) -> None:
-    """Checks `tier_start` and `tier_start_trials` of a SearchConfig."""
+    """Checks `tier_start`, `tier_start_trials`, `tier_target` and `tier_target_every` of a SearchConfig."""
     if cfg.tier_start not in TIER_STARTS:
         raise ConfigError(f"tier_start={cfg.tier_start!r}; choose one of {', '.join(TIER_STARTS)}")
+    if cfg.tier_target not in TIER_TARGETS:
+        raise ConfigError(f"tier_target={cfg.tier_target!r}; choose one of {', '.join(TIER_TARGETS)}")
+    k = cfg.tier_target_every
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(
+            f"tier_target_every={k!r}: a whole number >= 1 (1: every sampled trial aims at a tier; 3: one in three)"
+        )
     n = cfg.tier_start_trials
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
         raise ConfigError(
@@ -162,3 +184,96 @@ def start_count(cfg: Any, n_references: int, n_tiers: int) -> int:
     if n is None:
         n = max(start_size(cfg.strategy) - n_references, n_tiers)
     return n
+
+
+def target_tier(index: int, budgets: Mapping[str, float], every: int) -> str | None:
+    """The tier that draw `index` aims at: one draw in `every` (index % every == 0), round-robin over the tiers,
+    smallest budget first; None for the other draws. Depends on the draw index alone, so workers sharing a
+    study and resumed runs agree on it."""
+    if not budgets or index % every:
+        return None
+    order = sorted(budgets, key=lambda t: budgets[t])
+    return order[(index // every) % len(order)]
+
+
+def window_constraint(cost: float, lo: float, hi: float) -> float:
+    """An Optuna constraint value that is <= 0 exactly inside [lo, hi]: the distance outside, or minus the
+    distance to the nearer edge inside."""
+    return max(cost - hi, lo - cost)
+
+
+def directed_mutation(
+    space: SearchSpace,
+    cost_fn: CostFn,
+    records: Sequence[TrialRecord],
+    cost: str,
+    window: tuple[float, float],
+    rng: np.random.Generator,
+    score: str = "proxy_score",
+    top: int = 3,
+    max_tries: int = 50,
+) -> ArchConfig | None:
+    """A new architecture in `window` = (lo, hi]: a mutation (one dimension on average, see SearchSpace.mutate) of
+    one of the `top` best-`score` feasible candidates evaluated there; None when the window has no candidate yet
+    or `max_tries` mutations all left it or were evaluated already."""
+    lo, hi = window
+    seen = {r.arch.digest() for r in records}
+    inside = [r for r in records if r.feasible and lo < r.values[cost] <= hi]
+    if not inside:
+        return None
+    parents = sorted(inside, key=lambda r: (-r.values[score], r.number))[:top]
+    prob = 1.0 / len(space.dimensions)
+    for _ in range(max_tries):
+        parent = parents[rng.integers(len(parents))]
+        child = space.mutate(parent.arch, rng, prob)
+        if child.digest() not in seen and lo < cost_fn(child) <= hi:
+            return child
+    return None
+
+
+def mutation_rng(seed: int, index: int) -> np.random.Generator:
+    """The random stream of directed draw `index` of a study seeded with `seed`."""
+    return np.random.default_rng(np.random.SeedSequence([seed, _MUTATE_SALT, index]))
+
+
+class TierDirector:
+    """Aims sampled trials at the tier windows (see `target_tier`) for nas.search.strategies.TrialSeededSampler:
+    records a draw's target as the trial's user attr `tier_target` and, in mode `mutate`, proposes its
+    parameters (`directed_mutation`; user attr `tier_mutation`: whether it found one, else the strategy draws)."""
+
+    def __init__(
+        self,
+        mode: str,
+        every: int,
+        budgets: Mapping[str, float],
+        space: SearchSpace,
+        cost_fn: CostFn,
+        cost: str,
+        seed: int,
+    ):
+        self.mode, self.every, self.budgets, self.space = mode, every, dict(budgets), space
+        self.cost_fn, self.cost, self.seed = cost_fn, cost, seed
+        self.windows = tier_windows(budgets)
+        self.distributions: dict[str, BaseDistribution] = {
+            d.path: IntDistribution(0, len(d.choices) - 1) if d.ordinal else CategoricalDistribution(list(d.labels))
+            for d in space.dimensions
+        }  # as SearchSpace.sample suggests them
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial, index: int) -> dict[str, Any] | None:
+        tier = target_tier(index, self.budgets, self.every)
+        if tier is None:
+            return None
+        self._set(study, trial, "tier_target", tier)
+        if self.mode != "mutate":
+            return None
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        records = [TrialRecord.from_attrs(t.number, t.user_attrs) for t in trials]
+        rng = mutation_rng(self.seed, index)
+        arch = directed_mutation(self.space, self.cost_fn, records, self.cost, self.windows[tier], rng)
+        self._set(study, trial, "tier_mutation", arch is not None)
+        return None if arch is None else self.space.params_of(arch)
+
+    @staticmethod
+    def _set(study: optuna.Study, trial: FrozenTrial, key: str, value: Any) -> None:
+        study._storage.set_trial_user_attr(trial._trial_id, key, value)
+        trial.user_attrs[key] = value  # the running Trial reads its attributes from this frozen copy

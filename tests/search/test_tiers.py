@@ -14,8 +14,18 @@ from nas.errors import ConfigError
 from nas.search.config import StrategyConfig
 from nas.search.objectives import Evaluator
 from nas.search.runner import run_search
+from nas.search.strategies import draw_index
 from nas.search.study import TIER_START_ATTR
-from nas.search.tiers import start_count, stratified_start, tier_counts, tier_windows, walk_into
+from nas.search.tiers import (
+    directed_mutation,
+    start_count,
+    stratified_start,
+    target_tier,
+    tier_counts,
+    tier_windows,
+    walk_into,
+    window_constraint,
+)
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +85,10 @@ def test_start_count_defaults_to_the_first_population_less_the_references(tiny_c
         ("tier_start", "uniform", r"tier_start='uniform'; choose one of stratified, none"),
         ("tier_start_trials", -1, r"tier_start_trials=-1: a number of trials >= 0"),
         ("tier_start_trials", 2.5, r"tier_start_trials=2.5"),
+        ("tier_target", "window", r"tier_target='window'; choose one of mutate, constraint, none"),
+        ("tier_target_every", 0, r"tier_target_every=0: a whole number >= 1"),
+        ("tier_target_every", True, r"tier_target_every=True"),
+        ("tier_target_every", 1.5, r"tier_target_every=1.5"),
     ],
 )
 def test_bad_tier_start_settings_are_refused(tiny_cfg, tmp_path, field, value, match):
@@ -105,7 +119,7 @@ def test_report_counts_feasible_candidates_per_tier(tiny_cfg, tmp_path):
     assert f"| {c['under_budget']} | {c['in_window']} (2) |" in md
 
     # before: the uniform start of the same search leaves the S window to the reference alone
-    _, before = _search(dataclasses.replace(cfg, tier_start="none"), tmp_path / "none")
+    _, before = _search(dataclasses.replace(cfg, tier_start="none", tier_target="none"), tmp_path / "none")
     assert before["tiers"]["tiny_s"]["candidates"]["in_window"] == 1
     assert before["tiers"]["tiny_s"]["selected"]["equals_reference"]
     assert before["tier_start"] == {"mode": "none", "trials": {}}
@@ -120,3 +134,67 @@ def test_the_start_is_enqueued_once_per_study(tiny_cfg, tmp_path):
     assert len(started) == len(study.user_attrs[TIER_START_ATTR]) == 3
     assert [t.number for t in started] == [3, 4, 5]  # right after the references
     assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 12
+
+
+def test_the_target_tier_depends_on_the_draw_index_alone():
+    budgets = {"m": 2.0, "s": 1.0, "l": 3.0}
+    every2 = [target_tier(i, budgets, 2) for i in range(12)]
+    assert every2 == ["s", None, "m", None, "l", None] * 2  # smallest first, one draw in two
+    assert every2 == [target_tier(i, dict(reversed(budgets.items())), 2) for i in range(12)]
+    assert [target_tier(i, budgets, 1) for i in range(4)] == ["s", "m", "l", "s"]
+    assert window_constraint(1.5, 1.0, 2.0) < 0 < window_constraint(2.5, 1.0, 2.0)
+    assert window_constraint(0.5, 1.0, 2.0) > 0
+
+
+def test_a_directed_mutation_stays_in_its_window_and_is_new(tiny_space, costs, tiny_cfg, tmp_path):
+    cost_fn, budgets = costs
+    lo, hi = tier_windows(budgets)["tiny_m"]
+    res = run_search(dataclasses.replace(tiny_cfg, n_trials=6, tier_target="none"), tmp_path)
+    seen = {r.arch.digest() for r in res.trials}
+    for seed in range(5):
+        child = directed_mutation(tiny_space, cost_fn, res.trials, "flops_g", (lo, hi), np.random.default_rng(seed))
+        assert child is not None and child.digest() not in seen and lo < cost_fn(child) <= hi
+    assert directed_mutation(tiny_space, cost_fn, res.trials, "flops_g", (0.0, 1e-9), np.random.default_rng(0)) is None
+
+
+def _after_start(res, rep):
+    """In-window feasible candidates per tier among the trials after the references and the stratified start."""
+    n_first = sum(r.reference is not None for r in res.trials) + sum(rep["tier_start"]["trials"].values())
+    later = [r for r in res.trials if r.number >= n_first]
+    budgets = {t: v["budget"] for t, v in rep["tiers"].items()}
+    return {t: c["in_window"] for t, c in tier_counts(later, rep["cost"], budgets).items()}
+
+
+def test_every_window_keeps_receiving_candidates_after_the_start(tiny_cfg, tmp_path):
+    proxy = dataclasses.replace(tiny_cfg.proxy, proxies=["flops"])  # no model to build: fast
+    cfg = dataclasses.replace(tiny_cfg, n_trials=18, proxy=proxy, tier_target="mutate", tier_target_every=1)
+    res, rep = _search(cfg, tmp_path / "mutate")
+    assert all(n >= 1 for n in _after_start(res, rep).values()), _after_start(res, rep)
+    aimed = rep["tier_target"]["trials"]
+    assert all(a["aimed"] >= 3 and a["mutated"] >= 1 for a in aimed.values()), aimed
+    assert "| aimed after the start |" in (tmp_path / "mutate" / "report.md").read_text()
+    # the strategy alone, after the same start, leaves the S window (4 of 3,072 architectures) to the start
+    res, rep = _search(dataclasses.replace(cfg, tier_target="none"), tmp_path / "none")
+    assert _after_start(res, rep)["tiny_s"] == 0
+    assert rep["tier_target"] == {"mode": "none", "every": 1, "trials": {}}
+
+
+def test_aimed_trials_follow_the_draw_index_across_a_resume(tiny_cfg, tmp_path):
+    proxy = dataclasses.replace(tiny_cfg.proxy, proxies=["flops"])
+    cfg = dataclasses.replace(tiny_cfg, n_trials=10, proxy=proxy, tier_target_every=2)
+    run_search(cfg, tmp_path / "resumed")
+    run_search(dataclasses.replace(cfg, n_trials=16), tmp_path / "resumed")
+    run_search(dataclasses.replace(cfg, n_trials=16), tmp_path / "straight")
+
+    def trials(folder):
+        study = optuna.load_study(study_name=cfg.study_name, storage=f"sqlite:///{folder / 'study.db'}")
+        return study.get_trials()
+
+    resumed, straight = trials(tmp_path / "resumed"), trials(tmp_path / "straight")
+    budgets = {"tiny_s": 1.0, "tiny_m": 2.0, "tiny_l": 3.0}  # only the order of the budgets matters
+    for t in resumed:
+        if not t.system_attrs.get("fixed_params"):
+            assert t.user_attrs.get("tier_target") == target_tier(draw_index(resumed, t), budgets, 2), t.number
+    assert any("tier_target" in t.user_attrs for t in resumed if t.number >= 10)
+    key = [(t.number, t.user_attrs.get("tier_target"), t.user_attrs.get("digest")) for t in resumed]
+    assert key == [(t.number, t.user_attrs.get("tier_target"), t.user_attrs.get("digest")) for t in straight]
