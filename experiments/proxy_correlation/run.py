@@ -238,7 +238,8 @@ def todo_units(doc: dict[str, Any], only: list[str] | None = None) -> list[tuple
 def train(args) -> int:
     doc = load_sample()
     todo = todo_units(doc, args.only)
-    print(f"{len(gt_units(doc)) - len(todo)} ground-truth units done, {len(todo)} to train")
+    done = sum(gt_path(n, s).is_file() for n, s in gt_units(doc))
+    print(f"{done} of {len(gt_units(doc))} ground-truth units done; {len(todo)} to train now")
     me = [sys.executable, str(Path(__file__).resolve())]
     cmds = [[*me, "train-one", n, str(s), "--device", args.device, "--workers", str(args.workers)] for n, s in todo]
     return _pool_run(cmds, args.jobs, _threads(args))
