@@ -58,7 +58,44 @@ def write_quality(out: Path, opts, history: list[dict], threads: int, note: str 
             "",
             f"Best so far: epoch {best['epoch']}, {best['mAP50_95']:.1f} mAP50-95 / {best['mAP50']:.1f} mAP50.",
         ]
+    base = _baseline_curve()
+    if base and history:
+        lines += [
+            "",
+            f"Side by side with the flip-only run, epoch by epoch ({BASELINE_RUN.relative_to(HERE.parents[1])}):",
+            "",
+            "| epoch | augmented mAP50-95 | flip only | difference |",
+            "|---|---|---|---|",
+            *(
+                f"| {r['epoch']} | {r['mAP50_95']:.1f} | {base[r['epoch']]:.1f} | {r['mAP50_95'] - base[r['epoch']]:+.1f} |"
+                for r in history
+                if r["epoch"] in base and "mAP50_95" in r
+            ),
+        ]
     write_text_atomic(out / "quality.md", "\n".join(lines) + "\n")
+
+
+BASELINE_RUN = HERE.parent / "synthetic_difficulty" / "s_e30" / "results.json"
+
+
+def _baseline_curve() -> dict[int, float]:
+    """mAP50-95 per epoch of the committed flip-only run the baseline numbers come from."""
+    if not BASELINE_RUN.is_file():
+        return {}
+    return {h["epoch"]: h["mAP50_95"] for h in json.loads(BASELINE_RUN.read_text())["history"]}
+
+
+def quality_report(args) -> int:
+    """Rewrite quality.md from quality.json (e.g. after a change of the table)."""
+    from nas.train.options import TrainOptions
+
+    res = json.loads((Path(args.out) / "quality.json").read_text())
+    opts = TrainOptions(**res["options"])
+    machine = res["machine"]
+    threads = int(machine.split(", ")[1].split()[0]) if ", " in machine else args.threads
+    note = machine.split("; ", 1)[1] if "; " in machine else ""
+    write_quality(Path(args.out), opts, res["history"], threads, note)
+    return 0
 
 
 def quality(args) -> int:
@@ -108,7 +145,7 @@ def quality(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=("quality", "overhead"))
+    ap.add_argument("what", choices=("quality", "quality-report", "overhead"))
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--imgsz", type=int, default=256)
     ap.add_argument("--batch", type=int, default=8)
@@ -126,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if args.what == "quality":
         return quality(args)
+    if args.what == "quality-report":
+        return quality_report(args)
     sys.path.insert(0, str(HERE))
     from overhead import overhead
 
