@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import platform
 import time
 from pathlib import Path
 
@@ -73,7 +75,9 @@ def overhead(args) -> int:
         "reps": reps,
         "workers": args.workers,
         "threads": torch.get_num_threads(),
-        "machine": "2 CPU cores shared with five other jobs (load average 12-20): absolute numbers are not clean",
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
+        + (f"; {args.note}" if args.note else ""),
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "runs": runs,
         "bare_images_per_s": round(n / bare, 3),
         "trainer_images_per_s": round(n / trainer, 3),
@@ -107,7 +111,6 @@ def write(out: Path, result: dict) -> None:
     if len(signs) > 1:
         md += [
             "",
-            "The repetitions disagree in sign (load from other jobs changes between them): on this machine the "
-            "difference is within the noise; a clean measurement needs an idle machine.",
+            "The repetitions disagree in sign (load changes between them): the difference is within the noise.",
         ]
     write_text_atomic(out / "overhead.md", "\n".join(md) + "\n")
