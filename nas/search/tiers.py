@@ -13,6 +13,7 @@ pushed to the space's small end), so one sampled trial in `tier_target_every` ai
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -48,6 +49,7 @@ TIER_TARGETS = ("mutate", "constraint", "none")
 _SALT = 0x7153  # separates the start population's random stream from the samplers' (seeded by the same seed)
 _MUTATE_SALT = 0x7154
 
+log = logging.getLogger("nas.search")
 CostFn = Callable[[ArchConfig], float]
 
 
@@ -133,20 +135,27 @@ def stratified_start(
     rng = np.random.default_rng(np.random.SeedSequence([seed, _SALT]))
     windows = sorted(tier_windows(budgets).items(), key=lambda kv: kv[1][1])
     seen, out = set(exclude), []
-    for k in range(n):
+    k = 0
+    while len(out) < n and windows:
         tier, (lo, hi) = windows[k % len(windows)]
         for _ in range(max_walks):
             arch = walk_into(space, cost_fn, lo, hi, rng, max_steps)
             if arch is not None and arch.digest() not in seen:
                 break
         else:
-            raise ConfigError(
-                f"tier_start=stratified: found no new architecture of space {space.name!r} with a cost in "
-                f"({lo:.4g}, {hi:.4g}] (tier {tier!r}) in {max_walks} random walks; the window may be empty or "
-                f"exhausted: change tiers.{tier}, or set tier_start=none"
-            )
+            # A small window (e.g. one that holds little more than its reference) is not an error: the search
+            # goes on, the other windows take its share, and the report's per-tier counts show what it got.
+            log.warning(
+                "tier_start=stratified: no new architecture of space %r with a cost in (%.4g, %.4g] (tier %r) in "
+                "%d random walks; the window may be empty or exhausted: its share of the start goes to the others "
+                "(widen tiers.%s to search it)",
+                space.name, lo, hi, tier, max_walks, tier,
+            )  # fmt: skip
+            windows.remove((tier, (lo, hi)))
+            continue
         seen.add(arch.digest())
         out.append((tier, arch))
+        k += 1
     return out
 
 

@@ -63,11 +63,13 @@ def test_stratified_start_is_deterministic_per_seed(tiny_space, costs):
     assert one != [a.digest() for _, a in stratified_start(tiny_space, cost_fn, budgets, 6, seed=4)]
 
 
-def test_a_window_without_architectures_is_a_clear_error(tiny_space, costs):
+def test_a_window_without_architectures_is_skipped_with_a_warning(tiny_space, costs, caplog):
     cost_fn, budgets = costs
     assert walk_into(tiny_space, cost_fn, 0.0, 1e-9, np.random.default_rng(0), max_steps=50) is None
-    with pytest.raises(ConfigError, match=r"tier 'nano'.*tiers\.nano.*tier_start=none"):
-        stratified_start(tiny_space, cost_fn, {"nano": 1e-9, **budgets}, 4, seed=0, max_walks=2, max_steps=50)
+    with caplog.at_level("WARNING", logger="nas.search"):
+        start = stratified_start(tiny_space, cost_fn, {"nano": 1e-9, **budgets}, 4, seed=0, max_walks=2, max_steps=50)
+    assert "tier 'nano'" in caplog.text and "widen tiers.nano" in caplog.text
+    assert len(start) == 4 and "nano" not in {t for t, _ in start}, "the other windows take its share"
 
 
 def test_start_count_defaults_to_the_first_population_less_the_references(tiny_cfg):
