@@ -113,8 +113,7 @@ def _with_classes(arch: ArchConfig, nc: int) -> ArchConfig:
     return arch if arch.num_classes == nc else arch.replace(heads=dataclasses.replace(arch.heads, num_classes=nc))
 
 
-def _run(model: torch.nn.Module, cfg: TrainedProxy, t0: float) -> dict[str, Any]:
-    train_ds = load_dataset(cfg.data, "train")
+def _run(model: torch.nn.Module, cfg: TrainedProxy, train_ds: Any, t0: float) -> dict[str, Any]:
     val_ds = load_dataset(cfg.data, "val")
     if cfg.epochs == 0:
         model.eval()
@@ -134,11 +133,11 @@ def _run(model: torch.nn.Module, cfg: TrainedProxy, t0: float) -> dict[str, Any]
 def short_train_score(arch: ArchConfig, cfg: TrainedProxy = TrainedProxy()) -> dict[str, Any]:
     """Train `arch` from a `cfg.seed` initialization for `cfg.epochs` on `cfg.data`; its scores and seconds."""
     t0 = time.perf_counter()
-    nc = len(load_dataset(cfg.data, "train").category_ids)
+    train_ds = load_dataset(cfg.data, "train")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        model = build(_with_classes(arch, nc))
-        return _run(model, dataclasses.replace(cfg, epochs=max(1, cfg.epochs)), t0)
+        model = build(_with_classes(arch, len(train_ds.category_ids)))
+        return _run(model, dataclasses.replace(cfg, epochs=max(1, cfg.epochs)), train_ds, t0)
 
 
 def inherit_score(
@@ -148,7 +147,8 @@ def inherit_score(
     `nas.models.inherit`, evaluated after `cfg.epochs` of fine-tuning (0: as inherited); scores, seconds and the
     inherited fraction."""
     t0 = time.perf_counter()
-    nc = len(load_dataset(cfg.data, "train").category_ids)
+    train_ds = load_dataset(cfg.data, "train")
+    nc = len(train_ds.category_ids)
     if isinstance(parent, (str, os.PathLike)):
         ckpt = read_checkpoint(parent)
         parent = (ckpt.arch, ckpt.state_dict)
@@ -161,6 +161,6 @@ def inherit_score(
     sd, report = inherit_weights(target, parent, seed=cfg.seed)
     model = build(target)
     model.load_state_dict(sd)
-    out = _run(model, cfg, t0)
+    out = _run(model, cfg, train_ds, t0)
     out["inherited"] = report.fraction
     return out
