@@ -9,6 +9,8 @@ from typing import Any
 from nas.io import write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[2]
+_PC = ROOT / "experiments" / "proxy_correlation" / "results"
+GT_RESULTS = {"qarepvgg": _PC / "gt" / "yolo_nas_s_s0.json", "repvgg": _PC / "extra" / "yolo_nas_s_repvgg_s0.json"}
 
 
 def _load(work: Path, name: str) -> dict | None:
@@ -20,10 +22,12 @@ def write_report(work: Path, out: Path, machine: dict[str, Any], recipe: dict[st
     models = {}
     for m in ("qarepvgg", "repvgg"):
         entry = {k: _load(work, f"{k}_{m}") for k in ("accuracy", "selective", "latency")}
-        train = ROOT / "runs" / "int8" / f"train_{m}" / "results.json"
-        if train.exists():
+        train = GT_RESULTS[m]
+        if train.exists():  # the ground-truth unit's result file (torch eval at the end of training)
             t = json.loads(train.read_text())
-            entry["training"] = {"config": t["config"], "history": t["history"]}
+            entry["training"] = {
+                k: t[k] for k in ("name", "seed", "mAP50_95", "mAP50", "train_s", "threads", "machine")
+            }
         models[m] = entry
     results = {"machine": machine, "recipe": recipe or _recipe(), "models": models}
     write_text_atomic(out / "results.json", json.dumps(results, indent=1) + "\n")
@@ -34,11 +38,30 @@ def write_report(work: Path, out: Path, machine: dict[str, Any], recipe: dict[st
             "source": "experiments/int8/results.json (python experiments/int8/run.py report)",
             "what": "measured mAP50-95 drop (points, synthetic val) of post-training INT8 (nas.quant, minmax) of the "
             "S layout trained with all-QARepVGG vs all-RepVGG blocks, same recipe and seed",
-            "drop": {m: round(models[m]["accuracy"]["int8"]["minmax"]["drop"], 3) for m in models},
+            "drop": {m: round(_minmax_drop(models[m]["accuracy"]), 3) for m in models},
             "fp32_mAP50_95": {m: round(models[m]["accuracy"]["fp32"]["mAP50_95"], 2) for m in models},
         }
         write_text_atomic(ROOT / "nas" / "quant" / "block_drop.json", json.dumps(block, indent=1) + "\n")
     return results
+
+
+def _minmax_drop(acc: dict) -> float:
+    """The minmax drop, averaged over the calibration draws when there are several."""
+    draws = acc.get("calib_draws") or {}
+    if draws.get("method") == "minmax" and draws.get("drop"):
+        return sum(draws["drop"]) / len(draws["drop"])
+    return acc["int8"]["minmax"]["drop"]
+
+
+def _loads(r: dict) -> str:
+    """The 1-minute load average recorded as each stage finished (2 cores: 1.0 = one busy core)."""
+    vals = [
+        s["load_avg_1min"]
+        for e in r["models"].values()
+        for s in e.values()
+        if isinstance(s, dict) and "load_avg_1min" in s
+    ]
+    return f"{min(vals):.1f}-{max(vals):.1f}" if vals else "not recorded"
 
 
 def _best(acc: dict | None) -> str | None:
@@ -75,7 +98,9 @@ def _markdown(r: dict) -> str:
         "# INT8 post-training quantization benchmark",
         "",
         f"Machine: {mach['cpu']}, {mach['cores']} cores, AVX-512 VNNI: {mach['avx512_vnni']}, onnxruntime "
-        f"{mach['onnxruntime']}. {mach['shared']}.",
+        f"{mach['onnxruntime']}. Load average while the stages ran: {_loads(r)} (2 cores; the stages ran one at a "
+        "time with nothing else on the machine). FP32 and INT8 were timed interleaved in the same run, so their "
+        "ratio is the robust number.",
         "",
         f"Models: the YOLO-NAS S layout (8 classes) with all-QARepVGG and with all-RepVGG blocks, trained from random "
         f"init with the same recipe and seed ({rec['trainer']}; {rec['data']}; {rec['imgsz']} px, batch "
@@ -98,6 +123,30 @@ def _markdown(r: dict) -> str:
                 f"| {m} | {acc.get('checkpoint_epoch')} | {_f(acc['fp32']['mAP50_95'])} | {method} | "
                 f"{acc['calib_images']} | {_f(q['mAP50_95'])} | **{_f(q['drop'])}** | {_f(q['mAP50'])} | "
                 f"{_f(q['output_error']['error'], 4)} |"
+            )
+    draws = {m: (e.get("accuracy") or {}).get("calib_draws") for m, e in r["models"].items()}
+    if any(d and len(d["drop"]) > 1 for d in draws.values()):
+        lines += [
+            "",
+            "## The quantization's own noise: other draws of the calibration images",
+            "",
+            "| model | method | draws | drop per draw | mean drop | spread (max - min) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for m, d in draws.items():
+            if d:
+                v = d["drop"]
+                lines.append(
+                    f"| {m} | {d['method']} | {len(v)} | {', '.join(_f(x) for x in v)} | **{_f(sum(v) / len(v))}** | "
+                    f"{_f(max(v) - min(v))} |"
+                )
+    trained = {m: e.get("training") for m, e in r["models"].items() if e.get("training")}
+    if trained:
+        lines += ["", "Training (the ground-truth units, torch eval of the EMA weights at the last epoch):", ""]
+        for m, t in trained.items():
+            lines.append(
+                f"- {m} (`{t['name']}`, seed {t['seed']}): mAP50-95 {_f(t['mAP50_95'])}, mAP50 {_f(t['mAP50'])}; "
+                f"{t['train_s']:.0f} s on {t['threads']} thread(s), {t['machine']}"
             )
     lat_rows = []
     for m, e in r["models"].items():

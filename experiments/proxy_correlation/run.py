@@ -245,6 +245,20 @@ def train(args) -> int:
     return _pool_run(cmds, args.jobs, _threads(args))
 
 
+def _overrides(pairs: list[str]) -> dict[str, Any]:
+    """`key=value` pairs over RECIPE's fields, each value parsed as JSON (numbers) or kept as a string."""
+    out: dict[str, Any] = {}
+    for kv in pairs:
+        key, sep, value = kv.partition("=")
+        if not sep or key not in RECIPE:
+            raise SystemExit(f"--set {kv!r}: expected key=value with key one of {', '.join(RECIPE)}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def train_one(args) -> int:
     import torch
 
@@ -254,18 +268,23 @@ def train_one(args) -> int:
 
     torch.set_num_threads(int(os.environ.get("NAS_THREADS", "1")))
     name, seed = args.name, args.seed
+    recipe, run_name, result_path = dict(RECIPE), f"gt_{name}_s{seed}", gt_path(name, seed)
+    if args.trial:  # a candidate recipe (the evidence behind RECIPE): RECIPE with --set overrides
+        recipe.update(_overrides(args.set))
+        run_name = f"recipe_{args.trial}_{name}_s{seed}"
+        result_path = RESULTS / "recipe" / f"{args.trial}_{name}_s{seed}.json"
     opts = TrainOptions(
-        **RECIPE,
+        **recipe,
         seed=seed,
         device=args.device,
         workers=args.workers,
         project=str(RUNS),
-        name=f"gt_{name}_s{seed}",
+        name=run_name,
         exist_ok=True,
         plots=False,
         verbose=args.verbose,
     )
-    last = gt_checkpoint(name, seed)
+    last = RUNS / "train" / run_name / "last.pt"
     t0 = time.perf_counter()
     if last.is_file():
         print(f"{name} seed {seed}: resuming {last}", flush=True)
@@ -280,7 +299,7 @@ def train_one(args) -> int:
         "name": name,
         "seed": seed,
         "digest": space_arch(name).digest(),
-        "recipe": RECIPE,
+        "recipe": recipe,
         "mAP50_95": final.get("mAP50_95"),
         "mAP50": final.get("mAP50"),
         "train_s": round(float(final.get("elapsed_s", 0.0)), 1),
@@ -290,7 +309,7 @@ def train_one(args) -> int:
         "machine": _machine(args.device),
         "history": history,
     }
-    write_text_atomic(gt_path(name, seed), json.dumps(doc, indent=1) + "\n")
+    write_text_atomic(result_path, json.dumps(doc, indent=1) + "\n")
     print(f"{name} seed {seed}: mAP50-95 {doc['mAP50_95']}, {doc['train_s']} s", flush=True)
     return 0
 
@@ -398,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--trial", default="", help="a candidate recipe's name: results/recipe/<trial>_<name>_s<seed>.json")
+    p.add_argument("--set", nargs="*", default=[], help="with --trial: RECIPE overrides key=value")
     p = sub.add_parser("proxy-one")
     p.add_argument("proxy")
     p.add_argument("name")

@@ -14,6 +14,8 @@ after the last convolutions) stays in float, as super-gradients leaves it; `excl
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
@@ -43,6 +45,11 @@ __all__ = [
 
 CALIB_METHODS = ("minmax", "percentile", "entropy")  # onnxruntime's; ExportOptions lists the same for the CLI
 DEFAULT_PERCENTILE = 99.999
+# Histogram bins of the entropy (KL) calibration, TensorRT's 2048 into 128 quantized bins. onnxruntime's
+# quantize_static cannot pass them (its entropy calibrator defaults to 128 bins into 128, where the only
+# candidate threshold is the whole range: the result equals minmax), so `quantize_onnx` runs that calibrator
+# itself and hands quantize_static the ranges through a calibration cache.
+ENTROPY_BINS, ENTROPY_QUANTIZED_BINS = 2048, 128
 # What gets quantized: the convolutions and the ops between them that have int8 kernels in onnxruntime
 # (residual adds, concats, SPP max-pools, the neck's transposed-conv upsamplers, the shortcut `alpha` Mul).
 OP_TYPES = ("Conv", "ConvTranspose", "Add", "Mul", "Concat", "MaxPool", "Resize", "Relu")
@@ -170,6 +177,27 @@ def preprocess(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     return Path(dst)
 
 
+def _entropy_ranges(model_path: Path, reader: _Reader, cache: Path) -> Path:
+    """Entropy-calibrated activation ranges of `model_path` written as onnxruntime's calibration cache."""
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
+
+    with tempfile.TemporaryDirectory(prefix="nas-entropy-") as tmp:
+        calibrator = create_calibrator(
+            model_path,
+            list(OP_TYPES),
+            augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+            calibrate_method=CalibrationMethod.Entropy,
+            extra_options={"num_bins": ENTROPY_BINS, "num_quantized_bins": ENTROPY_QUANTIZED_BINS},
+        )
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints its bin counts
+            calibrator.collect_data(reader)
+            ranges = calibrator.compute_data()
+        del calibrator
+    save_tensors_data(ranges, cache)
+    reader.rewind()
+    return cache
+
+
 def quantize_onnx(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -225,6 +253,8 @@ def quantize_onnx(
             "entropy": CalibrationMethod.Entropy,
         }[method]
         logging.getLogger().setLevel(logging.ERROR)  # onnxruntime's quantizer warns through the root logger
+        if method == "entropy" and (cache is None or not Path(cache).is_file()):
+            cache = _entropy_ranges(pre, reader, Path(cache) if cache is not None else Path(tmp) / "entropy.json")
         tmp_dst = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
         try:
             quantize_static(

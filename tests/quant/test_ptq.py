@@ -63,6 +63,29 @@ def test_quantize_static_qdq(fp32_onnx, calib, tmp_path, method):
     assert 0 < err["error"] < 0.5, err  # close to FP32, but not identical
 
 
+def _activation_scales(path):
+    proto = onnx.load(str(path))
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
+    weights = {n.input[0] for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits}
+    return {
+        n.input[0]: float(inits[n.input[1]])
+        for n in proto.graph.node
+        if n.op_type == "QuantizeLinear" and n.input[0] not in weights and inits[n.input[1]].size == 1
+    }
+
+
+def test_each_calibration_method_gives_its_own_ranges(fp32_onnx, calib, tmp_path):
+    """onnxruntime's entropy calibration, as quantize_static runs it (128 histogram bins into 128), can only
+    pick the whole range: identical to minmax. Ours uses 2048 bins, so it clips: smaller scales, none larger."""
+    scales = {m: _activation_scales(quantize_onnx(fp32_onnx, tmp_path / f"{m}.onnx", calib, method=m).path)
+              for m in ("minmax", "percentile", "entropy")}  # fmt: skip
+    mm, ent = scales["minmax"], scales["entropy"]
+    assert mm.keys() == ent.keys() and len(mm) > 10
+    assert sum(ent[k] < mm[k] * 0.999 for k in mm) > len(mm) // 4, "entropy ranges equal minmax's"
+    assert all(ent[k] <= mm[k] * 1.01 for k in mm)
+    assert scales["percentile"] != mm
+
+
 def test_excluded_layers_stay_float_and_reduce_the_error(fp32_onnx, calib, tmp_path):
     full = quantize_onnx(fp32_onnx, tmp_path / "full.onnx", calib)
     convs = conv_nodes(full.path)  # names in the pre-processed graph
