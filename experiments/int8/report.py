@@ -19,7 +19,7 @@ def _load(work: Path, name: str) -> dict | None:
 
 
 def write_report(work: Path, out: Path, machine: dict[str, Any], recipe: dict[str, Any] | None = None) -> dict:
-    models = {}
+    models, recipes = {}, []
     for m in ("qarepvgg", "repvgg"):
         entry = {k: _load(work, f"{k}_{m}") for k in ("accuracy", "selective", "latency")}
         train = GT_RESULTS[m]
@@ -28,8 +28,11 @@ def write_report(work: Path, out: Path, machine: dict[str, Any], recipe: dict[st
             entry["training"] = {
                 k: t[k] for k in ("name", "seed", "mAP50_95", "mAP50", "train_s", "threads", "machine")
             }
+            recipes.append(t["recipe"])
         models[m] = entry
-    results = {"machine": machine, "recipe": recipe or _recipe(), "models": models}
+    if len(recipes) == 2 and recipes[0] != recipes[1]:
+        raise SystemExit(f"{GT_RESULTS}: the two models were trained with different recipes: {recipes}")
+    results = {"machine": machine, "recipe": recipe or _recipe(recipes[0] if recipes else None), "models": models}
     write_text_atomic(out / "results.json", json.dumps(results, indent=1) + "\n")
     write_text_atomic(out / "results.md", _markdown(results))
     drops = {m: _best(models[m]["accuracy"]) for m in models}
@@ -70,17 +73,20 @@ def _best(acc: dict | None) -> str | None:
     return min(acc["int8"], key=lambda k: acc["int8"][k]["drop"])
 
 
-def _recipe() -> dict:
-    """The training recipe of both models: experiments/proxy_correlation's ground-truth recipe (one place)."""
+def _recipe(trained: dict | None) -> dict:
+    """The training recipe of both models: as their result files record it, else experiments/proxy_correlation's
+    ground-truth recipe (one place)."""
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "proxy_correlation" / "run.py"
-    spec = importlib.util.spec_from_file_location("proxy_correlation_run", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    if trained is None:
+        path = Path(__file__).resolve().parents[1] / "proxy_correlation" / "run.py"
+        spec = importlib.util.spec_from_file_location("proxy_correlation_run", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        trained = mod.RECIPE
     return {
         "trainer": "nas.train via experiments/proxy_correlation/run.py train (YOLO-NAS loss, AdamW, EMA, augmentation)",
-        **mod.RECIPE,
+        **trained,
         "data": "embedded synthetic set: 400 train / 100 val images, 8 classes",
         "seed": 0,
         "init": "random (no pretrained weights)",

@@ -178,3 +178,19 @@ def test_shipped_hardware_predictor():
     pred = load_predictor("cpu_ort")
     s, m, large = (pred.predict(load_arch(n)) for n in ("yolo_nas_s", "yolo_nas_m", "yolo_nas_l"))
     assert 0 < s < m < large
+
+
+def test_shipped_int8_table_is_complete_fingerprinted_and_calibrated():
+    """cpu_ort_int8 ships like cpu_ort: every unit of the space, the device it was measured on, a calibration
+    on whole INT8 networks; INT8 predicts faster than FP32 for S/M/L and keeps their order."""
+    hw = load_hardware("cpu_ort_int8")
+    table = LatencyTable.load(hw)
+    missing = [u.key for u in SpaceMap(load_space("yolo_nas"), hw.input_hw).units() if u not in table]
+    assert not missing, f"{len(missing)} units missing; run python -m nas.latency build hardware=cpu_ort_int8"
+    fp = table.data["fingerprint"]["cpu"]
+    assert fp["family"] is not None and fp["model"] is not None and fp["isa"]["avx2"] is not None
+    assert len(table.calibration_archs) >= 40 and table.data["calibration"]["fit"]
+    int8, fp32 = load_predictor("cpu_ort_int8"), load_predictor("cpu_ort")
+    s, m, large = (int8.predict(load_arch(n)) for n in ("yolo_nas_s", "yolo_nas_m", "yolo_nas_l"))
+    assert 0 < s < m < large
+    assert s < fp32.predict(load_arch("yolo_nas_s"))
