@@ -122,12 +122,17 @@ def evaluate(machine: Path, target: str) -> dict | None:
     cal_archs, cal_ms = table.calibration_set()
     shipped_target = not target.endswith("_2t")
     res: dict = {"target": target, "table": table.path.name, "n_heldout": len(archs), "n_again": len(again)}
+    from nas.latency.device import describe
+
+    res["table_device"] = describe(table.data.get("fingerprint"))
+    fp_here = json.loads((machine / "fingerprint.json").read_text())
+    res["table_built_here"] = (table.data.get("fingerprint") or {}).get("cpu") == fp_here.get("cpu")
 
     # ratio form: every predictor fitted on the table's 40 networks (for 2 threads: on the calib networks here)
     calib_here = load_pairs(machine / target / "calib")
     c_archs = [a for a in cal_archs if a.digest() in calib_here]  # the table's networks measured here
     if shipped_target:
-        fit_archs, fit_ms, fit_on = cal_archs, cal_ms, f"the table's {len(cal_ms)} calibration networks (machine A)"
+        fit_archs, fit_ms, fit_on = cal_archs, cal_ms, f"the table's {len(cal_ms)} calibration networks"
     else:
         fit_archs = c_archs
         fit_ms = np.array([calib_here[a.digest()]["ratio"] for a in c_archs]) * np.median([r["ref_ms"] for r in first])
@@ -169,14 +174,15 @@ def evaluate(machine: Path, target: str) -> dict | None:
 def markdown(results: dict) -> str:
     fp = results["fingerprint"]
     lines = ["# Latency predictor: ratio form and milliseconds, LUT vs FLOPs", ""]
+    lines += [f"This run's machine: {fp['device']}. Tables:", ""]
+    for t, r in results["targets"].items():
+        where = "built on this machine" if r.get("table_built_here") else "built on another machine"
+        lines.append(f"- `{r['table']}` ({t}): {where}, {r.get('table_device', results['table_device'])}")
     lines += [
-        f"Machine B (this run; not the machine that built the tables): {fp['device']}.",
-        f"Machine A (built the shipped tables): {results['table_device']}.",
         "",
         "Every held-out network (seeded, disjoint from the calibration networks, plus S/M/L) was timed",
         "interleaved with the released S, run by run, 5 rounds; the ratio network / S is compared with the",
-        "predicted ratio. The machine was shared with five other agents (load average 10-16 on 2 cores):",
-        "milliseconds there are contended, the ratio form is what the predictor can be judged on.",
+        f"predicted ratio. Conditions: {results.get('note') or 'not recorded'}.",
         "",
     ]
     for clock in ("cpu_", "wall_"):
@@ -222,7 +228,7 @@ def markdown(results: dict) -> str:
         lines.append(
             f"- `python -m nas.latency calibrate hardware={c['hardware']} n={c['fit']['n']}` "
             f"(clock {c.get('clock') or 'wall'}) on this machine: {c['method']} fit, leave-one-out relative RMSE "
-            f"{c['fit']['loo_rel_rmse']:.1%}, {c['measure_seconds']:.0f} s wall (the wall clock under this load)"
+            f"{c['fit']['loo_rel_rmse']:.1%}, {c['measure_seconds']:.0f} s wall"
         )
     lines += ["", f"Command: `{results['command']}`", ""]
     return "\n".join(lines)
@@ -242,6 +248,7 @@ def main(argv: list[str]) -> int:
         "table_device": describe(LatencyTable.load("cpu_ort").data.get("fingerprint")),
         "table_fingerprint": LatencyTable.load("cpu_ort").data.get("fingerprint"),
         "targets": {},
+        "note": opts.get("note", ""),
         "command": "python experiments/latency_predictor/run.py " + " ".join(argv),
         "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
@@ -254,8 +261,9 @@ def main(argv: list[str]) -> int:
             r = evaluate(machine, t)
             if r is not None:
                 results["targets"][t] = r
-    write_text_atomic(HERE / "results.json", json.dumps(results, indent=1) + "\n")
-    write_text_atomic(HERE / "results.md", markdown(results))
+    for folder in (HERE, machine):  # the latest run beside this script, each machine's in its folder
+        write_text_atomic(folder / "results.json", json.dumps(results, indent=1) + "\n")
+        write_text_atomic(folder / "results.md", markdown(results))
     print(markdown(results))
     return 0
 
