@@ -269,8 +269,8 @@ def train_one(args) -> int:
     torch.set_num_threads(int(os.environ.get("NAS_THREADS", "1")))
     name, seed = args.name, args.seed
     recipe, run_name, result_path = dict(RECIPE), f"gt_{name}_s{seed}", gt_path(name, seed)
-    if args.trial:  # a candidate recipe (the evidence behind RECIPE): RECIPE with --set overrides
-        recipe.update(_overrides(args.set))
+    if getattr(args, "trial", ""):  # a candidate recipe (the evidence behind RECIPE): RECIPE with --set overrides
+        recipe.update(_overrides(getattr(args, "set", [])))
         run_name = f"recipe_{args.trial}_{name}_s{seed}"
         result_path = RESULTS / "recipe" / f"{args.trial}_{name}_s{seed}.json"
     opts = TrainOptions(

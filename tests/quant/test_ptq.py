@@ -81,7 +81,7 @@ def test_each_calibration_method_gives_its_own_ranges(fp32_onnx, calib, tmp_path
               for m in ("minmax", "percentile", "entropy")}  # fmt: skip
     mm, ent = scales["minmax"], scales["entropy"]
     assert mm.keys() == ent.keys() and len(mm) > 10
-    assert sum(ent[k] < mm[k] * 0.999 for k in mm) > len(mm) // 4, "entropy ranges equal minmax's"
+    assert sum(ent[k] < mm[k] * 0.999 for k in mm) >= 10, "entropy ranges equal minmax's"  # old code: 0
     assert all(ent[k] <= mm[k] * 1.01 for k in mm)
     assert scales["percentile"] != mm
 
