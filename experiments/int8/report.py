@@ -10,7 +10,31 @@ from nas.io import write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[2]
 _PC = ROOT / "experiments" / "proxy_correlation" / "results"
-GT_RESULTS = {"qarepvgg": _PC / "gt" / "yolo_nas_s_s0.json", "repvgg": _PC / "extra" / "yolo_nas_s_repvgg_s0.json"}
+TRAINED = {"qarepvgg": "yolo_nas_s", "repvgg": "yolo_nas_s_repvgg"}  # their names in experiments/proxy_correlation
+TRIAL = "v1"  # the recipe trial both were trained with: proxy_correlation results/recipe/v1_<name>_s<seed>.json
+
+
+def trained_run(model: str, seed: int) -> str:
+    """The training's run directory name (proxy_correlation runs/train/) and result-file stem (results/recipe/)."""
+    return f"recipe_{TRIAL}_{TRAINED[model]}_s{seed}"
+
+
+def training_result(model: str, seed: int) -> Path:
+    return _PC / "recipe" / f"{trained_run(model, seed).removeprefix('recipe_')}.json"
+
+
+def work_dir(root: Path, seed: int) -> Path:
+    """The stage files of training seed `seed`: `root` for seed 0, `<root>_s<seed>` beside it for the others."""
+    return root if seed == 0 else root.with_name(f"{root.name}_s{seed}")
+
+
+def seed_dirs(work: Path) -> dict[int, Path]:
+    out = {0: work}
+    for p in sorted(work.parent.glob(f"{work.name}_s*")):
+        tail = p.name.rsplit("_s", 1)[1]
+        if tail.isdigit() and p.is_dir():
+            out[int(tail)] = p
+    return out
 
 
 def _load(work: Path, name: str) -> dict | None:
@@ -18,33 +42,63 @@ def _load(work: Path, name: str) -> dict | None:
     return json.loads(p.read_text()) if p.exists() else None
 
 
+def _training(model: str, seed: int, recipes: list[dict]) -> dict | None:
+    """The training's result file (torch eval of the EMA weights at the last epoch), or None."""
+    path = training_result(model, seed)
+    if not path.exists():
+        return None
+    t = json.loads(path.read_text())
+    recipes.append(t["recipe"])
+    return {k: t[k] for k in ("name", "seed", "mAP50_95", "mAP50", "train_s", "threads", "machine")}
+
+
 def write_report(work: Path, out: Path, machine: dict[str, Any], recipe: dict[str, Any] | None = None) -> dict:
+    """Seed 0's stage files in `work` (every stage), the other training seeds' accuracy stages beside it."""
     models, recipes = {}, []
-    for m in ("qarepvgg", "repvgg"):
+    for m in TRAINED:
         entry = {k: _load(work, f"{k}_{m}") for k in ("accuracy", "selective", "latency")}
-        train = GT_RESULTS[m]
-        if train.exists():  # the ground-truth unit's result file (torch eval at the end of training)
-            t = json.loads(train.read_text())
-            entry["training"] = {
-                k: t[k] for k in ("name", "seed", "mAP50_95", "mAP50", "train_s", "threads", "machine")
-            }
-            recipes.append(t["recipe"])
+        entry["training"] = _training(m, 0, recipes)
         models[m] = entry
-    if len(recipes) == 2 and recipes[0] != recipes[1]:
-        raise SystemExit(f"{GT_RESULTS}: the two models were trained with different recipes: {recipes}")
-    results = {"machine": machine, "recipe": recipe or _recipe(recipes[0] if recipes else None), "models": models}
-    write_text_atomic(out / "results.json", json.dumps(results, indent=1) + "\n")
-    write_text_atomic(out / "results.md", _markdown(results))
-    drops = {m: _best(models[m]["accuracy"]) for m in models}
-    if all(d is not None for d in drops.values()):
+    seeds: dict[str, dict[str, Any]] = {}
+    for seed, folder in seed_dirs(work).items():
+        row = {}
+        for m in TRAINED:
+            acc = models[m]["accuracy"] if seed == 0 else _load(folder, f"accuracy_{m}")
+            if acc and acc.get("int8", {}).get("minmax"):
+                row[m] = {
+                    "fp32_mAP50_95": acc["fp32"]["mAP50_95"],
+                    "drop": {k: q["drop"] for k, q in acc["int8"].items()},
+                    "minmax_drop_mean_draws": _minmax_drop(acc),
+                    "training": models[m]["training"] if seed == 0 else _training(m, seed, recipes),
+                }
+        if row:
+            seeds[str(seed)] = row
+    if any(r != recipes[0] for r in recipes):
+        raise SystemExit(f"{_PC / 'recipe'}: the models were trained with different recipes: {recipes}")
+    results = {
+        "machine": machine,
+        "recipe": recipe or _recipe(recipes[0] if recipes else None),
+        "models": models,
+        "seeds": seeds,
+    }
+    complete = [r for r in seeds.values() if set(r) == set(TRAINED)]
+    if complete:  # the measured drops behind `int8_drop`: minmax, mean over calibration draws and training seeds
+        mean = {m: sum(r[m]["minmax_drop_mean_draws"] for r in complete) / len(complete) for m in TRAINED}
+        results["minmax_drop_mean"] = mean
         block = {
             "source": "experiments/int8/results.json (python experiments/int8/run.py report)",
             "what": "measured mAP50-95 drop (points, synthetic val) of post-training INT8 (nas.quant, minmax) of the "
-            "S layout trained with all-QARepVGG vs all-RepVGG blocks, same recipe and seed",
-            "drop": {m: round(_minmax_drop(models[m]["accuracy"]), 3) for m in models},
-            "fp32_mAP50_95": {m: round(models[m]["accuracy"]["fp32"]["mAP50_95"], 2) for m in models},
+            "S layout trained with all-QARepVGG vs all-RepVGG blocks, same recipe and seeds; mean over "
+            f"{len(complete)} training seed(s) and the calibration draws",
+            "drop": {m: round(v, 3) for m, v in mean.items()},
+            "seeds": len(complete),
+            "fp32_mAP50_95": {
+                m: round(sum(r[m]["fp32_mAP50_95"] for r in complete) / len(complete), 2) for m in TRAINED
+            },
         }
         write_text_atomic(ROOT / "nas" / "quant" / "block_drop.json", json.dumps(block, indent=1) + "\n")
+    write_text_atomic(out / "results.json", json.dumps(results, indent=1) + "\n")
+    write_text_atomic(out / "results.md", _markdown(results))
     return results
 
 
@@ -85,7 +139,7 @@ def _recipe(trained: dict | None) -> dict:
         spec.loader.exec_module(mod)
         trained = mod.RECIPE
     return {
-        "trainer": "nas.train via experiments/proxy_correlation/run.py train (YOLO-NAS loss, AdamW, EMA, augmentation)",
+        "trainer": "nas.train via experiments/proxy_correlation/run.py train-one NAME SEED --trial v1 (YOLO-NAS loss, AdamW, EMA, augmentation)",
         **trained,
         "data": "embedded synthetic set: 400 train / 100 val images, 8 classes",
         "seed": 0,
@@ -147,9 +201,47 @@ def _markdown(r: dict) -> str:
                     f"| {m} | {d['method']} | {len(v)} | {', '.join(_f(x) for x in v)} | **{_f(sum(v) / len(v))}** | "
                     f"{_f(max(v) - min(v))} |"
                 )
+    seeds = r.get("seeds") or {}
+    if len(seeds) > 1:
+        keys = [
+            k
+            for k in ("minmax", "percentile", "minmax_per_tensor")
+            if all(k in x["drop"] for v in seeds.values() for x in v.values())
+        ]
+        lines += [
+            "",
+            "## Training seeds: is the QARepVGG vs RepVGG difference more than noise?",
+            "",
+            "Each seed is a separate training of both models (same recipe); minmax drop averaged over the calibration "
+            "draws.",
+            "",
+            "| seed | model | trained (torch) mAP50-95 | FP32 ONNX mAP50-95 | minmax drop (mean of draws) | "
+            + " | ".join(f"{k} drop" for k in keys)
+            + " |",
+            "|---|---|---|---|---|" + "---|" * len(keys),
+        ]
+        for seed, row in seeds.items():
+            for m, x in row.items():
+                t = x.get("training") or {}
+                lines.append(
+                    f"| {seed} | {m} | {_f(t.get('mAP50_95'))} | {_f(x['fp32_mAP50_95'])} | "
+                    f"**{_f(x['minmax_drop_mean_draws'])}** | " + " | ".join(_f(x["drop"][k]) for k in keys) + " |"
+                )
+        if r.get("minmax_drop_mean"):
+            mean = r["minmax_drop_mean"]
+            lines += [
+                "",
+                "Mean minmax drop over seeds: "
+                + ", ".join(f"{m} **{_f(v)}**" for m, v in mean.items())
+                + f" (RepVGG minus QARepVGG: {_f(mean['repvgg'] - mean['qarepvgg'])} points).",
+            ]
     trained = {m: e.get("training") for m, e in r["models"].items() if e.get("training")}
     if trained:
-        lines += ["", "Training (the ground-truth units, torch eval of the EMA weights at the last epoch):", ""]
+        lines += [
+            "",
+            "Training of seed 0 (recipe v1 of experiments/proxy_correlation, torch eval of the EMA weights at the last epoch):",
+            "",
+        ]
         for m, t in trained.items():
             lines.append(
                 f"- {m} (`{t['name']}`, seed {t['seed']}): mAP50-95 {_f(t['mAP50_95'])}, mAP50 {_f(t['mAP50'])}; "

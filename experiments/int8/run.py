@@ -1,12 +1,13 @@
 """INT8 benchmark: FP32 vs INT8 mAP and latency, calibration methods, selective quantization, QARepVGG vs RepVGG.
 
 The two models are the S layout with all-QARepVGG blocks (the released S) and with all-RepVGG blocks (archs/),
-trained with the same recipe and seed on the embedded synthetic set: the ground-truth recipe of
-experiments/proxy_correlation (160 px, 20 epochs), whose queue trains both first:
+trained with the same recipe and seed on the embedded synthetic set: recipe v1 of experiments/proxy_correlation
+(160 px, 20 epochs), seeds 0 and 1 (the second seed measures whether the difference is more than noise):
 
-    python experiments/proxy_correlation/run.py train --only yolo_nas_s yolo_nas_s_repvgg --jobs 2
+    python experiments/proxy_correlation/run.py train-one yolo_nas_s 1 --trial v1          # and yolo_nas_s_repvgg
 
-Each stage below writes one JSON into --work; `report` collects them into results.json + results.md here
+Each stage below writes one JSON into --work (runs/int8/bench, or bench_s<seed> for `--seed` > 0); `report`
+collects every seed's files into results.json + results.md here
 and writes nas/quant/block_drop.json (the measured drops behind the `int8_drop` objective).
 
     python experiments/int8/run.py accuracy --model qarepvgg      # FP32 vs INT8 mAP, 3 calibration methods
@@ -32,6 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from experiments.int8.report import trained_run, work_dir, write_report
 from nas import NAS
 from nas.io import write_text_atomic
 from nas.quant import calibration_images, conv_nodes, quantize_onnx
@@ -41,11 +43,10 @@ from nas.quant.sensitivity import output_error, run_outputs, selective_exclude, 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 MODELS = ("qarepvgg", "repvgg")
-TRAINED = {"qarepvgg": "yolo_nas_s", "repvgg": "yolo_nas_s_repvgg"}  # their ground-truth units in proxy_correlation
 
 
 def _ckpt(args, model: str) -> Path:
-    src = Path(args.runs) / f"gt_{TRAINED[model]}_s0" / "last.pt"
+    src = Path(args.runs) / trained_run(model, args.seed) / "last.pt"
     dst = Path(args.work) / f"{model}.pt"
     if not dst.exists():  # a frozen copy: the training may still be overwriting its checkpoint
         shutil.copy(src, dst)
@@ -72,6 +73,7 @@ def accuracy(args) -> None:
     train_meta = model.model.checkpoint_meta.get("train", {})
     out = {
         "model": args.model,
+        "train_seed": args.seed,
         "checkpoint_epoch": train_meta.get("epoch"),
         "imgsz": args.imgsz,
         "calib_images": len(images),
@@ -201,8 +203,6 @@ def latency(args) -> None:
 
 
 def report(args) -> None:
-    from experiments.int8.report import write_report
-
     write_report(Path(args.work), HERE, _machine())
 
 
@@ -225,9 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--runs",
         default=str(HERE.parent / "proxy_correlation" / "runs" / "train"),
-        help="where experiments/proxy_correlation trained gt_<arch>_s0/",
+        help="where experiments/proxy_correlation trained recipe_v1_<arch>_s<seed>/",
     )
-    ap.add_argument("--work", default=str(ROOT / "runs" / "int8" / "bench"))
+    ap.add_argument("--seed", type=int, default=0, help="the training seed of the pair (0 or 1)")
+    ap.add_argument("--work", default=str(ROOT / "runs" / "int8" / "bench"), help="seed 0's; seed N: <work>_sN")
     ap.add_argument("--imgsz", type=int, default=160, help="accuracy size (the training size)")
     ap.add_argument("--calib", type=int, default=32)
     ap.add_argument("--calib-draws", type=int, default=3, help="accuracy: calibration draws of the first method")
@@ -240,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-ks", type=int, nargs="+", default=[2, 8, 16])
     ap.add_argument("--rounds", type=int, default=10)
     args = ap.parse_args(argv)
+    args.work = str(work_dir(Path(args.work), args.seed if args.stage != "report" else 0))
     Path(args.work).mkdir(parents=True, exist_ok=True)
     {"accuracy": accuracy, "selective": selective, "latency": latency, "report": report}[args.stage](args)
     return 0
