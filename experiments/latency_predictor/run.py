@@ -11,7 +11,7 @@ and in milliseconds (after adapting to this machine on the `calib` networks):
 with the noise floor measured the same way (a subset re-measured after all others). Both clocks are
 reported: wall (what a user waits for) and process CPU time (less sensitive to the other jobs).
 
-    python experiments/latency_predictor/run.py machine=machine_b
+    python experiments/latency_predictor/run.py machine=machine_b      # here=false: write only results/machine_b/
 
 Writes results.json and results.md next to this file.
 """
@@ -261,7 +261,8 @@ def main(argv: list[str]) -> int:
             r = evaluate(machine, t)
             if r is not None:
                 results["targets"][t] = r
-    for folder in (HERE, machine):  # the latest run beside this script, each machine's in its folder
+    # the latest run beside this script (here=false: only the machine's folder), each machine's in its folder
+    for folder in (HERE, machine) if opts.get("here", "true") != "false" else (machine,):
         write_text_atomic(folder / "results.json", json.dumps(results, indent=1) + "\n")
         write_text_atomic(folder / "results.md", markdown(results))
     print(markdown(results))

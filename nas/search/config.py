@@ -135,6 +135,10 @@ class SearchConfig:
     tiers: dict[str, float | None] | None = None  # None: one tier per reference of the space
     max_cost: float | None = None  # constraint cost <= max_cost; None: the largest tier budget
     constrain: bool = True  # pass the cost budget to the sampler as an Optuna constraint
+    # constraint int8_drop <= max_int8_drop (estimated mAP50-95 points lost by INT8, nas.quant.estimate), passed to
+    # the sampler like the cost budget and required of the selected tiers; None: no INT8 constraint
+    max_int8_drop: float | None = None
+    int8_drop_table: str | None = None  # measured per-block drops behind int8_drop; None: nas/quant/block_drop.json
     enqueue_references: bool = True  # the space's references (released S/M/L) are the first trials
     # stratified: after the references, the first population has an equal share in each tier window
     # (nas.search.tiers), so every tier gets candidates; none: the strategy's own start (uniform draws)

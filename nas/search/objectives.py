@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from nas.latency import arch_cost, load_hardware, load_predictor
 from nas.proxy import zero_cost
 from nas.proxy.train import SCORES as TRAINED_SCORES
 from nas.proxy.train import TrainedProxy, inherit_score, short_train_score
-from nas.quant.estimate import int8_drop_estimate
+from nas.quant.estimate import int8_drop_estimate, load_block_drop
 from nas.search.config import ProxyConfig, SearchConfig
 from nas.space import ArchConfig, SearchSpace
 
@@ -189,6 +190,11 @@ class Evaluator:
             raise ConfigError(
                 "objective latency_ms needs a hardware: add hardware=cpu_ort (or another nas.latency hardware)"
             )
+        if cfg.max_int8_drop is not None and not (math.isfinite(cfg.max_int8_drop) and cfg.max_int8_drop >= 0):
+            raise ConfigError(f"max_int8_drop={cfg.max_int8_drop}: must be a non-negative number of mAP points")
+        self.int8_drop_table = cfg.int8_drop_table
+        if "int8_drop" in self.objectives or cfg.max_int8_drop is not None:
+            load_block_drop(self.int8_drop_table)  # a bad table fails here, naming the file, not mid-search
         self._predictor: Any = None
         self._int8_predictor: Any = None
         self._hw: Any = None
@@ -347,6 +353,6 @@ class Evaluator:
         m, cached = self.measure(arch)
         score = zero_cost.combine(m["proxies"], self.reference(), self.proxy.proxies, self.proxy.combine)
         values = {"proxy_score": score, **self.costs(arch)}
-        if "int8_drop" in self.objectives:
-            values["int8_drop"] = int8_drop_estimate(arch)
+        if "int8_drop" in self.objectives or self.cfg.max_int8_drop is not None:
+            values["int8_drop"] = int8_drop_estimate(arch, self.int8_drop_table)
         return Evaluation(values, dict(m["proxies"]), time.perf_counter() - t0, cached)

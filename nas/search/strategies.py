@@ -22,10 +22,19 @@ from optuna.trial import FrozenTrial, TrialState
 from nas.errors import ConfigError
 from nas.search.config import StrategyConfig
 
-__all__ = ["CONSTRAINT_KEY", "STRATEGIES", "TrialSeededSampler", "draw_index", "make_sampler", "trial_seed"]
+__all__ = [
+    "CONSTRAINT_KEY",
+    "INT8_CONSTRAINT_KEY",
+    "STRATEGIES",
+    "TrialSeededSampler",
+    "draw_index",
+    "make_sampler",
+    "trial_seed",
+]
 
 STRATEGIES = ("nsga2", "tpe", "random", "gp")
 CONSTRAINT_KEY = "cost_over_budget"  # trial constraint: cost - max_cost (<= 0 is feasible), see Session.store
+INT8_CONSTRAINT_KEY = "int8_drop_over"  # trial constraint: int8_drop - max_int8_drop, under `max_int8_drop`
 
 
 class Director(Protocol):

@@ -25,7 +25,7 @@ from nas.search.config import SearchConfig
 from nas.search.objectives import Evaluation, Evaluator
 from nas.search.select import TrialRecord
 from nas.search.storage import make_storage
-from nas.search.strategies import CONSTRAINT_KEY, TrialSeededSampler
+from nas.search.strategies import CONSTRAINT_KEY, INT8_CONSTRAINT_KEY, TrialSeededSampler
 from nas.search.tiers import (
     TierDirector,
     check_tier_start,
@@ -361,6 +361,7 @@ class Session:
     def attrs(self, arch: ArchConfig, ev: Evaluation) -> dict[str, Any]:
         """The user attributes stored with a finished trial."""
         over = ev.values[self.evaluator.cost] - self.max_cost if self.max_cost is not None else 0.0
+        drop_over = self._int8_drop_over(ev)
         return {
             "arch": arch.to_dict(),
             "digest": arch.digest(),
@@ -368,17 +369,25 @@ class Session:
             "proxies": ev.proxies,
             "eval_s": round(ev.eval_s, 4),
             "cached": ev.cached,
-            "feasible": over <= 0.0,
+            "feasible": over <= 0.0 and drop_over <= 0.0,
             "over_budget": over,
+            **({"int8_drop_over": drop_over} if self.cfg.max_int8_drop is not None else {}),
         }
+
+    def _int8_drop_over(self, ev: Evaluation) -> float:
+        """int8_drop - max_int8_drop (<= 0: within the INT8 constraint); 0 without one."""
+        return ev.values["int8_drop"] - self.cfg.max_int8_drop if self.cfg.max_int8_drop is not None else 0.0
 
     def store(self, trial: optuna.trial.Trial, arch: ArchConfig, ev: Evaluation) -> None:
         """Record a running trial's attributes and, under a budget, its constraint (before it is told): the cost
         over `max_cost`, or for a trial aimed at a tier under `tier_target=constraint`, outside that tier's
-        window. The trial's `feasible` attribute, which the tier selection reads, stays the `max_cost` one."""
+        window; and under `max_int8_drop`, the estimated INT8 drop over it. The trial's `feasible` attribute, which
+        the tier selection reads, is the `max_cost` and `max_int8_drop` one."""
         attrs = self.attrs(arch, ev)
         for k, v in attrs.items():
             trial.set_user_attr(k, v)
+        if self.cfg.max_int8_drop is not None:
+            trial.set_constraint(INT8_CONSTRAINT_KEY, attrs["int8_drop_over"])
         if self.max_cost is None:
             return
         tier = trial.user_attrs.get("tier_target")

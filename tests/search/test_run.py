@@ -202,3 +202,24 @@ def test_run_takes_a_proxy_group_option_by_name_as_the_cli_does(tiny_cfg, tiny_s
     ):
         nas.search.run(tiny_space, proxy="flopz", storage="memory", out_dir=tmp_path)
     assert group_option("proxy", "vote", ProxyConfig).combine == "rank"
+
+
+def test_int8_drop_constraint_rules_out_what_the_drop_table_says(tiny_cfg, tmp_path):
+    # a drop table that says RepVGG quantizes badly: a RepVGG last stage puts the estimate over the limit
+    table = tmp_path / "drops.json"
+    table.write_text(json.dumps({"drop": {"qarepvgg": 0.1, "repvgg": 3.0}}))
+    cfg = dataclasses.replace(tiny_cfg, n_trials=8, max_int8_drop=0.3, int8_drop_table=str(table))
+    res = run_search(cfg, tmp_path / "run")
+    blocks = {r.number: r.arch.backbone.stages[3].block for r in res.trials}
+    assert set(blocks.values()) == {"qarepvgg", "repvgg"}  # the search met both
+    for r in res.trials:
+        assert r.values["int8_drop"] > 0.3 if blocks[r.number] == "repvgg" else r.values["int8_drop"] < 0.3
+        assert not r.feasible if blocks[r.number] == "repvgg" else True
+    assert all(a.backbone.stages[3].block == "qarepvgg" for a in res.selected.values())
+    # the sampler sees it as an Optuna constraint
+    study = optuna.load_study(study_name=cfg.study_name, storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}")
+    for t in study.get_trials(states=(TrialState.COMPLETE,)):
+        over = t.system_attrs["constraints:int8_drop_over"]
+        assert (over > 0) == (t.user_attrs["arch"]["backbone"]["stages"][3]["block"] == "repvgg")
+    with pytest.raises(ConfigError, match="missing.json"):
+        run_search(dataclasses.replace(cfg, int8_drop_table=str(tmp_path / "missing.json")), tmp_path / "bad")
