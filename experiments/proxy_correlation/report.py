@@ -3,7 +3,7 @@
 Ground truth per architecture: final mAP50-95 of the recipe, averaged over the seeds trained. Per proxy score:
 Spearman rho and Kendall tau over the architectures both have (95% percentile bootstrap intervals, resampling
 architectures), top-5 overlap (of the 5 best by ground truth, how many the proxy also puts in its top 5) and the
-mean seconds per candidate on the machine recorded. The ceiling: rho between the two seeds of the architectures
+mean CPU seconds per candidate (one thread) on the machine recorded. The ceiling: rho between the two seeds of the architectures
 trained twice. "Settled": rho between the mAP at the second-to-last validation and the final one.
 """
 
@@ -67,7 +67,11 @@ def top_overlap(x: list[float], y: list[float], k: int = 5) -> int | None:
 
 
 def _load(folder: Path) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    return (
+        [{**json.loads(p.read_text()), "_file": p.stem} for p in sorted(folder.glob("*.json"))]
+        if folder.is_dir()
+        else []
+    )
 
 
 def ground_truth(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -98,7 +102,8 @@ def proxy_scores(results: Path = RESULTS) -> dict[str, dict[str, tuple[float, fl
             else:
                 for key in TRAINED_SCORES:
                     if r.get(key) is not None and math.isfinite(float(r[key])):
-                        out.setdefault(f"{folder.name} ({key})", {})[r["name"]] = (float(r[key]), float(r["seconds"]))
+                        cost = float(r.get("cpu_s", r["seconds"]))  # CPU seconds (1 thread) where recorded
+                        out.setdefault(f"{folder.name} ({key})", {})[r["name"]] = (float(r[key]), cost)
     return out
 
 
@@ -122,6 +127,21 @@ def build(results: Path = RESULTS, boot: int = 2000) -> dict[str, Any]:
     prev = [n for n, g in gt.items() if "previous_val" in g]
     settled = rank_stats([gt[n]["previous_val"] for n in prev], [gt[n]["seeds"].get(0, math.nan) for n in prev], boot)
     recipe = gt_rows[0]["recipe"] if gt_rows else None
+    trials = []
+    for r in _load(results / "recipe"):  # candidate recipes (the evidence behind the chosen one)
+        vals = {h["epoch"]: h["mAP50_95"] for h in r.get("history", []) if h.get("mAP50_95") is not None}
+        trials.append(
+            {
+                "trial": r.get("trial") or _trial_name(r),
+                "name": r["name"],
+                "seed": r["seed"],
+                "recipe": r["recipe"],
+                "mAP50_95": r["mAP50_95"],
+                "val_curve": vals,
+                "train_s": r.get("train_s"),
+                "threads": r.get("threads"),
+            }
+        )
     return {
         "what": "rank agreement of each accuracy proxy with trained mAP50-95 (issue 14)",
         "recipe": recipe,
@@ -133,7 +153,13 @@ def build(results: Path = RESULTS, boot: int = 2000) -> dict[str, Any]:
         "seed_ceiling": ceiling,
         "settled": settled,
         "proxies": table,
+        "recipe_trials": trials,
     }
+
+
+def _trial_name(r: dict[str, Any]) -> str:
+    """A recipe trial's name from its file stem convention <trial>_<name>_s<seed>."""
+    return str(r.get("_file", "")).removesuffix(f"_{r['name']}_s{r['seed']}")
 
 
 def _fmt(v: Any, ci: Any = None) -> str:
@@ -169,6 +195,22 @@ def markdown(res: dict[str, Any]) -> str:
             if p["cost_s"] is not None
             else f"| {p['proxy']} | 0 | – | – | – | – |"
         )
+    if res.get("recipe_trials"):
+        base = res["recipe_trials"][0]["recipe"]
+        lines += [
+            "",
+            "Recipe trials (the S layout unless named; what differs from the first listed; mAP50-95 at each validation):",
+            "",
+            "| trial | architecture | seed | recipe | validation mAP50-95 by epoch | final | training s (threads) |",
+            "|---|---|---:|---|---|---:|---:|",
+        ]
+        for t in res["recipe_trials"]:
+            diff = ", ".join(f"{k} {v}" for k, v in t["recipe"].items() if base.get(k) != v) or "as listed first"
+            curve = ", ".join(f"{e}: {v:.2f}" for e, v in sorted(t["val_curve"].items(), key=lambda kv: int(kv[0])))
+            lines.append(
+                f"| {t['trial']} | {t['name']} | {t['seed']} | {diff} | {curve} | {_fmt(t['mAP50_95'])} | "
+                f"{t['train_s'] or 0:.0f} ({t['threads']}) |"
+            )
     lines += ["", "| architecture | mAP50-95 (seeds) | training s |", "|---|---|---:|"]
     for n, g in res["ground_truth"].items():
         seeds = ", ".join(f"{v:.1f}" for _, v in sorted(g["seeds"].items()))

@@ -300,6 +300,7 @@ def train_one(args) -> int:
         "seed": seed,
         "digest": space_arch(name).digest(),
         "recipe": recipe,
+        "trial": getattr(args, "trial", "") or None,  # a candidate recipe's name; None: the ground truth
         "mAP50_95": final.get("mAP50_95"),
         "mAP50": final.get("mAP50"),
         "train_s": round(float(final.get("elapsed_s", 0.0)), 1),
@@ -349,18 +350,27 @@ def proxy_one(args) -> int:
 
     torch.set_num_threads(int(os.environ.get("NAS_THREADS", "1")))
     proxy, name = args.proxy, args.name
+    c0 = time.process_time()  # the cost column: CPU seconds of this 1-thread process, robust to a shared machine
     if proxy == "zero_cost":
         values = _zero_cost(space_arch(name))
     else:
         from nas.proxy.train import TrainedProxy, inherit_score, short_train_score
 
         kind, fields = TRAINED_PROXIES[proxy]
-        cfg = TrainedProxy(data=RECIPE["data"], batch=RECIPE["batch"], device=args.device, **fields)
+        # workers=0: data loading in this process, so its CPU seconds are the whole cost
+        cfg = TrainedProxy(data=RECIPE["data"], batch=RECIPE["batch"], device=args.device, workers=0, **fields)
         if kind == "short":
             values = short_train_score(space_arch(name), cfg)
         else:
             values = inherit_score(space_arch(name), _parent_checkpoint(), cfg)
-    out = {"proxy": proxy, "name": name, "machine": _machine(args.device), "threads": torch.get_num_threads()}
+    out = {
+        "proxy": proxy,
+        "name": name,
+        "machine": _machine(args.device),
+        "threads": torch.get_num_threads(),
+        "cpu_s": round(time.process_time() - c0, 2),
+        "load_avg_1min": round(os.getloadavg()[0], 2),
+    }
     write_text_atomic(proxy_path(proxy, name), json.dumps({**out, **values}, indent=1) + "\n")
     print(f"{proxy} {name}: {values}", flush=True)
     return 0
@@ -368,31 +378,34 @@ def proxy_one(args) -> int:
 
 def _zero_cost(arch) -> dict[str, Any]:
     """Every zero-cost proxy, the search's default vote, params and FLOPs of `arch`, as the default search computes
-    them (its proxy batch and reference population; nothing cached), with the seconds each took."""
+    them (its proxy batch and reference population), with the CPU seconds each took. The reference population is
+    a search's one-time cost, shared by all its candidates: it is cached across units (runs/proxy_reference/);
+    the candidate itself is measured with an empty cache."""
     import tempfile
 
     from nas.latency import arch_cost
     from nas.proxy import zero_cost
     from nas.search.config import SearchConfig, SpaceConfig
-    from nas.search.objectives import Evaluator
+    from nas.search.objectives import DiskCache, Evaluator
     from nas.space import load_space
 
     with tempfile.TemporaryDirectory() as cache:
-        cfg = SearchConfig(space=SpaceConfig(name="yolo_nas"), hardware="cpu_ort")
-        cfg = dataclasses.replace(cfg, proxy=dataclasses.replace(cfg.proxy, cache_dir=cache))
+        cfg = SearchConfig(space=SpaceConfig(name="yolo_nas"), hardware="cpu_ort", progress=False)
+        cfg = dataclasses.replace(cfg, proxy=dataclasses.replace(cfg.proxy, cache_dir=str(RUNS / "proxy_reference")))
         ev = Evaluator(cfg, load_space("yolo_nas"))
         ref = ev.reference()
-        t0 = time.perf_counter()
+        ev.cache = DiskCache(Path(cache) / "proxy")  # the candidate: nothing cached
+        t0 = time.process_time()
         m, _ = ev.measure(arch)
-        vote_s = time.perf_counter() - t0
+        vote_s = time.process_time() - t0
         values: dict[str, Any] = {
             "vote": zero_cost.combine(m["proxies"], ref, cfg.proxy.proxies, cfg.proxy.combine),
             "vote_s": vote_s,
         }
         for p in ("synflow", "naswot", "snip", "grad_norm", "zen"):
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             values[p] = zero_cost.compute_proxies(arch, ev.batch, [p], cfg.proxy.seed)[p]
-            values[f"{p}_s"] = time.perf_counter() - t0
+            values[f"{p}_s"] = time.process_time() - t0
     cost = arch_cost(arch, 640)
     values.update(params=cost.params_m, flops=cost.gflops, params_s=0.0, flops_s=0.0)
     return values
