@@ -10,17 +10,17 @@ from nas.io import write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[2]
 _PC = ROOT / "experiments" / "proxy_correlation" / "results"
-TRAINED = {"qarepvgg": "yolo_nas_s", "repvgg": "yolo_nas_s_repvgg"}  # their names in experiments/proxy_correlation
-TRIAL = "v1"  # the recipe trial both were trained with: proxy_correlation results/recipe/v1_<name>_s<seed>.json
+TRAINED = {"qarepvgg": "yolo_nas_s", "repvgg": "yolo_nas_s_repvgg"}  # ground-truth units of proxy_correlation
+_FOLDER = {"qarepvgg": "gt", "repvgg": "extra"}  # where proxy_correlation keeps their result files
 
 
 def trained_run(model: str, seed: int) -> str:
-    """The training's run directory name (proxy_correlation runs/train/) and result-file stem (results/recipe/)."""
-    return f"recipe_{TRIAL}_{TRAINED[model]}_s{seed}"
+    """The training's run directory name (proxy_correlation runs/train/) and result-file stem."""
+    return f"gt_{TRAINED[model]}_s{seed}"
 
 
 def training_result(model: str, seed: int) -> Path:
-    return _PC / "recipe" / f"{trained_run(model, seed).removeprefix('recipe_')}.json"
+    return _PC / _FOLDER[model] / f"{TRAINED[model]}_s{seed}.json"
 
 
 def work_dir(root: Path, seed: int) -> Path:
@@ -74,7 +74,7 @@ def write_report(work: Path, out: Path, machine: dict[str, Any], recipe: dict[st
         if row:
             seeds[str(seed)] = row
     if any(r != recipes[0] for r in recipes):
-        raise SystemExit(f"{_PC / 'recipe'}: the models were trained with different recipes: {recipes}")
+        raise SystemExit(f"{_PC}: the models were trained with different recipes: {recipes}")
     results = {
         "machine": machine,
         "recipe": recipe or _recipe(recipes[0] if recipes else None),
@@ -139,7 +139,7 @@ def _recipe(trained: dict | None) -> dict:
         spec.loader.exec_module(mod)
         trained = mod.RECIPE
     return {
-        "trainer": "nas.train via experiments/proxy_correlation/run.py train-one NAME SEED --trial v1 (YOLO-NAS loss, AdamW, EMA, augmentation)",
+        "trainer": "nas.train via experiments/proxy_correlation/run.py train-one NAME SEED (YOLO-NAS loss, AdamW, EMA, augmentation)",
         **trained,
         "data": "embedded synthetic set: 400 train / 100 val images, 8 classes",
         "seed": 0,
@@ -239,7 +239,7 @@ def _markdown(r: dict) -> str:
     if trained:
         lines += [
             "",
-            "Training of seed 0 (recipe v1 of experiments/proxy_correlation, torch eval of the EMA weights at the last epoch):",
+            "Training of seed 0 (the ground-truth recipe of experiments/proxy_correlation, torch eval of the EMA weights at the last epoch):",
             "",
         ]
         for m, t in trained.items():

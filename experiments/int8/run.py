@@ -1,10 +1,11 @@
 """INT8 benchmark: FP32 vs INT8 mAP and latency, calibration methods, selective quantization, QARepVGG vs RepVGG.
 
 The two models are the S layout with all-QARepVGG blocks (the released S) and with all-RepVGG blocks (archs/),
-trained with the same recipe and seed on the embedded synthetic set: recipe v1 of experiments/proxy_correlation
-(160 px, 20 epochs), seeds 0 and 1 (the second seed measures whether the difference is more than noise):
+trained with the same recipe and seed on the embedded synthetic set: the ground-truth recipe of
+experiments/proxy_correlation (160 px, 20 epochs), seeds 0 and 1 (the second seed measures whether the
+difference is more than noise); both are ground-truth units there (results/gt, results/extra):
 
-    python experiments/proxy_correlation/run.py train-one yolo_nas_s 1 --trial v1          # and yolo_nas_s_repvgg
+    python experiments/proxy_correlation/run.py train-one yolo_nas_s 1                     # and yolo_nas_s_repvgg
 
 Each stage below writes one JSON into --work (runs/int8/bench, or bench_s<seed> for `--seed` > 0); `report`
 collects every seed's files into results.json + results.md here
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--runs",
         default=str(HERE.parent / "proxy_correlation" / "runs" / "train"),
-        help="where experiments/proxy_correlation trained recipe_v1_<arch>_s<seed>/",
+        help="where experiments/proxy_correlation trained gt_<arch>_s<seed>/",
     )
     ap.add_argument("--seed", type=int, default=0, help="the training seed of the pair (0 or 1)")
     ap.add_argument("--work", default=str(ROOT / "runs" / "int8" / "bench"), help="seed 0's; seed N: <work>_sN")
