@@ -126,7 +126,7 @@ def build(results: Path = RESULTS, boot: int = 2000) -> dict[str, Any]:
     )
     prev = [n for n, g in gt.items() if "previous_val" in g]
     settled = rank_stats([gt[n]["previous_val"] for n in prev], [gt[n]["seeds"].get(0, math.nan) for n in prev], boot)
-    recipe = gt_rows[0]["recipe"] if gt_rows else None
+    recipe = gt_rows[0].get("recipe") if gt_rows else None
     trials = []
     for r in _load(results / "recipe"):  # candidate recipes (the evidence behind the chosen one)
         vals = {h["epoch"]: h["mAP50_95"] for h in r.get("history", []) if h.get("mAP50_95") is not None}
@@ -143,6 +143,7 @@ def build(results: Path = RESULTS, boot: int = 2000) -> dict[str, Any]:
             }
         )
     return {
+        "truth_test": truth_test(results, gt),
         "what": "rank agreement of each accuracy proxy with trained mAP50-95 (issue 14)",
         "recipe": recipe,
         "ground_truth": {n: {k: v for k, v in g.items()} for n, g in sorted(gt.items())},
@@ -155,6 +156,33 @@ def build(results: Path = RESULTS, boot: int = 2000) -> dict[str, Any]:
         "proxies": table,
         "recipe_trials": trials,
     }
+
+
+def truth_test(results: Path, gt: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per tier: the default search's pick (search.json beside results/) and the released layout, trained mAP and
+    predicted latency side by side; mAP None until trained."""
+    path = results.parent / "search.json"
+    if not path.is_file():
+        return []
+    picks = ground_truth(_load(results / "search"))
+    rows = []
+    for tier, t in json.loads(path.read_text())["tiers"].items():
+        unit = t["unit"]
+        rows.append(
+            {
+                "tier": tier,
+                "pick": unit,
+                "equals_released": t["equals_released"],
+                "budget_ms": t["budget_ms"],
+                "pick_latency_ms": t["selected"].get("latency_ms"),
+                "released_latency_ms": t["released"].get("latency_ms"),
+                "pick_proxy_score": t["selected"].get("proxy_score"),
+                "released_proxy_score": t["released"].get("proxy_score"),
+                "pick_mAP50_95": (picks.get(unit) or gt.get(unit) or {}).get("mAP50_95"),
+                "released_mAP50_95": (gt.get(tier) or {}).get("mAP50_95"),
+            }
+        )
+    return rows
 
 
 def _trial_name(r: dict[str, Any]) -> str:
@@ -195,6 +223,22 @@ def markdown(res: dict[str, Any]) -> str:
             if p["cost_s"] is not None
             else f"| {p['proxy']} | 0 | – | – | – | – |"
         )
+    if res.get("truth_test"):
+        lines += [
+            "",
+            "Truth test: the default search's pick per tier vs the released layout (predicted `cpu_ort` ms at 640 px; "
+            "trained mAP50-95 with the recipe above):",
+            "",
+            "| tier | pick | pick ms | released ms | pick proxy score | released proxy score | pick mAP | released mAP |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for t in res["truth_test"]:
+            pick = "the released layout" if t["equals_released"] else t["pick"]
+            lines.append(
+                f"| {t['tier']} | {pick} | {_fmt(t['pick_latency_ms'])} | {_fmt(t['released_latency_ms'])} | "
+                f"{_fmt(t['pick_proxy_score'])} | {_fmt(t['released_proxy_score'])} | {_fmt(t['pick_mAP50_95'])} | "
+                f"{_fmt(t['released_mAP50_95'])} |"
+            )
     if res.get("recipe_trials"):
         base = res["recipe_trials"][0]["recipe"]
         lines += [

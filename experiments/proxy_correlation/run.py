@@ -2,6 +2,7 @@
 and every proxy ranked against it.
 
     python experiments/proxy_correlation/run.py sample                   # the fixed sample -> archs/, sample.json
+    python experiments/proxy_correlation/run.py search                   # the default search's picks -> search.json
     python experiments/proxy_correlation/run.py train --jobs 2           # ground truth; resumable, one file per unit
     python experiments/proxy_correlation/run.py proxies --jobs 2         # every proxy of every architecture
     python experiments/proxy_correlation/run.py report                   # results.json + results.md
@@ -73,6 +74,13 @@ PARENT = "yolo_nas_l"
 # Trained with the same recipe but outside the sample (results/extra/): the S layout with every QARepVGG block a
 # plain RepVGG block, the pair of the released (all-QARepVGG) S in experiments/int8's INT8 comparison.
 EXTRA_ARCHS = {"yolo_nas_s_repvgg": HERE.parent / "int8" / "archs" / "yolo_nas_s_repvgg.yaml"}
+
+
+# The truth test of the whole loop (item 5): the default search's S/M/L picks (`search`, fixed like the sample:
+# search.json + archs/search_<s|m|l>.yaml), trained with the same recipe into results/search/; a pick that is
+# the released layout is the released unit itself.
+SEARCH_UNITS = {"yolo_nas_s": "search_s", "yolo_nas_m": "search_m", "yolo_nas_l": "search_l"}
+OBJECTIVE_KEYS = ("proxy_score", "latency_ms", "flops_g", "params_m")
 
 
 def _machine(device: str) -> str:
@@ -159,6 +167,63 @@ def sample(args) -> int:
     return 0
 
 
+def search(args) -> int:
+    """Run the default search once (`python -m nas.search +space=yolo_nas`, seed 0) and fix its S/M/L picks."""
+    from nas.space import load_arch
+
+    out = HERE / "search.json"
+    if out.is_file() and not args.force:
+        print(f"{out} exists: the picks are fixed (use --force to search again)")
+        return 0
+    run_dir = RUNS / "search_default"
+    cmd = [sys.executable, "-m", "nas.search", "+space=yolo_nas", f"seed={args.seed}", f"hydra.run.dir={run_dir}",
+           "logger=none", "progress=false", f"name=proxy-truth-seed{args.seed}"]  # fmt: skip
+    t0 = time.perf_counter()
+    if not (args.reuse and (run_dir / "report.json").is_file()):
+        subprocess.run(cmd, check=True, cwd=HERE.parents[1], env={**os.environ, "PYTHONPATH": str(HERE.parents[1])})
+    wall = json.loads(out.read_text())["wall_s"] if args.reuse and out.is_file() else time.perf_counter() - t0
+    rep = json.loads((run_dir / "report.json").read_text())
+    tiers = {}
+    for tier, unit in SEARCH_UNITS.items():
+        t = rep["tiers"][tier]
+        sel = t["selected"]
+        arch = load_arch(run_dir / "selected" / f"{tier}.yaml")
+        released = bool(sel.get("equals_reference"))
+        if not released:
+            write_text_atomic(ARCHS / f"{unit}.yaml", arch.replace(name=unit).to_yaml())
+        tiers[tier] = {
+            "unit": tier if released else unit,
+            "emitted_name": sel["name"],
+            "equals_released": released,
+            "budget_ms": t["budget"],
+            "selected": {k: sel["values"].get(k) for k in OBJECTIVE_KEYS},
+            "released": {k: (t["reference"] or {"values": {}})["values"].get(k) for k in OBJECTIVE_KEYS},
+            "feasible_candidates": t["candidates"],
+        }
+    doc = {
+        "what": "the default search's S/M/L picks (issue 14, truth test)",
+        "command": " ".join(["python", "-m", "nas.search", *cmd[3:]]),
+        "wall_s": round(wall, 1),
+        "trials": rep["trials"],
+        "objectives": rep["objectives"],
+        "hardware": rep["hardware"],
+        "tiers": tiers,
+    }
+    write_text_atomic(out, json.dumps(doc, indent=1) + "\n")
+    for tier, t in tiers.items():
+        print(f"{tier}: {t['unit']} ({'the released layout' if t['equals_released'] else t['emitted_name']})")
+    return 0
+
+
+def search_units() -> list[str]:
+    """The default search's picks to train (those equal to a released layout are trained as that layout)."""
+    path = HERE / "search.json"
+    if not path.is_file():
+        return []
+    tiers = json.loads(path.read_text())["tiers"]
+    return [t["unit"] for t in tiers.values() if t["unit"] not in RELEASED]
+
+
 def load_sample() -> dict[str, Any]:
     path = HERE / "sample.json"
     if not path.is_file():
@@ -196,11 +261,13 @@ def gt_units(doc: dict[str, Any]) -> list[tuple[str, int]]:
         if r == 0:
             order.append(PARENT)
     order.append("yolo_nas_m")
+    order += search_units()
     return [(n, 0) for n in order] + [(n, 1) for n in doc["second_seed"]]
 
 
 def gt_path(name: str, seed: int) -> Path:
-    return RESULTS / ("extra" if name in EXTRA_ARCHS else "gt") / f"{name}_s{seed}.json"
+    folder = "extra" if name in EXTRA_ARCHS else "search" if name in SEARCH_UNITS.values() else "gt"
+    return RESULTS / folder / f"{name}_s{seed}.json"
 
 
 def gt_checkpoint(name: str, seed: int = 0) -> Path:
@@ -421,6 +488,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="what", required=True)
     p = sub.add_parser("sample")
     p.add_argument("--force", action="store_true")
+    p = sub.add_parser("search", help="the default search's S/M/L picks for the truth test")
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reuse", action="store_true", help="re-read the finished search run instead of searching")
     for what in ("train", "proxies"):
         p = sub.add_parser(what)
         p.add_argument("--jobs", type=int, default=2, help="units at a time")
@@ -449,9 +520,8 @@ def main(argv: list[str] | None = None) -> int:
         from report import report
 
         return report(args)
-    return {"sample": sample, "train": train, "train-one": train_one, "proxies": proxies, "proxy-one": proxy_one}[
-        args.what
-    ](args)
+    commands = {"sample": sample, "search": search, "train": train, "train-one": train_one}
+    return {**commands, "proxies": proxies, "proxy-one": proxy_one}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -129,3 +129,27 @@ def test_report_over_partial_results(tmp_path):
     assert res["settled"]["spearman"] == pytest.approx(1.0)
     md = rep.markdown(res)
     assert "| zero-cost vote (search default) | 4 | 1.00" in md and "| a | 11.0 (10.0, 12.0) | 200 |" in md
+
+
+def test_the_search_picks_join_the_queue_and_the_truth_test(pc, tmp_path):
+    tiers = {
+        "yolo_nas_s": {"unit": "yolo_nas_s", "equals_released": True},  # the released S: trained as itself
+        "yolo_nas_m": {"unit": "search_m", "equals_released": False},
+    }
+    for t in tiers.values():
+        t.update(budget_ms=100.0, selected={"latency_ms": 90.0, "proxy_score": 1.0}, released={"latency_ms": 95.0})
+    (tmp_path / "search.json").write_text(json.dumps({"tiers": tiers}))
+    assert pc.search_units() == ["search_m"]
+    doc = {"units": [{"name": "yolo_nas_s", "bin": None}, {"name": "pc00", "bin": 0}], "second_seed": ["pc00"]}
+    order = pc.gt_units(doc)
+    assert ("search_m", 0) in order and order.index(("search_m", 0)) < order.index(("pc00", 1))
+    assert pc.gt_path("search_m", 0).parent.name == "search" and pc.gt_path("pc00", 0).parent.name == "gt"
+    rep = _load("report")
+    res = tmp_path / "results"
+    for folder, name, m in (("gt", "yolo_nas_s", 7.5), ("gt", "yolo_nas_m", 9.0), ("search", "search_m", 9.5)):
+        (res / folder).mkdir(parents=True, exist_ok=True)
+        (res / folder / f"{name}_s0.json").write_text(json.dumps({"name": name, "seed": 0, "mAP50_95": m}))
+    out = {r["tier"]: r for r in rep.build(res, boot=50)["truth_test"]}
+    assert out["yolo_nas_s"]["pick_mAP50_95"] == out["yolo_nas_s"]["released_mAP50_95"] == 7.5
+    assert out["yolo_nas_m"]["pick_mAP50_95"] == 9.5 and out["yolo_nas_m"]["released_mAP50_95"] == 9.0
+    assert "| yolo_nas_m | search_m | 90.00 | 95.00 |" in rep.markdown(rep.build(res, boot=50))
