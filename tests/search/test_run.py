@@ -221,5 +221,5 @@ def test_int8_drop_constraint_rules_out_what_the_drop_table_says(tiny_cfg, tmp_p
     for t in study.get_trials(states=(TrialState.COMPLETE,)):
         over = t.system_attrs["constraints:int8_drop_over"]
         assert (over > 0) == (t.user_attrs["arch"]["backbone"]["stages"][3]["block"] == "repvgg")
-    with pytest.raises(ConfigError, match="missing.json"):
+    with pytest.raises(ConfigError, match=r"missing\.json"):
         run_search(dataclasses.replace(cfg, int8_drop_table=str(tmp_path / "missing.json")), tmp_path / "bad")
