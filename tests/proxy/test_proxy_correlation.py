@@ -58,7 +58,9 @@ def test_the_committed_sample_is_fixed_stratified_and_in_the_space():
     assert len(doc["second_seed"]) >= 6
     order = run.gt_units(doc)
     assert order[:2] == [("yolo_nas_s", 0), ("yolo_nas_s_repvgg", 0)]
-    assert len(order) == len(units) + len(doc["second_seed"]) + len(run.EXTRA_ARCHS)
+    picks = run.search_units()  # the default search's S/M/L picks (search.json), each an architecture of the space
+    assert all(space.contains(run.space_arch(n)) for n in picks)
+    assert len(order) == len(units) + len(doc["second_seed"]) + len(run.EXTRA_ARCHS) + len(picks)
     assert len(set(order)) == len(order)
     assert run.sample(argparse.Namespace(force=False)) == 0  # refuses to redraw: the file is unchanged
     assert json.loads((HERE / "sample.json").read_text()) == doc
