@@ -49,11 +49,13 @@ def _blocks(row: dict) -> list[str]:
 
 
 def _arch_blocks(path: Path) -> list[str]:
-    import yaml
+    """The block type of each stage of an emitted architecture: the same dimensions `_blocks` counts in trials.csv."""
+    from nas.space import load_arch
 
-    arch = yaml.safe_load(path.read_text())
-    stages = [*arch["backbone"]["stages"], *arch["neck"]["up"], *arch["neck"]["down"]]
-    return [s["block"] for s in stages if s.get("block") in ("qarepvgg", "repvgg")]
+    arch = load_arch(path)
+    return [
+        s.block for s in (*arch.backbone.stages, *arch.neck.up, *arch.neck.down) if s.block in ("qarepvgg", "repvgg")
+    ]
 
 
 def _qa_share(blocks: list[str]) -> float:

@@ -341,10 +341,11 @@ def train_one(args) -> int:
     torch.set_num_threads(int(os.environ.get("NAS_THREADS", "1")))
     name, seed = args.name, args.seed
     recipe, run_name, result_path = dict(RECIPE), f"gt_{name}_s{seed}", gt_path(name, seed)
-    if getattr(args, "trial", ""):  # a candidate recipe (the evidence behind RECIPE): RECIPE with --set overrides
+    trial = getattr(args, "trial", "")  # a candidate recipe (the evidence behind RECIPE): RECIPE with --set overrides
+    if trial:
         recipe.update(_overrides(getattr(args, "set", [])))
-        run_name = f"recipe_{args.trial}_{name}_s{seed}"
-        result_path = RESULTS / "recipe" / f"{args.trial}_{name}_s{seed}.json"
+        run_name = f"recipe_{trial}_{name}_s{seed}"
+        result_path = RESULTS / "recipe" / f"{trial}_{name}_s{seed}.json"
     opts = TrainOptions(
         **recipe,
         seed=seed,
@@ -372,7 +373,7 @@ def train_one(args) -> int:
         "seed": seed,
         "digest": space_arch(name).digest(),
         "recipe": recipe,
-        "trial": getattr(args, "trial", "") or None,  # a candidate recipe's name; None: the ground truth
+        "trial": trial or None,  # a candidate recipe's name; None: the ground truth
         "mAP50_95": final.get("mAP50_95"),
         "mAP50": final.get("mAP50"),
         "train_s": round(float(final.get("elapsed_s", 0.0)), 1),
@@ -520,8 +521,15 @@ def main(argv: list[str] | None = None) -> int:
         from report import report
 
         return report(args)
-    commands = {"sample": sample, "search": search, "train": train, "train-one": train_one}
-    return {**commands, "proxies": proxies, "proxy-one": proxy_one}[args.what](args)
+    commands = {
+        "sample": sample,
+        "search": search,
+        "train": train,
+        "train-one": train_one,
+        "proxies": proxies,
+        "proxy-one": proxy_one,
+    }
+    return commands[args.what](args)
 
 
 if __name__ == "__main__":

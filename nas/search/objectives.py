@@ -193,7 +193,9 @@ class Evaluator:
         if cfg.max_int8_drop is not None and not (math.isfinite(cfg.max_int8_drop) and cfg.max_int8_drop >= 0):
             raise ConfigError(f"max_int8_drop={cfg.max_int8_drop}: must be a non-negative number of mAP points")
         self.int8_drop_table = cfg.int8_drop_table
-        if "int8_drop" in self.objectives or cfg.max_int8_drop is not None:
+        # int8_drop is computed when it is an objective or a constraint
+        self.wants_int8_drop = "int8_drop" in self.objectives or cfg.max_int8_drop is not None
+        if self.wants_int8_drop:
             load_block_drop(self.int8_drop_table)  # a bad table fails here, naming the file, not mid-search
         self._predictor: Any = None
         self._int8_predictor: Any = None
@@ -353,6 +355,6 @@ class Evaluator:
         m, cached = self.measure(arch)
         score = zero_cost.combine(m["proxies"], self.reference(), self.proxy.proxies, self.proxy.combine)
         values = {"proxy_score": score, **self.costs(arch)}
-        if "int8_drop" in self.objectives or self.cfg.max_int8_drop is not None:
+        if self.wants_int8_drop:
             values["int8_drop"] = int8_drop_estimate(arch, self.int8_drop_table)
         return Evaluation(values, dict(m["proxies"]), time.perf_counter() - t0, cached)

@@ -371,7 +371,7 @@ class Session:
             "cached": ev.cached,
             "feasible": over <= 0.0 and drop_over <= 0.0,
             "over_budget": over,
-            **({"int8_drop_over": drop_over} if self.cfg.max_int8_drop is not None else {}),
+            **({INT8_CONSTRAINT_KEY: drop_over} if self.cfg.max_int8_drop is not None else {}),
         }
 
     def _int8_drop_over(self, ev: Evaluation) -> float:
@@ -387,7 +387,7 @@ class Session:
         for k, v in attrs.items():
             trial.set_user_attr(k, v)
         if self.cfg.max_int8_drop is not None:
-            trial.set_constraint(INT8_CONSTRAINT_KEY, attrs["int8_drop_over"])
+            trial.set_constraint(INT8_CONSTRAINT_KEY, attrs[INT8_CONSTRAINT_KEY])
         if self.max_cost is None:
             return
         tier = trial.user_attrs.get("tier_target")
