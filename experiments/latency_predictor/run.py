@@ -167,8 +167,50 @@ def evaluate(machine: Path, target: str) -> dict | None:
                 f"adapted ({method}, n={len(y_c)})": metrics(cal.apply(x_h), y_h),
                 f"FLOPs line fitted on the same {len(y_c)}": metrics(w[0] * flops_h + w[1], y_h),
             }
+    # milliseconds after the `calibrate` run itself: the calibration file it stored, applied as stored, beside a
+    # FLOPs line fitted on the very networks it measured (its record keeps them)
+    stored = sorted((machine / "calibrations").glob(f"{target}.*.calibration.json"))
+    if shipped_target and stored:
+        doc = json.loads(stored[-1].read_text())
+        cal = Calibration.from_dict(doc["fit"])
+        nets = doc["networks"]
+        from nas.space.schema import ArchConfig
+
+        flops_c = np.array([features(ArchConfig.from_dict(n["arch"]), table)["flops"][0] for n in nets])
+        y_c = np.array([n["measured_ms"] for n in nets])
+        w = nnls_rel(flops_c[:, None], y_c)
+        x_h = np.stack([features(a, table)["base"] for a in archs])
+        flops_h = np.array([features(a, table)["flops"][0] for a in archs])
+        for clock in ("", "cpu_"):
+            y_h = np.array([r[f"{clock}net_ms"] for r in first])
+            y_d = drift_corrected(first, clock)
+            p_cal, p_flops = cal.apply(x_h), w[0] * flops_h + w[1]
+            res.setdefault(f"{clock or 'wall_'}absolute", {"shipped": metrics(base_apply(table, x_h), y_h)})
+            res[f"{clock or 'wall_'}absolute"].update(
+                {
+                    f"`calibrate` as stored ({doc['method']}, n={len(nets)})": metrics(p_cal, y_h),
+                    f"FLOPs line fitted on its {len(nets)}": metrics(p_flops, y_h),
+                    "`calibrate` as stored, vs drift-corrected ms (x median S / S in its window)": metrics(p_cal, y_d),
+                    f"FLOPs line fitted on its {len(nets)}, vs drift-corrected ms": metrics(p_flops, y_d),
+                }
+            )
     res["median_s_ms"] = {c: float(np.median([r[f"{c}ref_ms"] for r in first])) for c in ("", "cpu_")}
     return res
+
+
+def drift_corrected(pairs: list[dict], clock: str = "") -> np.ndarray:
+    """Each network's ms with the machine's drift taken out: scaled by the run's median S over the S timed in
+    the network's own window (the reference reads off the machine's state at that time)."""
+    net = np.array([r[f"{clock}net_ms"] for r in pairs], dtype=float)
+    ref = np.array([r[f"{clock}ref_ms"] for r in pairs], dtype=float)
+    return net * np.median(ref) / ref
+
+
+def base_apply(table, x: np.ndarray) -> np.ndarray:
+    """The shipped table's own calibration applied to table features."""
+    from nas.latency.predictor import Calibration
+
+    return Calibration.from_dict(table.data["calibration"]["fit"]).apply(x)
 
 
 def markdown(results: dict) -> str:

@@ -248,20 +248,23 @@ def train_arch(name: str, nc: int = 8):
 
 
 def gt_units(doc: dict[str, Any]) -> list[tuple[str, int]]:
-    """(name, seed) in training order: S first (the recipe's anchor), then round-robin over the bins (partial
-    results cover the latency range), L early (the inherit proxies' parent), M, then the second seeds."""
+    """(name, seed) in training order: S first (the recipe's anchor) and the search's S-tier pick (the cheapest
+    truth test), then round-robin over the bins (partial results cover the latency range), L early (the inherit
+    proxies' parent), M, the other picks, then the second seeds."""
     by_bin: dict[int, list[str]] = {}
     for u in doc["units"]:
         if u["bin"] is not None:
             by_bin.setdefault(u["bin"], []).append(u["name"])
-    order = ["yolo_nas_s", *EXTRA_ARCHS]
+    picks = search_units()
+    first = [u for u in picks if u == SEARCH_UNITS["yolo_nas_s"]]
+    order = ["yolo_nas_s", *EXTRA_ARCHS, *first]
     rounds = max(len(v) for v in by_bin.values())
     for r in range(rounds):
         order += [v[r] for _, v in sorted(by_bin.items()) if r < len(v)]
         if r == 0:
             order.append(PARENT)
     order.append("yolo_nas_m")
-    order += search_units()
+    order += [u for u in picks if u not in first]
     return [(n, 0) for n in order] + [(n, 1) for n in doc["second_seed"]]
 
 
@@ -331,6 +334,13 @@ def _overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def _cpu_seconds() -> float:
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def train_one(args) -> int:
     import torch
 
@@ -358,8 +368,8 @@ def train_one(args) -> int:
         verbose=args.verbose,
     )
     last = RUNS / "train" / run_name / "last.pt"
-    t0 = time.perf_counter()
-    if last.is_file():
+    t0, resumed = time.perf_counter(), last.is_file()
+    if resumed:
         print(f"{name} seed {seed}: resuming {last}", flush=True)
         result = run_training(None, opts.replace(resume=str(last)), log=print)
     else:
@@ -378,6 +388,11 @@ def train_one(args) -> int:
         "mAP50": final.get("mAP50"),
         "train_s": round(float(final.get("elapsed_s", 0.0)), 1),
         "wall_s_this_process": round(time.perf_counter() - t0, 1),
+        # CPU seconds of this process and its (reaped) data-loader workers: unlike train_s (wall time, which
+        # counts pauses and a shared machine), the cost of this process's epochs; a resumed unit's earlier
+        # epochs are not in it (resumed: true).
+        "cpu_s_this_process": round(_cpu_seconds(), 1),
+        "resumed": resumed,
         "threads": torch.get_num_threads(),
         "device": args.device,
         "machine": _machine(args.device),
