@@ -31,6 +31,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 import numpy as np  # noqa: E402
 
 from nas.io import write_text_atomic  # noqa: E402
+from nas.latency.device import describe  # noqa: E402
 
 KINDS = ("conv", "upsample", "csp_in", "bottlenecks", "concat_conv", "spp", "decode")
 LABELS = {
@@ -122,8 +123,6 @@ def evaluate(machine: Path, target: str) -> dict | None:
     cal_archs, cal_ms = table.calibration_set()
     shipped_target = not target.endswith("_2t")
     res: dict = {"target": target, "table": table.path.name, "n_heldout": len(archs), "n_again": len(again)}
-    from nas.latency.device import describe
-
     res["table_device"] = describe(table.data.get("fingerprint"))
     fp_here = json.loads((machine / "fingerprint.json").read_text())
     res["table_built_here"] = (table.data.get("fingerprint") or {}).get("cpu") == fp_here.get("cpu")
@@ -280,7 +279,6 @@ def main(argv: list[str]) -> int:
     opts = dict(a.split("=", 1) for a in argv)
     machine = HERE / "results" / opts.get("machine", "machine_b")
     os.environ["NAS_LATENCY_DIR"] = tempfile.mkdtemp()  # the shipped calibrations, not this machine's
-    from nas.latency.device import describe
     from nas.latency.tables import LatencyTable
 
     fp = json.loads((machine / "fingerprint.json").read_text())
