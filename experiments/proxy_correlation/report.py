@@ -74,14 +74,25 @@ def _load(folder: Path) -> list[dict[str, Any]]:
     )
 
 
+def _short_machine(machine: str) -> str:
+    """'AMD EPYC (AuthenticAMD family 25 ...)' -> 'AMD EPYC 25/1'; the old records' 'x86_64, 2 CPUs' -> as is."""
+    import re
+
+    m = re.match(r"(.*?) \((\S+) family (\S+) model (\S+)", machine)
+    return f"{m.group(1).replace('(R)', '')} {m.group(3)}/{m.group(4)}" if m else machine.split(",")[0]
+
+
 def ground_truth(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     by: dict[str, dict[str, Any]] = {}
     for r in rows:
         if r.get("mAP50_95") is None:
             continue
-        g = by.setdefault(r["name"], {"seeds": {}, "train_s": 0.0})
+        g = by.setdefault(r["name"], {"seeds": {}, "train_s": 0.0, "cpu_s": None, "machines": []})
         g["seeds"][r["seed"]] = float(r["mAP50_95"])
         g["train_s"] += float(r.get("train_s", 0.0))
+        if r.get("cpu_s_this_process") is not None and not r.get("resumed"):  # a whole training's CPU seconds
+            g["cpu_s"] = (g["cpu_s"] or 0.0) + float(r["cpu_s_this_process"])
+        g["machines"].append(_short_machine(r.get("machine", "?")))
         vals = [h["mAP50_95"] for h in r.get("history", []) if "mAP50_95" in h]
         if len(vals) >= 2 and r["seed"] == 0:
             g["previous_val"] = vals[-2]
@@ -255,10 +266,20 @@ def markdown(res: dict[str, Any]) -> str:
                 f"| {t['trial']} | {t['name']} | {t['seed']} | {diff} | {curve} | {_fmt(t['mAP50_95'])} | "
                 f"{t['train_s'] or 0:.0f} ({t['threads']}) |"
             )
-    lines += ["", "| architecture | mAP50-95 (seeds) | training s |", "|---|---|---:|"]
+    lines += [
+        "",
+        "Training s: wall time of the unit (pauses and a shared machine included); CPU s: the process's and its"
+        " data loader's CPU seconds, where recorded for a whole (not resumed) training. Machine `x86_64`: trained"
+        " before the results recorded the device fingerprint.",
+        "",
+        "| architecture | mAP50-95 (seeds) | training s | CPU s | machine |",
+        "|---|---|---:|---:|---|",
+    ]
     for n, g in res["ground_truth"].items():
         seeds = ", ".join(f"{v:.1f}" for _, v in sorted(g["seeds"].items()))
-        lines.append(f"| {n} | {g['mAP50_95']:.1f} ({seeds}) | {g['train_s']:.0f} |")
+        cpu = f"{g['cpu_s']:.0f}" if g.get("cpu_s") is not None else "–"
+        machines = ", ".join(sorted(set(g.get("machines", []))))
+        lines.append(f"| {n} | {g['mAP50_95']:.1f} ({seeds}) | {g['train_s']:.0f} | {cpu} | {machines} |")
     return "\n".join(lines) + "\n"
 
 

@@ -26,7 +26,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -84,12 +83,11 @@ OBJECTIVE_KEYS = ("proxy_score", "latency_ms", "flops_g", "params_m")
 
 
 def _machine(device: str) -> str:
-    import torch
+    """The device fingerprint in words (CPU vendor/family/model/ISA, cores, library versions; for CUDA the GPU)."""
+    from nas.latency.device import current_fingerprint, describe
 
-    cpu = platform.processor() or platform.machine()
-    if device.startswith("cuda") and torch.cuda.is_available():
-        cpu += f", {torch.cuda.get_device_name(0)}"
-    return f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}"
+    accelerator = "cuda" if device.startswith("cuda") else "cpu"
+    return describe(current_fingerprint(accelerator), accelerator)
 
 
 # ---- the sample --------------------------------------------------------------------------------
