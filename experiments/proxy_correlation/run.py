@@ -417,14 +417,19 @@ def proxies(args) -> int:
     for proxy in which:
         if proxy not in ("zero_cost", *TRAINED_PROXIES):
             raise SystemExit(f"unknown proxy {proxy!r}; choose from zero_cost, {', '.join(TRAINED_PROXIES)}")
-        if proxy.startswith("inherit") and not _parent_checkpoint().is_file():
-            print(f"{proxy}: skipped until the parent {PARENT} (seed 0) is trained: {_parent_checkpoint()}")
+        if proxy.startswith("inherit") and not _parent_trained():
+            print(f"{proxy}: skipped until the parent {PARENT} (seed 0) has finished training: {_parent_checkpoint()}")
             continue
         for n in names:
             if not proxy_path(proxy, n).is_file():
                 cmds.append([*me, "proxy-one", proxy, n, "--device", args.device])
     print(f"{len(cmds)} proxy units to compute")
     return _pool_run(cmds, args.jobs, _threads(args))
+
+
+def _parent_trained() -> bool:
+    """The parent's whole training is done: its result file is written (last.pt exists from its first epoch on)."""
+    return gt_path(PARENT, 0).is_file() and _parent_checkpoint().is_file()
 
 
 def _parent_checkpoint() -> Path:
