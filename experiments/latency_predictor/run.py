@@ -106,7 +106,7 @@ def evaluate(machine: Path, target: str) -> dict | None:
     from nas.latency.calibrate import adapt
     from nas.latency.predictor import Calibration
     from nas.latency.tables import LatencyTable
-    from nas.latency.validate import metrics, noise_floors, validation_archs
+    from nas.latency.validate import metrics, noise_floors, pairwise_metrics, validation_archs
     from nas.space.io import load_arch
     from nas.space.space import load_space
 
@@ -147,6 +147,7 @@ def evaluate(machine: Path, target: str) -> dict | None:
     for clock in ("", "cpu_"):
         ratio = np.array([r[f"{clock}ratio"] for r in first])
         res[f"{clock or 'wall_'}ratio"] = {k: metrics(v[:-1] / v[-1], ratio) for k, v in preds.items()}
+        res[f"{clock or 'wall_'}pairwise"] = {k: pairwise_metrics(v[:-1], ratio) for k, v in preds.items()}
         res[f"{clock or 'wall_'}noise_floor"] = noise_floors(first, again, clock)
 
     # milliseconds after adapting to this machine on the calib networks (what `calibrate` does)
@@ -244,6 +245,31 @@ def markdown(results: dict) -> str:
                     f"{nf['within_10pct']:.0%} | {nf['median_abs_diff_pct']:.2f} (median) | |"
                 )
         lines.append("")
+    lines += [
+        "## Pairwise ratios (process CPU time)",
+        "",
+        "Every two held-out networks i < j: predicted p_i / p_j against measured ratio_i / ratio_j (each ratio to the",
+        "S timed in its own window: drift-free, and the reference's own prediction error cancels; what a search",
+        "compares). Noise floor: the re-measured networks' ratios against their first ones, pair by pair.",
+        "",
+        "| target | predictor | pairs | within ±5% | within ±10% | MAPE % |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for t, r in results["targets"].items():
+        if "cpu_pairwise" not in r:
+            continue
+        for k, m in r["cpu_pairwise"].items():
+            lines.append(
+                f"| {t} | {LABELS[k]} | {m['n_pairs']} | {m['within_5pct']:.1%} | {m['within_10pct']:.1%} | "
+                f"{m['mape_pct']:.2f} |"
+            )
+        nf = r["cpu_noise_floor"].get("pairwise")
+        if nf and nf["n_pairs"]:
+            lines.append(
+                f"| {t} | *noise floor: re-measured* | {nf['n_pairs']} | {nf['within_5pct']:.1%} | "
+                f"{nf['within_10pct']:.1%} | {nf['mape_pct']:.2f} |"
+            )
+    lines.append("")
     lines += ["## Milliseconds after `calibrate` on this machine", ""]
     lines.append("| target | clock | predictor | n | within ±5% | within ±10% | MAPE % | noise floor ±10% (ms) |")
     lines.append("|---|---|---|---:|---:|---:|---:|---:|")

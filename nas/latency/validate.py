@@ -27,7 +27,16 @@ from nas.latency.predictor import LatencyPredictor, load_predictor, unit_feature
 from nas.latency.units import decompose
 from nas.space.schema import ArchConfig
 
-__all__ = ["baselines", "compare", "fit_linear", "metrics", "noise_floors", "validate", "validation_archs"]
+__all__ = [
+    "baselines",
+    "compare",
+    "fit_linear",
+    "metrics",
+    "noise_floors",
+    "pairwise_metrics",
+    "validate",
+    "validation_archs",
+]
 
 
 def metrics(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
@@ -46,6 +55,21 @@ def metrics(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, 
     out["kendall_tau"] = float(kendalltau(p, m).statistic) if len(m) > 1 else float("nan")
     out["spearman_rho"] = float(spearmanr(p, m).statistic) if len(m) > 1 else float("nan")
     return out
+
+
+def pairwise_metrics(predicted: Sequence[float], measured_ratio: Sequence[float]) -> dict[str, float]:
+    """The ratio form between every two held-out networks: for each pair i < j, predicted p_i / p_j against the
+    measured ratio_i / ratio_j (each measured against the reference in its own window, so the quotient is
+    drift-free and the reference's own prediction error cancels). Share within ±5% / ±10%, MAPE (%)."""
+    p, r = np.asarray(predicted, float), np.asarray(measured_ratio, float)
+    i, j = np.triu_indices(len(p), k=1)
+    rel = np.abs((p[i] / p[j]) / (r[i] / r[j]) - 1)
+    return {
+        "n_pairs": len(rel),
+        "within_5pct": float(np.mean(rel <= 0.05)) if len(rel) else float("nan"),
+        "within_10pct": float(np.mean(rel <= 0.10)) if len(rel) else float("nan"),
+        "mape_pct": float(100 * rel.mean()) if len(rel) else float("nan"),
+    }
 
 
 def fit_linear(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
@@ -115,10 +139,13 @@ def noise_floors(first: list[dict], again: list[dict], clock: str = "") -> dict[
     """Noise floor of the absolute and the ratio form: re-measurements (`again`) against the first ones."""
     by = {r["digest"]: r for r in first}
     pairs = [(by[r["digest"]], r) for r in again if r["digest"] in by]
-    return {
+    out = {
         form: _noise_floor([a[f"{clock}{key}"] for a, _ in pairs], [b[f"{clock}{key}"] for _, b in pairs])
         for form, key in (("absolute", "net_ms"), ("ratio", "ratio"))
     }
+    # the pairwise ratio form: the re-measured ratios as a "prediction" of the first ones
+    out["pairwise"] = pairwise_metrics([b[f"{clock}ratio"] for _, b in pairs], [a[f"{clock}ratio"] for a, _ in pairs])
+    return out
 
 
 def baselines(table: Any, archs: Sequence[ArchConfig], input_hw: Any) -> dict[str, np.ndarray]:

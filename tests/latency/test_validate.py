@@ -131,3 +131,13 @@ def test_benchmark_scores_the_calibration_calibrate_stored_on_the_committed_mach
     stored = next(v for k, v in rows.items() if k.startswith("`calibrate` as stored (scale"))
     assert rows["shipped"]["within_10pct"] < 0.1  # the AMD table is ~2.3x off on this CPU
     assert stored["n"] == 39 and stored["within_10pct"] > 0.9  # after 8 networks measured there
+
+
+def test_pairwise_ratio_form_cancels_a_common_factor_and_counts_each_pair_once():
+    from nas.latency.validate import pairwise_metrics
+
+    measured = np.array([1.0, 2.0, 3.0, 4.0])
+    m = pairwise_metrics(measured * 1.3, measured)  # a wrong reference prediction scales every ratio to it alike
+    assert m["n_pairs"] == 6 and m["within_5pct"] == 1.0 and m["mape_pct"] < 1e-9
+    off = pairwise_metrics([1.0, 2.0, 3.0, 4.4], measured)  # one network 10% slow: its 3 pairs 9.1% off
+    assert off["within_5pct"] == 0.5 and abs(off["mape_pct"] - 100 * (1 - 1 / 1.1) / 2) < 1e-9
