@@ -59,6 +59,8 @@ def test_the_committed_sample_is_fixed_stratified_and_in_the_space():
     order = run.gt_units(doc)
     assert order[:2] == [("yolo_nas_s", 0), ("yolo_nas_s_repvgg", 0)]
     picks = run.search_units()  # the default search's S/M/L picks (search.json), each an architecture of the space
+    if run.SEARCH_UNITS["yolo_nas_s"] in picks:  # the cheapest truth test right after the released S
+        assert order[2] == (run.SEARCH_UNITS["yolo_nas_s"], 0)
     assert all(space.contains(run.space_arch(n)) for n in picks)
     assert len(order) == len(units) + len(doc["second_seed"]) + len(run.EXTRA_ARCHS) + len(picks)
     assert len(set(order)) == len(order)
@@ -75,7 +77,9 @@ def test_a_ground_truth_unit_trains_and_is_not_trained_again(pc, tmp_path, monke
     assert [r["epoch"] for r in res["history"]] == [1, 2] and res["mAP50_95"] == res["history"][-1]["mAP50_95"]
     assert res["recipe"]["imgsz"] == 64 and res["train_s"] > 0 and "per_class" not in res["history"][0]
     assert pc.todo_units(doc) == [], "a finished unit is not trained again"
-    assert pc._parent_checkpoint().is_file()  # the inherit proxies' parent
+    assert res["cpu_s_this_process"] > 0 and res["resumed"] is False
+    assert "family" in res["machine"] or "?" in res["machine"]  # the device fingerprint in words
+    assert pc._parent_checkpoint().is_file() and pc._parent_trained()  # the inherit proxies' parent
     # a training proxy of the same architecture, and inheritance from the trained parent
     proxies = {k: (kind, {**f, "imgsz": 64}) for k, (kind, f) in pc.TRAINED_PROXIES.items()}
     monkeypatch.setattr(pc, "TRAINED_PROXIES", proxies)
@@ -84,6 +88,8 @@ def test_a_ground_truth_unit_trains_and_is_not_trained_again(pc, tmp_path, monke
         out = json.loads(pc.proxy_path(proxy, "tiny").read_text())
         assert 0 <= out["mAP50_95"] <= 100 and out["seconds"] > 0
     assert out["inherited"] == pytest.approx(1.0), "the parent is the same architecture: all inherited"
+    pc.gt_path("tiny", 0).unlink()  # a parent still training has a last.pt but no result: not a parent yet
+    assert pc._parent_checkpoint().is_file() and not pc._parent_trained()
 
 
 def test_the_pool_runs_every_unit_and_reports_failures(pc):
