@@ -68,6 +68,7 @@ TRAINED_PROXIES = {
     "short_train_e2_96px": ("short", {"epochs": 2, "imgsz": 96}),
     "inherit_e0": ("inherit", {"epochs": 0, "imgsz": 160}),
     "inherit_e1": ("inherit", {"epochs": 1, "imgsz": 160}),
+    "inherit_bn": ("inherit", {"epochs": 0, "imgsz": 160, "bn_images": 64}),  # + BatchNorm re-estimated
 }
 PARENT = "yolo_nas_l"
 # Trained with the same recipe but outside the sample (results/extra/): the S layout with every QARepVGG block a

@@ -39,7 +39,7 @@ from nas.space.schema import ArchConfig
 from nas.train.options import TrainOptions
 from nas.train.run import train as run
 
-__all__ = ["SCORES", "SHORT", "TrainedProxy", "inherit_score", "short_train_score", "train"]
+__all__ = ["SCORES", "SHORT", "TrainedProxy", "inherit_score", "recalibrate_bn", "short_train_score", "train"]
 
 # A few epochs at a small size; workers 0 keeps many short runs in one process cheap.
 SHORT = TrainOptions(epochs=10, imgsz=320, batch=8, lr0=2e-3, warmup_epochs=1.0, workers=0, verbose=False)
@@ -83,12 +83,17 @@ class TrainedProxy:
     workers: int = 0
     device: str | None = "cpu"
     limit: int | None = None  # train on the first N images only
+    # inherit with epochs=0: re-estimate every BatchNorm's statistics on this many train images (no gradient step)
+    # before evaluating, as once-for-all does for sliced sub-networks; 0: evaluate the inherited statistics as-is
+    bn_images: int = 0
 
     def __post_init__(self):
         if self.epochs < 0:
             raise ConfigError(f"proxy epochs={self.epochs}: must be >= 0")
         if self.imgsz < 32 or self.imgsz % 32:
             raise ConfigError(f"proxy imgsz={self.imgsz}: must be a positive multiple of 32")
+        if self.bn_images < 0:
+            raise ConfigError(f"proxy bn_images={self.bn_images}: must be >= 0 (0: keep the inherited statistics)")
 
     def options(self) -> TrainOptions:
         return TrainOptions(
@@ -116,6 +121,8 @@ def _with_classes(arch: ArchConfig, nc: int) -> ArchConfig:
 def _run(model: torch.nn.Module, cfg: TrainedProxy, train_ds: Any, t0: float) -> dict[str, Any]:
     val_ds = load_dataset(cfg.data, "val")
     if cfg.epochs == 0:
+        if cfg.bn_images:
+            recalibrate_bn(model, train_ds, cfg.imgsz, cfg.bn_images, cfg.batch)
         model.eval()
         m = validate(model, val_ds, imgsz=cfg.imgsz, batch=cfg.batch, verbose=False)
         return {"mAP50_95": 100 * float(m["mAP50_95"]), "tse": None, "loss": None, "seconds": time.perf_counter() - t0}
@@ -128,6 +135,39 @@ def _run(model: torch.nn.Module, cfg: TrainedProxy, train_ds: Any, t0: float) ->
         "loss": -losses[-1] if finite else -math.inf,
         "seconds": time.perf_counter() - t0,
     }
+
+
+def recalibrate_bn(model: nn.Module, dataset: Any, imgsz: int, n_images: int, batch: int = 8) -> int:
+    """Reset every BatchNorm's running statistics and re-estimate them (a cumulative average) from forward passes
+    over the first `n_images` of `dataset` at `imgsz` (val preprocessing, square inputs, no gradient). Weights
+    sliced from a larger parent keep its statistics, which no longer match their activations; this restores
+    them (once-for-all's BN recalibration). Returns the number of images used."""
+    from nas.engine.val import _load, _plan
+
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # the cumulative average over all batches
+    device = next(model.parameters()).device
+    plan = _plan(dataset, imgsz, batch, "ultralytics", rect=False)
+    used = 0
+    was_training = model.training
+    model.train()
+    try:
+        with torch.no_grad():
+            for indices, hw in plan:
+                indices = indices[: n_images - used]
+                if not indices:
+                    break
+                x, _ = _load(dataset, indices, hw, imgsz, "ultralytics")
+                model(x.to(device))
+                used += len(indices)
+    finally:
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
+        model.train(was_training)
+    return used
 
 
 def short_train_score(arch: ArchConfig, cfg: TrainedProxy = TrainedProxy()) -> dict[str, Any]:
