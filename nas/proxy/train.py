@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from nas.data import load_dataset
-from nas.engine.val import validate
+from nas.engine.val import _load, _plan, validate  # the val preprocessing, shared with BN re-estimation
 from nas.errors import ConfigError
 from nas.models import build
 from nas.models.checkpoints import read_checkpoint
@@ -142,8 +142,6 @@ def recalibrate_bn(model: nn.Module, dataset: Any, imgsz: int, n_images: int, ba
     over the first `n_images` of `dataset` at `imgsz` (val preprocessing, square inputs, no gradient). Weights
     sliced from a larger parent keep its statistics, which no longer match their activations; this restores
     them (once-for-all's BN recalibration). Returns the number of images used."""
-    from nas.engine.val import _load, _plan
-
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     saved = [m.momentum for m in bns]
     for m in bns:
