@@ -64,6 +64,9 @@ class ProxyConfig:
     train_data: str = "synthetic"
     train_score: str = "tse"
     inherit_from: str | None = None  # `inherit`: a checkpoint trained on train_data (e.g. a trained L's last.pt)
+    # `inherit` with train_epochs=0: re-estimate BatchNorm statistics on this many train images before scoring
+    # (sliced weights keep the parent's statistics and score near 0 without it); 0: as inherited
+    inherit_bn_images: int = 0
 
 
 @dataclass

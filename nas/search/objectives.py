@@ -170,6 +170,11 @@ def _check_proxy_config(p: ProxyConfig) -> None:
             raise ConfigError(f"proxy.inherit_from={p.inherit_from}: no such file (a trained checkpoint, e.g. last.pt)")
         if p.train_score != "mAP50_95" and p.train_epochs == 0:
             raise ConfigError("proxy=inherit with train_epochs=0 has no training loss: set proxy.train_score=mAP50_95")
+    if p.inherit_bn_images and ("inherit" not in names or p.train_epochs != 0 or p.inherit_bn_images < 0):
+        raise ConfigError(
+            f"proxy.inherit_bn_images={p.inherit_bn_images}: BatchNorm re-estimation applies to proxy=inherit with "
+            "proxy.train_epochs=0 (fine-tuning re-estimates the statistics itself); a positive image count"
+        )
 
 
 class Evaluator:
@@ -249,11 +254,15 @@ class Evaluator:
         spec = [arch.digest(), sorted(p.proxies), self.batch_key, p.seed]
         if any(n in TRAINED for n in p.proxies):
             spec.append([p.train_epochs, p.train_imgsz, p.train_data, p.train_score, _parent_key(p.inherit_from)])
+            if p.inherit_bn_images:  # appended only when set: the keys of earlier caches stay valid
+                spec.append(["bn_images", p.inherit_bn_images])
         return _hash([spec, zero_cost.PROXY_VERSION])
 
     def _trained(self, name: str, arch: ArchConfig) -> float:
         p = self.proxy
-        cfg = TrainedProxy(data=p.train_data, epochs=p.train_epochs, imgsz=p.train_imgsz, seed=p.seed)
+        cfg = TrainedProxy(
+            data=p.train_data, epochs=p.train_epochs, imgsz=p.train_imgsz, seed=p.seed, bn_images=p.inherit_bn_images
+        )
         if name == "short_train":
             out = short_train_score(arch, cfg)
         else:

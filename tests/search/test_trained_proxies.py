@@ -78,3 +78,32 @@ def test_training_proxy_settings_are_checked(tiny_space_path, tiny_space, tiny_s
         from nas.proxy.zero_cost import combine
 
         combine({"a": 1.0, "b": 2.0}, [], ["a", "b"], "raw")
+
+
+def test_inherit_with_batchnorm_re_estimation_is_its_own_cached_setting(
+    tiny_space_path, tiny_space, tiny_set, tmp_path
+):
+    parent = next(iter(tiny_space.references.values()))
+    parent = parent.replace(heads=dataclasses.replace(parent.heads, num_classes=8))
+    save_checkpoint(tmp_path / "parent.pt", build(parent).state_dict(), parent, {})
+    common = dict(inherit_from=str(tmp_path / "parent.pt"), train_epochs=0, train_score="mAP50_95")
+    plain = _trained_cfg(tiny_space_path, tmp_path, tiny_set, "inherit", **common)
+    bn = _trained_cfg(tiny_space_path, tmp_path, tiny_set, "inherit", inherit_bn_images=4, **common)
+    arch = next(iter(tiny_space.references.values()))
+    ev_plain, ev_bn = Evaluator(plain, tiny_space), Evaluator(bn, tiny_space)
+    assert ev_plain._measure_key(arch) != ev_bn._measure_key(arch), "a different setting, a different cache entry"
+    out = ev_bn.evaluate(arch)
+    assert 0 <= out.values["proxy_score"] <= 100 and not out.cached
+    with pytest.raises(ConfigError, match="inherit_bn_images"):  # fine-tuning re-estimates the statistics itself
+        Evaluator(
+            _trained_cfg(
+                tiny_space_path,
+                tmp_path,
+                tiny_set,
+                "inherit",
+                inherit_bn_images=4,
+                inherit_from=str(tmp_path / "parent.pt"),
+                train_epochs=1,
+            ),
+            tiny_space,
+        )
