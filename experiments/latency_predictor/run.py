@@ -150,17 +150,18 @@ def evaluate(machine: Path, target: str) -> dict | None:
         res[f"{clock or 'wall_'}pairwise"] = {k: pairwise_metrics(v[:-1], ratio) for k, v in preds.items()}
         res[f"{clock or 'wall_'}noise_floor"] = noise_floors(first, again, clock)
 
+    # the held-out networks' features and the shipped calibration, shared by both milliseconds comparisons below
+    f_h = [features(a, table) for a in archs]
+    x_h, flops_h = np.stack([f["base"] for f in f_h]), np.array([f["flops"][0] for f in f_h])
+    base = Calibration.from_dict(table.data["calibration"]["fit"])
     # milliseconds after adapting to this machine on the calib networks (what `calibrate` does)
     if shipped_target and len(c_archs) >= 2:
-        base = Calibration.from_dict(table.data["calibration"]["fit"])
         x_c = np.stack([features(a, table)["base"] for a in c_archs])
-        x_h = np.stack([features(a, table)["base"] for a in archs])
         for clock in ("", "cpu_"):
             y_c = np.array([calib_here[a.digest()][f"{clock}net_ms"] for a in c_archs])
             y_h = np.array([r[f"{clock}net_ms"] for r in first])
             cal, method = adapt(base, x_c, y_c)
             flops_c = np.array([features(a, table)["flops"][0] for a in c_archs])
-            flops_h = np.array([features(a, table)["flops"][0] for a in archs])
             w = nnls_rel(flops_c[:, None], y_c)
             res[f"{clock or 'wall_'}absolute"] = {
                 "shipped": metrics(base.apply(x_h), y_h),
@@ -179,13 +180,11 @@ def evaluate(machine: Path, target: str) -> dict | None:
         flops_c = np.array([features(ArchConfig.from_dict(n["arch"]), table)["flops"][0] for n in nets])
         y_c = np.array([n["measured_ms"] for n in nets])
         w = nnls_rel(flops_c[:, None], y_c)
-        x_h = np.stack([features(a, table)["base"] for a in archs])
-        flops_h = np.array([features(a, table)["flops"][0] for a in archs])
         for clock in ("", "cpu_"):
             y_h = np.array([r[f"{clock}net_ms"] for r in first])
             y_d = drift_corrected(first, clock)
             p_cal, p_flops = cal.apply(x_h), w[0] * flops_h + w[1]
-            res.setdefault(f"{clock or 'wall_'}absolute", {"shipped": metrics(base_apply(table, x_h), y_h)})
+            res.setdefault(f"{clock or 'wall_'}absolute", {"shipped": metrics(base.apply(x_h), y_h)})
             res[f"{clock or 'wall_'}absolute"].update(
                 {
                     f"`calibrate` as stored ({doc['method']}, n={len(nets)})": metrics(p_cal, y_h),
@@ -204,13 +203,6 @@ def drift_corrected(pairs: list[dict], clock: str = "") -> np.ndarray:
     net = np.array([r[f"{clock}net_ms"] for r in pairs], dtype=float)
     ref = np.array([r[f"{clock}ref_ms"] for r in pairs], dtype=float)
     return net * np.median(ref) / ref
-
-
-def base_apply(table, x: np.ndarray) -> np.ndarray:
-    """The shipped table's own calibration applied to table features."""
-    from nas.latency.predictor import Calibration
-
-    return Calibration.from_dict(table.data["calibration"]["fit"]).apply(x)
 
 
 def markdown(results: dict) -> str:
