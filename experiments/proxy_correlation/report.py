@@ -57,6 +57,57 @@ def rank_stats(x: list[float], y: list[float], boot: int = 2000, seed: int = 0) 
     return out
 
 
+def _residual_ranks(v: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """The ranks of v less their least-squares line on the ranks of z."""
+    rv, rz = stats.rankdata(v), stats.rankdata(z)
+    slope, icept = np.polyfit(rz, rv, 1)
+    return rv - (slope * rz + icept)
+
+
+def partial_spearman(x, y, z, boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Spearman of (x, y) with z held fixed: the Pearson correlation of the rank residuals of x and y after each is
+    regressed on the ranks of z (here z is the predicted latency, so a proxy that only measures size scores 0).
+    With a 95% bootstrap interval; None where a residual is constant (x or y a monotone function of z)."""
+    x, y, z = (np.asarray(v, dtype=float) for v in (x, y, z))
+    n = len(x)
+
+    def one(i: np.ndarray) -> float | None:
+        if min(len(set(x[i])), len(set(y[i])), len(set(z[i]))) < 2:
+            return None
+        ex, ey = _residual_ranks(x[i], z[i]), _residual_ranks(y[i], z[i])
+        if np.allclose(ex, 0) or np.allclose(ey, 0):
+            return None
+        return float(np.corrcoef(ex, ey)[0, 1])
+
+    if n < 4:
+        return {"n": n, "value": None, "ci": None}
+    rng = np.random.default_rng(seed)
+    vals = [v for v in (one(rng.integers(0, n, n)) for _ in range(boot)) if v is not None and math.isfinite(v)]
+    ci = [float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))] if vals else None
+    return {"n": n, "value": one(np.arange(n)), "ci": ci}
+
+
+def same_latency_pairs(x, y, z, ratio: float = 1.25) -> dict[str, Any]:
+    """Of the pairs whose z (predicted latency) is within `ratio` of each other and whose y differ, the fraction
+    the proxy x orders as y does (ties in x count half): how well it ranks candidates of one latency budget."""
+    x, y, z = (np.asarray(v, dtype=float) for v in (x, y, z))
+    right, pairs = 0.0, 0
+    for i in range(len(x)):
+        for j in range(i + 1, len(x)):
+            if max(z[i], z[j]) > ratio * min(z[i], z[j]) or y[i] == y[j]:
+                continue
+            pairs += 1
+            s = np.sign(x[i] - x[j]) * np.sign(y[i] - y[j])
+            right += 1.0 if s > 0 else 0.5 if s == 0 else 0.0
+    return {"pairs": pairs, "accuracy": right / pairs if pairs else None, "ratio": ratio}
+
+
+def latencies(results: Path = RESULTS) -> dict[str, float]:
+    """Predicted `cpu_ort` ms at 640 px of the sample's architectures (sample.json beside results/)."""
+    path = results.parent / "sample.json"
+    return {u["name"]: float(u["latency_ms"]) for u in json.loads(path.read_text())["units"]} if path.is_file() else {}
+
+
 def top_overlap(x: list[float], y: list[float], k: int = 5) -> int | None:
     """How many of the k best by y are also among the k best by x."""
     if len(x) < k:
@@ -121,12 +172,20 @@ def proxy_scores(results: Path = RESULTS) -> dict[str, dict[str, tuple[float, fl
 def build(results: Path = RESULTS, boot: int = 2000) -> dict[str, Any]:
     gt_rows = _load(results / "gt")
     gt = ground_truth(gt_rows)
+    lat = latencies(results)
+    scores = proxy_scores(results)
+    if lat:  # the baseline every proxy must beat within a budget: the latency the search already predicts
+        scores["predicted latency (cpu_ort)"] = {n: (ms, 0.0) for n, ms in lat.items()}
     table = []
-    for label, values in proxy_scores(results).items():
+    for label, values in scores.items():
         names = [n for n in values if n in gt]
         x = [values[n][0] for n in names]
         y = [gt[n]["mAP50_95"] for n in names]
         row = {"proxy": label, **rank_stats(x, y, boot), "top5_overlap": top_overlap(x, y)}
+        known = [i for i, n in enumerate(names) if n in lat]  # at equal predicted latency (a budget's candidates)
+        xz, yz, z = [x[i] for i in known], [y[i] for i in known], [lat[names[i]] for i in known]
+        row["partial_spearman_given_latency"] = partial_spearman(xz, yz, z, boot)
+        row["same_latency_pairs"] = same_latency_pairs(xz, yz, z)
         row["cost_s"] = float(np.mean([values[n][1] for n in names])) if names else None
         table.append(row)
     table.sort(key=lambda r: -(r["spearman"] if r["spearman"] is not None else -2))
@@ -223,16 +282,23 @@ def markdown(res: dict[str, Any]) -> str:
         f"{_fmt(res['seed_ceiling']['seed_abs_diff_mean'])} mAP. Settled (previous validation vs final): Spearman "
         f"{_fmt(res['settled']['spearman'], res['settled']['spearman_ci'])} over {res['settled']['n']}.",
         "",
-        "| proxy | n | Spearman ρ [95% CI] | Kendall τ [95% CI] | top-5 overlap | s / candidate |",
-        "|---|---:|---|---|---:|---:|",
+        "At equal latency: ρ with the predicted `cpu_ort` latency held fixed (partial Spearman; a proxy that only"
+        " measures size scores 0), and of the pairs within 1.25× predicted latency of each other, the fraction the"
+        " proxy orders as the trained mAP does (0.5: a coin).",
+        "",
+        "| proxy | n | Spearman ρ [95% CI] | Kendall τ [95% CI] | top-5 overlap | ρ at equal latency [95% CI] "
+        "| same-latency pairs right (pairs) | CPU s / candidate |",
+        "|---|---:|---|---|---:|---|---:|---:|",
     ]
     for p in res["proxies"]:
+        part, pairs = p.get("partial_spearman_given_latency") or {}, p.get("same_latency_pairs") or {}
+        acc = f"{pairs['accuracy']:.2f} ({pairs['pairs']})" if pairs.get("accuracy") is not None else "–"
         lines.append(
             f"| {p['proxy']} | {p['n']} | {_fmt(p['spearman'], p['spearman_ci'])} | "
             f"{_fmt(p['kendall'], p['kendall_ci'])} | {p['top5_overlap'] if p['top5_overlap'] is not None else '–'} | "
-            f"{p['cost_s']:.1f} |"
+            f"{_fmt(part.get('value'), part.get('ci'))} | {acc} | {p['cost_s']:.1f} |"
             if p["cost_s"] is not None
-            else f"| {p['proxy']} | 0 | – | – | – | – |"
+            else f"| {p['proxy']} | 0 | – | – | – | – | – | – |"
         )
     if res.get("truth_test"):
         lines += [

@@ -414,16 +414,22 @@ def proxies(args) -> int:
     names = [u["name"] for u in doc["units"]]
     me = [sys.executable, str(Path(__file__).resolve())]
     which = args.which.split(",") if args.which else ["zero_cost", *TRAINED_PROXIES]
-    cmds = []
     for proxy in which:
         if proxy not in ("zero_cost", *TRAINED_PROXIES):
             raise SystemExit(f"unknown proxy {proxy!r}; choose from zero_cost, {', '.join(TRAINED_PROXIES)}")
-        if proxy.startswith("inherit") and not _parent_trained():
+    if not _parent_trained():
+        for proxy in [p for p in which if p.startswith("inherit")]:
             print(f"{proxy}: skipped until the parent {PARENT} (seed 0) has finished training: {_parent_checkpoint()}")
-            continue
-        for n in names:
-            if not proxy_path(proxy, n).is_file():
-                cmds.append([*me, "proxy-one", proxy, n, "--device", args.device])
+        which = [p for p in which if not p.startswith("inherit")]
+    # architectures with a finished ground truth first, each with every requested proxy: a stopped run leaves
+    # whole rows that the report can already rank
+    names.sort(key=lambda n: not gt_path(n, 0).is_file())
+    cmds = [
+        [*me, "proxy-one", proxy, n, "--device", args.device]
+        for n in names
+        for proxy in which
+        if not proxy_path(proxy, n).is_file()
+    ]
     print(f"{len(cmds)} proxy units to compute")
     return _pool_run(cmds, args.jobs, _threads(args))
 

@@ -111,6 +111,23 @@ def test_rank_statistics_match_hand_computed_values():
     assert rep.top_overlap([1, 2], [1, 2], k=5) is None
 
 
+def test_a_size_only_proxy_scores_high_overall_and_zero_at_equal_latency():
+    rep = _load("report")
+    # three latency budgets, two candidates each; within each budget the slower one is worse
+    z = [100, 110, 200, 220, 400, 440]
+    y = [2, 1, 4, 3, 6, 5]
+    assert rep.rank_stats(z, y, boot=10)["spearman"] == pytest.approx(29 / 35)  # 1 - 6*3/(6*35)
+    size = rep.same_latency_pairs(z, y, z)
+    assert size == {"pairs": 3, "accuracy": 0.0, "ratio": 1.25}  # (100, 200) etc. are not one budget's pairs
+    assert rep.same_latency_pairs(y, y, z)["accuracy"] == 1.0
+    assert rep.same_latency_pairs([1, 1, 2, 2, 3, 3], y, z)["accuracy"] == 0.5  # ties count half
+    assert rep.partial_spearman(z, y, z, boot=50)["value"] is None  # nothing left of z once z is held fixed
+    good = rep.partial_spearman(y, y, z, boot=50)
+    assert good["value"] == pytest.approx(1.0) and good["n"] == 6
+    bad = rep.partial_spearman([-v for v in y], y, z, boot=50)["value"]
+    assert bad == pytest.approx(-1.0)
+
+
 def test_report_over_partial_results(tmp_path):
     rep = _load("report")
     gt, zc = tmp_path / "gt", tmp_path / "proxies" / "zero_cost"
