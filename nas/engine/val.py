@@ -31,7 +31,7 @@ from nas.metrics import coco_evaluate, to_coco_detections
 from nas.models.postprocess import non_max_suppression
 from nas.options import merge
 
-__all__ = ["format_metrics", "validate"]
+__all__ = ["format_metrics", "val_batches", "validate"]
 
 
 def _plan(
@@ -63,6 +63,24 @@ def _load(dataset: Any, indices: list[int], input_hw: tuple[int, int], imgsz: in
         images.append(out)
         geometries.append(geometry)
     return to_tensor(images), geometries
+
+
+def val_batches(
+    dataset: Any, imgsz: int, batch: int, protocol: str = "ultralytics", rect: bool = True, limit: int | None = None
+) -> Iterator[tuple[list[int], torch.Tensor, list[Geometry]]]:
+    """The validation inputs of `dataset`: (indices, images tensor, letterbox geometries) per batch, preprocessed
+    as `validate` preprocesses them (rect=False: square inputs), the next batch decoded while this one runs;
+    `limit`: only the first that many images of the plan."""
+    plan = _plan(dataset, imgsz, batch, protocol, rect)
+    if limit is not None:
+        kept, left = [], limit
+        for indices, hw in plan:
+            if left <= 0:
+                break
+            kept.append((indices[:left], hw))
+            left -= len(kept[-1][0])
+        plan = kept
+    return _prefetch(plan, lambda indices, input_hw: _load(dataset, indices, input_hw, imgsz, protocol))
 
 
 def _prefetch(plan, load) -> Iterator[tuple[list[int], torch.Tensor, list[Geometry]]]:
@@ -113,15 +131,12 @@ def validate(
     device = check_device(model, half)
     # A fixed-shape ONNX graph gets square imgsz inputs, as ultralytics' validator gives exported models
     rect = not getattr(model, "fixed_input", False)
-    plan = _plan(dataset, imgsz, batch, protocol, rect)
+    n_batches = len(_plan(dataset, imgsz, batch, protocol, rect))
     detections: list[dict] = []
     t_forward = t_nms = 0.0
     t_start = time.perf_counter()
-
-    def load(indices, input_hw):
-        return _load(dataset, indices, input_hw, imgsz, protocol)
-
-    bar = tqdm(_prefetch(plan, load), total=len(plan), desc=f"val ({protocol}, imgsz {imgsz})", disable=not verbose)
+    batches = val_batches(dataset, imgsz, batch, protocol, rect)
+    bar = tqdm(batches, total=n_batches, desc=f"val ({protocol}, imgsz {imgsz})", disable=not verbose)
     for indices, x, geometries in bar:
         t0 = time.perf_counter()
         boxes, scores = forward(model, x.to(device), half)

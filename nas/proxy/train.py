@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from nas.data import load_dataset
-from nas.engine.val import _load, _plan, validate  # the val preprocessing, shared with BN re-estimation
+from nas.engine.val import val_batches, validate
 from nas.errors import ConfigError
 from nas.models import build
 from nas.models.checkpoints import read_checkpoint
@@ -148,17 +148,12 @@ def recalibrate_bn(model: nn.Module, dataset: Any, imgsz: int, n_images: int, ba
         m.reset_running_stats()
         m.momentum = None  # the cumulative average over all batches
     device = next(model.parameters()).device
-    plan = _plan(dataset, imgsz, batch, "ultralytics", rect=False)
     used = 0
     was_training = model.training
     model.train()
     try:
         with torch.no_grad():
-            for indices, hw in plan:
-                indices = indices[: n_images - used]
-                if not indices:
-                    break
-                x, _ = _load(dataset, indices, hw, imgsz, "ultralytics")
+            for indices, x, _ in val_batches(dataset, imgsz, batch, rect=False, limit=n_images):
                 model(x.to(device))
                 used += len(indices)
     finally:

@@ -10,7 +10,7 @@ import pytest
 
 from nas import NAS
 from nas.data import load_dataset
-from nas.engine.val import validate
+from nas.engine.val import val_batches, validate
 from nas.errors import ConfigError, DataError
 from nas.metrics import coco_evaluate
 from tests.zoo_helpers import GroundTruthModel, tiny_model
@@ -86,6 +86,14 @@ def test_rect_batching_does_not_change_the_metric(dataset):
     one = validate(model.eval(), dataset, imgsz=320, batch=1, iou=1.0, verbose=False)
     many = validate(model.eval(), dataset, imgsz=320, batch=16, iou=1.0, verbose=False)
     assert one["mAP50_95"] == pytest.approx(many["mAP50_95"], abs=1e-3)
+
+
+def test_val_batches_cover_the_images_once_and_stop_at_the_limit(dataset):
+    seen = [i for indices, x, geoms in val_batches(dataset, 64, 3, rect=False) for i in indices]
+    assert sorted(seen) == list(range(len(dataset.images)))
+    limited = list(val_batches(dataset, 64, 3, rect=False, limit=7))
+    assert [len(ix) for ix, _, _ in limited] == [3, 3, 1]
+    assert all(x.shape == (len(ix), 3, 64, 64) and len(g) == len(ix) for ix, x, g in limited)
 
 
 def test_real_network_runs_through_val(dataset):
