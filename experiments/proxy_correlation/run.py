@@ -4,6 +4,7 @@ and every proxy ranked against it.
     python experiments/proxy_correlation/run.py sample                   # the fixed sample -> archs/, sample.json
     python experiments/proxy_correlation/run.py search                   # the default search's picks -> search.json
     python experiments/proxy_correlation/run.py train --jobs 2           # ground truth; resumable, one file per unit
+    python experiments/proxy_correlation/run.py train --jobs 2 --hours 2.5   # only what finishes in 2.5 h
     python experiments/proxy_correlation/run.py proxies --jobs 2         # every proxy of every architecture
     python experiments/proxy_correlation/run.py report                   # results.json + results.md
     python experiments/proxy_correlation/run.py train --device cuda --jobs 4   # on a GPU machine
@@ -309,11 +310,73 @@ def todo_units(doc: dict[str, Any], only: list[str] | None = None) -> list[tuple
     return [(n, s) for n, s in todo if n in only] if only else todo
 
 
+def _epochs_done(name: str, seed: int) -> int:
+    """Epochs a killed training of the unit has left in runs/ (its last.pt resumes after them); 0 if none."""
+    csv = gt_checkpoint(name, seed).parent / "results.csv"
+    if not (gt_checkpoint(name, seed).is_file() and csv.is_file()):
+        return 0
+    return max(0, len(csv.read_text().strip().splitlines()) - 1)
+
+
+def cost_model(machine: str, results: Path = RESULTS) -> tuple[float, float, str]:
+    """(a, b, where): a whole training's CPU seconds ~ a + b * GFLOPs (640 px) of the architecture, least squares
+    over the finished, not resumed trainings of this machine (its fingerprint) - or of every machine recorded,
+    when this one has fewer than 3."""
+    from nas.latency import arch_cost
+
+    rows = [
+        json.loads(p.read_text())
+        for folder in ("gt", "extra", "search")
+        for p in sorted((results / folder).glob("*.json"))
+    ]
+    rows = [r for r in rows if r.get("cpu_s_this_process") and not r.get("resumed")]
+    here = [r for r in rows if r.get("machine") == machine]
+    use, where = (here, "this machine") if len(here) >= 3 else (rows, "other machines (none or too few here)")
+    if len(use) < 2:
+        raise SystemExit("no CPU-second records to estimate training cost from: train without --hours first")
+    g = np.array([arch_cost(train_arch(r["name"]), 640).gflops for r in use])
+    c = np.array([float(r["cpu_s_this_process"]) for r in use])
+    b, a = np.polyfit(g, c, 1) if len(set(g.tolist())) > 1 else (c.mean() / g.mean(), 0.0)
+    return float(a), float(b), f"{where}, {len(use)} trainings"
+
+
+def fit_units(
+    todo: list[tuple[str, int]], cost_s: dict[tuple[str, int], float], jobs: int, budget_s: float
+) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """The units (in queue order) that finish within `budget_s` when `jobs` run at a time, each started on the
+    first free slot (as the pool does), and those left out: a unit that cannot finish is not started, since a
+    fresh machine loses a half-trained unit's runs/."""
+    load = [0.0] * max(1, jobs)
+    kept, left = [], []
+    for unit in todo:
+        k = int(np.argmin(load))
+        if load[k] + cost_s[unit] <= budget_s:
+            load[k] += cost_s[unit]
+            kept.append(unit)
+        else:
+            left.append(unit)
+    return kept, left
+
+
 def train(args) -> int:
     doc = load_sample()
     todo = todo_units(doc, args.only)
     done = sum(gt_path(n, s).is_file() for n, s in gt_units(doc))
-    print(f"{done} of {len(gt_units(doc))} ground-truth units done; {len(todo)} to train now")
+    print(f"{done} of {len(gt_units(doc))} ground-truth units done; {len(todo)} to train")
+    if args.hours:
+        from nas.latency import arch_cost
+
+        a, b, where = cost_model(_machine(args.device))
+        epochs = RECIPE["epochs"]
+        cost = {
+            (n, s): (a + b * arch_cost(train_arch(n), 640).gflops) * (1 - _epochs_done(n, s) / epochs) for n, s in todo
+        }
+        todo, left = fit_units(todo, cost, args.jobs, args.hours * 3600)
+        print(f"estimated CPU minutes per unit (1 thread; a + b * GFLOPs fitted on {where}):")
+        for u in todo:
+            print(f"  {u[0]} seed {u[1]}: ~{cost[u] / 60:.0f} min")
+        for u in left:
+            print(f"  {u[0]} seed {u[1]}: ~{cost[u] / 60:.0f} min - left out, does not fit in {args.hours} h")
     me = [sys.executable, str(Path(__file__).resolve())]
     cmds = [[*me, "train-one", n, str(s), "--device", args.device, "--workers", str(args.workers)] for n, s in todo]
     return _pool_run(cmds, args.jobs, _threads(args))
@@ -525,6 +588,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--device", default="cpu")
         p.add_argument("--workers", type=int, default=1, help="data-loader workers per training")
         p.add_argument("--only", nargs="*", help="train: only these architectures")
+        p.add_argument(
+            "--hours",
+            type=float,
+            default=0.0,
+            help="train: only the units estimated to finish within this many hours (the machine's time left)",
+        )
         p.add_argument("--which", default="", help="proxies: comma-separated (default: all)")
     p = sub.add_parser("train-one")
     p.add_argument("name")

@@ -178,3 +178,24 @@ def test_the_search_picks_join_the_queue_and_the_truth_test(pc, tmp_path):
     assert out["yolo_nas_s"]["pick_mAP50_95"] == out["yolo_nas_s"]["released_mAP50_95"] == 7.5
     assert out["yolo_nas_m"]["pick_mAP50_95"] == 9.5 and out["yolo_nas_m"]["released_mAP50_95"] == 9.0
     assert "| yolo_nas_m | search_m | 90.00 | 95.00 |" in rep.markdown(rep.build(res, boot=50))
+
+
+def test_hours_leaves_out_the_units_that_cannot_finish_and_fits_the_cost_on_this_machine(tmp_path):
+    run = _load("run")
+    cost = {("big", 0): 5000.0, ("a", 0): 1000.0, ("b", 0): 1500.0, ("c", 0): 2500.0, ("d", 0): 600.0}
+    kept, left = run.fit_units(list(cost), cost, jobs=2, budget_s=3000.0)
+    # slot loads: a 1000 | b 1500 -> c onto slot a: 3500 > 3000, out; d onto slot a: 1600
+    assert kept == [("a", 0), ("b", 0), ("d", 0)] and left == [("big", 0), ("c", 0)]
+    assert run.fit_units(list(cost), cost, jobs=1, budget_s=10.0) == ([], list(cost))
+
+    from nas.latency import arch_cost
+
+    g = {n: arch_cost(run.train_arch(n), 640).gflops for n in ("pc00", "pc04", "yolo_nas_s", "yolo_nas_l")}
+    (tmp_path / "gt").mkdir()
+    for n, machine, scale in (("pc00", "here", 1), ("pc04", "here", 1), ("yolo_nas_s", "here", 1),
+                              ("yolo_nas_l", "there", 3)):  # fmt: skip
+        rec = {"name": n, "machine": machine, "cpu_s_this_process": scale * (100 + 20 * g[n]), "resumed": False}
+        (tmp_path / "gt" / f"{n}_s0.json").write_text(json.dumps(rec))
+    a, b, where = run.cost_model("here", tmp_path)
+    assert (a, b) == (pytest.approx(100), pytest.approx(20)) and where.startswith("this machine, 3")
+    assert run.cost_model("elsewhere", tmp_path)[2].startswith("other machines")
