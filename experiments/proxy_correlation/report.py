@@ -102,6 +102,29 @@ def same_latency_pairs(x, y, z, ratio: float = 1.25) -> dict[str, Any]:
     return {"pairs": pairs, "accuracy": right / pairs if pairs else None, "ratio": ratio}
 
 
+def budget_regret(x, y, z) -> dict[str, Any]:
+    """What a search under a latency budget loses by trusting proxy x: for each budget B at one of the
+    architectures' predicted latencies z, pick the architecture with the best x among those with z <= B;
+    regret = the best y (trained mAP) under B minus the pick's y. Mean and max over the budgets, and how often
+    the pick is the best (ties in x: the first)."""
+    x, y, z = (np.asarray(v, dtype=float) for v in (x, y, z))
+    regrets = []
+    for b in sorted(set(z.tolist())):
+        under = np.flatnonzero(z <= b)
+        if len(under) < 2:
+            continue
+        pick = under[int(np.argmax(x[under]))]
+        regrets.append(float(y[under].max() - y[pick]))
+    if not regrets:
+        return {"budgets": 0, "mean": None, "max": None, "best_picked": None}
+    return {
+        "budgets": len(regrets),
+        "mean": float(np.mean(regrets)),
+        "max": float(np.max(regrets)),
+        "best_picked": float(np.mean([r == 0 for r in regrets])),
+    }
+
+
 def latencies(results: Path = RESULTS) -> dict[str, float]:
     """Predicted `cpu_ort` ms at 640 px of the sample's architectures (sample.json beside results/)."""
     path = results.parent / "sample.json"
@@ -186,6 +209,7 @@ def build(results: Path = RESULTS, boot: int = 2000) -> dict[str, Any]:
         xz, yz, z = [x[i] for i in known], [y[i] for i in known], [lat[names[i]] for i in known]
         row["partial_spearman_given_latency"] = partial_spearman(xz, yz, z, boot)
         row["same_latency_pairs"] = same_latency_pairs(xz, yz, z)
+        row["budget_regret"] = budget_regret(xz, yz, z)
         row["cost_s"] = float(np.mean([values[n][1] for n in names])) if names else None
         table.append(row)
     table.sort(key=lambda r: -(r["spearman"] if r["spearman"] is not None else -2))
@@ -284,21 +308,29 @@ def markdown(res: dict[str, Any]) -> str:
         "",
         "At equal latency: ρ with the predicted `cpu_ort` latency held fixed (partial Spearman; a proxy that only"
         " measures size scores 0), and of the pairs within 1.25× predicted latency of each other, the fraction the"
-        " proxy orders as the trained mAP does (0.5: a coin).",
+        " proxy orders as the trained mAP does (0.5: a coin). Budget regret: with the budget at each architecture's"
+        " latency in turn, the trained mAP lost by taking the proxy's best under the budget instead of the truly"
+        " best (mean / max over the budgets; how often it picks the best).",
         "",
         "| proxy | n | Spearman ρ [95% CI] | Kendall τ [95% CI] | top-5 overlap | ρ at equal latency [95% CI] "
-        "| same-latency pairs right (pairs) | CPU s / candidate |",
-        "|---|---:|---|---|---:|---|---:|---:|",
+        "| same-latency pairs right (pairs) | budget regret mAP: mean / max (best picked) | CPU s / candidate |",
+        "|---|---:|---|---|---:|---|---:|---:|---:|",
     ]
     for p in res["proxies"]:
         part, pairs = p.get("partial_spearman_given_latency") or {}, p.get("same_latency_pairs") or {}
         acc = f"{pairs['accuracy']:.2f} ({pairs['pairs']})" if pairs.get("accuracy") is not None else "–"
+        reg = p.get("budget_regret") or {}
+        regret = (
+            f"{reg['mean']:.2f} / {reg['max']:.2f} ({100 * reg['best_picked']:.0f}%)"
+            if reg.get("mean") is not None
+            else "–"
+        )
         lines.append(
             f"| {p['proxy']} | {p['n']} | {_fmt(p['spearman'], p['spearman_ci'])} | "
             f"{_fmt(p['kendall'], p['kendall_ci'])} | {p['top5_overlap'] if p['top5_overlap'] is not None else '–'} | "
-            f"{_fmt(part.get('value'), part.get('ci'))} | {acc} | {p['cost_s']:.1f} |"
+            f"{_fmt(part.get('value'), part.get('ci'))} | {acc} | {regret} | {p['cost_s']:.1f} |"
             if p["cost_s"] is not None
-            else f"| {p['proxy']} | 0 | – | – | – | – | – | – |"
+            else f"| {p['proxy']} | 0 | – | – | – | – | – | – | – |"
         )
     if res.get("truth_test"):
         lines += [

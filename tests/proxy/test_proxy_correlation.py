@@ -126,6 +126,11 @@ def test_a_size_only_proxy_scores_high_overall_and_zero_at_equal_latency():
     assert good["value"] == pytest.approx(1.0) and good["n"] == 6
     bad = rep.partial_spearman([-v for v in y], y, z, boot=50)["value"]
     assert bad == pytest.approx(-1.0)
+    # under each budget the oracle takes the best mAP there; the size proxy takes the slowest, one worse (or best)
+    assert rep.budget_regret(y, y, z) == {"budgets": 5, "mean": 0.0, "max": 0.0, "best_picked": 1.0}
+    size_regret = rep.budget_regret(z, y, z)  # budgets 110..440: picks 110 (1 vs 2), 200 (4 best), 220 (3 vs 4), ...
+    assert size_regret["budgets"] == 5 and size_regret["mean"] == pytest.approx(3 / 5)
+    assert size_regret["max"] == 1.0 and size_regret["best_picked"] == pytest.approx(2 / 5)
 
 
 def test_report_over_partial_results(tmp_path):
