@@ -329,7 +329,14 @@ def cost_model(machine: str, results: Path = RESULTS) -> tuple[float, float, str
         for folder in ("gt", "extra", "search")
         for p in sorted((results / folder).glob("*.json"))
     ]
-    rows = [r for r in rows if r.get("cpu_s_this_process") and not r.get("resumed")]
+    # a resumed training's CPU seconds cover its last epochs_this_process epochs: scaled to the whole
+    rows = [
+        {**r, "cpu_s_this_process": r["cpu_s_this_process"] * RECIPE["epochs"] / r["epochs_this_process"]}
+        if r.get("resumed") and r.get("epochs_this_process")
+        else r
+        for r in rows
+        if r.get("cpu_s_this_process") and (not r.get("resumed") or r.get("epochs_this_process"))
+    ]
     here = [r for r in rows if r.get("machine") == machine]
     use, where = (here, "this machine") if len(here) >= 3 else (rows, "other machines (none or too few here)")
     if len(use) < 2:
@@ -431,6 +438,7 @@ def train_one(args) -> int:
     )
     last = RUNS / "train" / run_name / "last.pt"
     t0, resumed = time.perf_counter(), last.is_file()
+    epochs_before = _epochs_done(name, seed) if resumed else 0
     if resumed:
         print(f"{name} seed {seed}: resuming {last}", flush=True)
         result = run_training(None, opts.replace(resume=str(last)), log=print)
@@ -455,6 +463,7 @@ def train_one(args) -> int:
         # epochs are not in it (resumed: true).
         "cpu_s_this_process": round(_cpu_seconds(), 1),
         "resumed": resumed,
+        "epochs_this_process": len(history) - epochs_before,
         "threads": torch.get_num_threads(),
         "device": args.device,
         "machine": _machine(args.device),

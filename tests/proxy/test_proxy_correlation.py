@@ -201,6 +201,11 @@ def test_hours_leaves_out_the_units_that_cannot_finish_and_fits_the_cost_on_this
                               ("yolo_nas_l", "there", 3)):  # fmt: skip
         rec = {"name": n, "machine": machine, "cpu_s_this_process": scale * (100 + 20 * g[n]), "resumed": False}
         (tmp_path / "gt" / f"{n}_s0.json").write_text(json.dumps(rec))
+    half = run.RECIPE["epochs"] // 2  # a resumed training: its CPU seconds cover half the epochs
+    g["pc08"] = arch_cost(run.train_arch("pc08"), 640).gflops
+    rec = {"name": "pc08", "machine": "here", "cpu_s_this_process": (100 + 20 * g["pc08"]) / 2}
+    (tmp_path / "gt" / "pc08_s0.json").write_text(json.dumps({**rec, "resumed": True, "epochs_this_process": half}))
+    (tmp_path / "gt" / "pc12_s0.json").write_text(json.dumps({**rec, "name": "pc12", "resumed": True}))  # unknown
     a, b, where = run.cost_model("here", tmp_path)
-    assert (a, b) == (pytest.approx(100), pytest.approx(20)) and where.startswith("this machine, 3")
+    assert (a, b) == (pytest.approx(100), pytest.approx(20)) and where.startswith("this machine, 4")
     assert run.cost_model("elsewhere", tmp_path)[2].startswith("other machines")
