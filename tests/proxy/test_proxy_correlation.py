@@ -77,7 +77,7 @@ def test_a_ground_truth_unit_trains_and_is_not_trained_again(pc, tmp_path, monke
     assert [r["epoch"] for r in res["history"]] == [1, 2] and res["mAP50_95"] == res["history"][-1]["mAP50_95"]
     assert res["recipe"]["imgsz"] == 64 and res["train_s"] > 0 and "per_class" not in res["history"][0]
     assert pc.todo_units(doc) == [], "a finished unit is not trained again"
-    assert res["cpu_s_this_process"] > 0 and res["resumed"] is False
+    assert res["cpu_s_this_process"] > 0 and res["resumed"] is False and res["epochs_this_process"] == 2
     assert "family" in res["machine"] or "?" in res["machine"]  # the device fingerprint in words
     assert pc._parent_checkpoint().is_file() and pc._parent_trained()  # the inherit proxies' parent
     # a training proxy of the same architecture, and inheritance from the trained parent
