@@ -131,6 +131,9 @@ def test_a_size_only_proxy_scores_high_overall_and_zero_at_equal_latency():
     size_regret = rep.budget_regret(z, y, z)  # budgets 110..440: picks 110 (1 vs 2), 200 (4 best), 220 (3 vs 4), ...
     assert size_regret["budgets"] == 5 and size_regret["mean"] == pytest.approx(3 / 5)
     assert size_regret["max"] == 1.0 and size_regret["best_picked"] == pytest.approx(2 / 5)
+    # two stages: the size proxy keeps the 2 slowest under each budget, the truth picks among them
+    assert rep.two_stage_regret(z, y, y, z, k=2)["mean"] == pytest.approx(rep.budget_regret(z, y, z)["mean"] - 3 / 5)
+    assert rep.two_stage_regret(z, z, y, z, k=1) == {**size_regret, "k": 1}  # k=1: the pre-filter alone
 
 
 def test_report_over_partial_results(tmp_path):
