@@ -441,9 +441,48 @@ def markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+DOCS = HERE.parents[1] / "docs" / "search.md"
+DOCS_BEGIN = "<!-- proxy-cost-accuracy: written by experiments/proxy_correlation/run.py report -->"
+DOCS_END = "<!-- /proxy-cost-accuracy -->"
+
+
+def docs_table(res: dict[str, Any]) -> str:
+    """The cost-accuracy table of docs/search.md, from results.json's numbers (one fact, one place)."""
+    lines = [
+        f"Ground truth so far: {res['n_architectures']} architectures. ρ: Spearman with trained mAP50-95 [95% CI];"
+        " pairs: of the pairs within 1.25× predicted latency, the fraction ordered right; regret: mAP lost under a"
+        " latency budget by taking the proxy's best (mean over budgets); CPU s per candidate (one thread).",
+        "",
+        "| proxy | n | ρ | same-latency pairs right | budget regret (mAP) | CPU s |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
+    for p in res["proxies"]:
+        if p.get("spearman") is None:
+            continue
+        pairs, reg = p.get("same_latency_pairs") or {}, p.get("budget_regret") or {}
+        acc = f"{pairs['accuracy']:.2f}" if pairs.get("accuracy") is not None else "–"
+        regret = f"{reg['mean']:.2f}" if reg.get("mean") is not None else "–"
+        lines.append(
+            f"| {p['proxy']} | {p['n']} | {_fmt(p['spearman'], p['spearman_ci'])} | {acc} | {regret} | "
+            f"{p['cost_s']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def with_docs_table(text: str, res: dict[str, Any]) -> str:
+    """`text` (docs/search.md) with the block between the markers replaced by `docs_table(res)`."""
+    head, sep, rest = text.partition(DOCS_BEGIN)
+    _, sep2, tail = rest.partition(DOCS_END)
+    if not (sep and sep2):
+        raise SystemExit(f"{DOCS}: the markers {DOCS_BEGIN!r} ... {DOCS_END!r} are missing; put them back")
+    return f"{head}{DOCS_BEGIN}\n{docs_table(res)}\n{DOCS_END}{tail}"
+
+
 def report(args) -> int:
     res = build(RESULTS, args.boot)
     write_text_atomic(HERE / "results.json", json.dumps(res, indent=1) + "\n")
     write_text_atomic(HERE / "results.md", markdown(res))
+    if DOCS.is_file():
+        write_text_atomic(DOCS, with_docs_table(DOCS.read_text(), res))
     print(markdown(res))
     return 0

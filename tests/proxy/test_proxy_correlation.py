@@ -212,3 +212,12 @@ def test_hours_leaves_out_the_units_that_cannot_finish_and_fits_the_cost_on_this
     a, b, where = run.cost_model("here", tmp_path)
     assert (a, b) == (pytest.approx(100), pytest.approx(20)) and where.startswith("this machine, 4")
     assert run.cost_model("elsewhere", tmp_path)[2].startswith("other machines")
+
+
+def test_the_docs_table_is_the_committed_results():
+    rep = _load("report")
+    res = json.loads((HERE / "results.json").read_text())
+    text = rep.DOCS.read_text()
+    assert rep.with_docs_table(text, res) == text, "docs/search.md is stale: run `run.py report`"
+    with pytest.raises(SystemExit, match="markers"):
+        rep.with_docs_table("no markers here", res)
