@@ -107,22 +107,9 @@ def budget_regret(x, y, z) -> dict[str, Any]:
     architectures' predicted latencies z, pick the architecture with the best x among those with z <= B;
     regret = the best y (trained mAP) under B minus the pick's y. Mean and max over the budgets, and how often
     the pick is the best (ties in x: the first)."""
-    x, y, z = (np.asarray(v, dtype=float) for v in (x, y, z))
-    regrets = []
-    for b in sorted(set(z.tolist())):
-        under = np.flatnonzero(z <= b)
-        if len(under) < 2:
-            continue
-        pick = under[int(np.argmax(x[under]))]
-        regrets.append(float(y[under].max() - y[pick]))
-    if not regrets:
-        return {"budgets": 0, "mean": None, "max": None, "best_picked": None}
-    return {
-        "budgets": len(regrets),
-        "mean": float(np.mean(regrets)),
-        "max": float(np.max(regrets)),
-        "best_picked": float(np.mean([r == 0 for r in regrets])),
-    }
+    out = two_stage_regret(x, x, y, z, k=1)
+    del out["k"]
+    return out
 
 
 def two_stage_regret(cheap, costly, y, z, k: int = 3) -> dict[str, Any]:
