@@ -324,6 +324,11 @@ def _fmt(v: Any, ci: Any = None) -> str:
     return f"{s} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else s
 
 
+def _fmt_regret(r: dict[str, Any]) -> str:
+    """A budget regret as 'mean / max (how often the best is picked)'."""
+    return f"{r['mean']:.2f} / {r['max']:.2f} ({100 * r['best_picked']:.0f}%)" if r.get("mean") is not None else "–"
+
+
 def markdown(res: dict[str, Any]) -> str:
     r = res["recipe"] or {}
     lines = [
@@ -352,12 +357,7 @@ def markdown(res: dict[str, Any]) -> str:
     for p in res["proxies"]:
         part, pairs = p.get("partial_spearman_given_latency") or {}, p.get("same_latency_pairs") or {}
         acc = f"{pairs['accuracy']:.2f} ({pairs['pairs']})" if pairs.get("accuracy") is not None else "–"
-        reg = p.get("budget_regret") or {}
-        regret = (
-            f"{reg['mean']:.2f} / {reg['max']:.2f} ({100 * reg['best_picked']:.0f}%)"
-            if reg.get("mean") is not None
-            else "–"
-        )
+        regret = _fmt_regret(p.get("budget_regret") or {})
         lines.append(
             f"| {p['proxy']} | {p['n']} | {_fmt(p['spearman'], p['spearman_ci'])} | "
             f"{_fmt(p['kendall'], p['kendall_ci'])} | {p['top5_overlap'] if p['top5_overlap'] is not None else '–'} | "
@@ -375,10 +375,7 @@ def markdown(res: dict[str, Any]) -> str:
             "|---|---|---:|---:|",
         ]
         for t in res["two_stage"]:
-            regret = (
-                f"{t['mean']:.2f} / {t['max']:.2f} ({100 * t['best_picked']:.0f}%)" if t["mean"] is not None else "–"
-            )
-            lines.append(f"| {t['prefilter']} | {t['ranker']} | {t['n']} | {regret} |")
+            lines.append(f"| {t['prefilter']} | {t['ranker']} | {t['n']} | {_fmt_regret(t)} |")
     if res.get("truth_test"):
         lines += [
             "",

@@ -318,12 +318,17 @@ def _epochs_done(name: str, seed: int) -> int:
     return max(0, len(csv.read_text().strip().splitlines()) - 1)
 
 
-def cost_model(machine: str, results: Path = RESULTS) -> tuple[float, float, str]:
-    """(a, b, where): a whole training's CPU seconds ~ a + b * GFLOPs (640 px) of the architecture, least squares
-    over the finished, not resumed trainings of this machine (its fingerprint) - or of every machine recorded,
-    when this one has fewer than 3."""
+def _gflops(name: str) -> float:
+    """GFLOPs at 640 px of the architecture a ground-truth unit trains: the training-cost model's size."""
     from nas.latency import arch_cost
 
+    return arch_cost(train_arch(name), 640).gflops
+
+
+def cost_model(machine: str, results: Path = RESULTS) -> tuple[float, float, str]:
+    """(a, b, where): a whole training's CPU seconds ~ a + b * GFLOPs (640 px) of the architecture, least squares
+    over the finished trainings of this machine (its fingerprint; a resumed one scaled from the epochs it ran) -
+    or of every machine recorded, when this one has fewer than 3."""
     rows = [
         json.loads(p.read_text())
         for folder in ("gt", "extra", "search")
@@ -341,7 +346,7 @@ def cost_model(machine: str, results: Path = RESULTS) -> tuple[float, float, str
     use, where = (here, "this machine") if len(here) >= 3 else (rows, "other machines (none or too few here)")
     if len(use) < 2:
         raise SystemExit("no CPU-second records to estimate training cost from: train without --hours first")
-    g = np.array([arch_cost(train_arch(r["name"]), 640).gflops for r in use])
+    g = np.array([_gflops(r["name"]) for r in use])
     c = np.array([float(r["cpu_s_this_process"]) for r in use])
     b, a = np.polyfit(g, c, 1) if len(set(g.tolist())) > 1 else (c.mean() / g.mean(), 0.0)
     return float(a), float(b), f"{where}, {len(use)} trainings"
@@ -371,13 +376,9 @@ def train(args) -> int:
     done = sum(gt_path(n, s).is_file() for n, s in gt_units(doc))
     print(f"{done} of {len(gt_units(doc))} ground-truth units done; {len(todo)} to train")
     if args.hours:
-        from nas.latency import arch_cost
-
         a, b, where = cost_model(_machine(args.device))
         epochs = RECIPE["epochs"]
-        cost = {
-            (n, s): (a + b * arch_cost(train_arch(n), 640).gflops) * (1 - _epochs_done(n, s) / epochs) for n, s in todo
-        }
+        cost = {(n, s): (a + b * _gflops(n)) * (1 - _epochs_done(n, s) / epochs) for n, s in todo}
         todo, left = fit_units(todo, cost, args.jobs, args.hours * 3600)
         print(f"estimated CPU minutes per unit (1 thread; a + b * GFLOPs fitted on {where}):")
         for u in todo:
