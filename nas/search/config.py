@@ -23,6 +23,7 @@ __all__ = [
     "DataConfig",
     "LoggerConfig",
     "ProxyConfig",
+    "RerankConfig",
     "SearchConfig",
     "SpaceConfig",
     "StorageConfig",
@@ -67,6 +68,23 @@ class ProxyConfig:
     # `inherit` with train_epochs=0: re-estimate BatchNorm statistics on this many train images before scoring
     # (sliced weights keep the parent's statistics and score near 0 without it); 0: as inherited
     inherit_bn_images: int = 0
+
+
+@dataclass
+class RerankConfig:
+    """Two stages: the search's proxy pre-filters, a costlier one picks. Per tier, the `k` best candidates by
+    `proxy_score` under the tier's budget are scored by a training proxy (ProxyConfig's train fields; default:
+    weights inherited from `inherit_from` with BatchNorm re-estimated on `inherit_bn_images` images) and the best
+    of them is selected. k=0: off. experiments/proxy_correlation measures it (docs/search.md, "Two stages")."""
+
+    k: int = 0
+    proxy: str = "inherit"  # inherit | short_train
+    train_epochs: int = 0
+    train_imgsz: int = 160
+    train_data: str = "synthetic"
+    train_score: str = "mAP50_95"
+    inherit_from: str | None = None
+    inherit_bn_images: int = 64
 
 
 @dataclass
@@ -124,6 +142,7 @@ class SearchConfig:
     space: SpaceConfig = field(default_factory=SpaceConfig)
     hardware: Any = None  # a nas.latency hardware name or its composed YAML (needed by `latency_ms`)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    rerank: RerankConfig = field(default_factory=RerankConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     data: DataConfig = field(default_factory=DataConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)

@@ -50,7 +50,8 @@ def write_selected(
         arch = sel.record.arch.replace(name=emitted_name(tier, sel.record.arch, references))
         values = ", ".join(f"{k}={v:.6g}" for k, v in sel.record.values.items())
         lines = [
-            f"# Selected by nas.search for tier {tier!r}: best proxy score with {header.get('cost')} <= {sel.budget:.6g}",
+            f"# Selected by nas.search for tier {tier!r}: {'re-ranked' if 'rerank' in header else 'best'} proxy score "
+            f"with {header.get('cost')} <= {sel.budget:.6g}",
             *(f"# {k}: {v}" for k, v in header.items()),
             f"# trial {sel.record.number}: {values}",
             f"# load: nas.space.load_arch('{path.name}'); weights: python -m nas.search.emit inherit {path.name} weights=auto",

@@ -32,7 +32,7 @@ from nas.proxy import zero_cost
 from nas.proxy.train import SCORES as TRAINED_SCORES
 from nas.proxy.train import TrainedProxy, inherit_score, short_train_score
 from nas.quant.estimate import int8_drop_estimate, load_block_drop
-from nas.search.config import ProxyConfig, SearchConfig
+from nas.search.config import ProxyConfig, RerankConfig, SearchConfig
 from nas.space import ArchConfig, SearchSpace
 
 __all__ = ["OBJECTIVES", "DiskCache", "Evaluation", "Evaluator", "check_objectives", "default_cache_dir"]
@@ -177,6 +177,34 @@ def _check_proxy_config(p: ProxyConfig) -> None:
         )
 
 
+def rerank_proxy(cfg: SearchConfig) -> ProxyConfig:
+    """The costly proxy of the two-stage selection (`rerank.*`) as a training proxy's ProxyConfig, checked, with
+    errors naming the `rerank.` fields; its values share the search's proxy cache."""
+    r = cfg.rerank
+    if r.k < 1:
+        raise ConfigError(f"rerank.k={r.k}: the number of candidates per tier to re-rank, >= 1 (0 turns it off)")
+    if r.proxy not in TRAINED:
+        raise ConfigError(f"rerank.proxy={r.proxy!r}; choose one of {', '.join(TRAINED)} (a training proxy)")
+    p = ProxyConfig(
+        name="rerank",
+        proxies=[r.proxy],
+        combine="raw",
+        seed=cfg.proxy.seed,
+        cache_dir=cfg.proxy.cache_dir,
+        train_epochs=r.train_epochs,
+        train_imgsz=r.train_imgsz,
+        train_data=r.train_data,
+        train_score=r.train_score,
+        inherit_from=r.inherit_from,
+        inherit_bn_images=r.inherit_bn_images if r.proxy == "inherit" and r.train_epochs == 0 else 0,
+    )
+    try:
+        _check_proxy_config(p)
+    except ConfigError as e:  # the same checks as proxy=inherit / short_train, named as the rerank fields
+        raise ConfigError(str(e).replace("proxy.", "rerank.").replace("proxy=", "rerank.proxy=")) from None
+    return p
+
+
 class Evaluator:
     """Evaluates architectures on the configured objectives; proxy values are cached on disk."""
 
@@ -211,6 +239,10 @@ class Evaluator:
         self._batch: zero_cost.ProxyBatch | None = None
         self._batch_key = ""
         self._reference: list[dict[str, float]] | None = None
+        # the two-stage selection's costly proxy (rerank.k > 0), checked now rather than when the search ends
+        self.reranker: Evaluator | None = None
+        if cfg.rerank.k:
+            self.reranker = Evaluator(dataclasses.replace(cfg, proxy=rerank_proxy(cfg), rerank=RerankConfig()), space)
 
     # ---- identity ----------------------------------------------------------------------------
     @property
@@ -357,6 +389,13 @@ class Evaluator:
         if "int8_latency_ms" in self.objectives:
             values["int8_latency_ms"] = self.int8_latency_ms(arch)
         return values
+
+    def rerank_score(self, arch: ArchConfig) -> float:
+        """The two-stage selection's costly proxy value of `arch` (cached like every proxy value)."""
+        if self.reranker is None:
+            raise ConfigError("rerank_score needs rerank.k >= 1 and its proxy settings")
+        m, _ = self.reranker.measure(arch)
+        return float(m["proxies"][self.reranker.proxy.proxies[0]])
 
     def evaluate(self, arch: ArchConfig) -> Evaluation:
         """Every metric of `arch`; objectives absent from the config are still reported when cheap."""

@@ -180,6 +180,19 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                 f"| {tier} | {t['budget']:.4g} | {label} `{row['name']}` | {vals} | {row['trial']} | {row.get('path', '')} |"
             )
     lines += ["", *_candidate_lines(report)]
+    if report.get("rerank"):
+        r = report["rerank"]
+        lines += [
+            "",
+            f"Two stages (`rerank.k={r['k']}`): per tier the {r['k']} best by proxy_score under the budget, re-scored"
+            f" by `{r['proxy']}` ({r['train_score']}); the best of them is selected:",
+            "",
+            "| tier | trial | architecture | proxy_score | re-rank score |",
+            "|---|---|---|---|---|",
+        ]
+        for tier, t in report["tiers"].items():
+            for c in t.get("rerank") or []:
+                lines.append(f"| {tier} | {c['trial']} | `{c['name']}` | {c['proxy_score']:.4g} | {c['rerank']:.4g} |")
     lines += ["", "Proxy scores are zero-cost estimates, not measured accuracy (see docs/search.md).", ""]
     return "\n".join(lines)
 

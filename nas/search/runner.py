@@ -38,7 +38,7 @@ from nas.search.config import (
     group_option,
     replace,
 )
-from nas.search.select import Selection, TrialRecord, pareto_front, select_tiers
+from nas.search.select import Selection, TrialRecord, pareto_front, rerank_tiers, select_tiers
 from nas.search.storage import STORAGE_KINDS
 from nas.search.study import Session
 from nas.search.tiers import tier_counts, tier_windows
@@ -249,6 +249,13 @@ def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> S
         "cost": ev.cost,
         "proxy": _proxy_label(cfg.proxy),
     }
+    reranked: dict[str, list[dict[str, Any]]] = {}
+    if ev.reranker is not None:  # two stages: the k best per tier re-scored by the costly proxy
+        log.info("re-ranking the %d best candidates per tier by %s", cfg.rerank.k, _proxy_label(ev.reranker.proxy))
+        selections, reranked = rerank_tiers(
+            selections, records, ev.cost, session.objectives, session.directions, cfg.rerank.k, ev.rerank_score
+        )
+        header["rerank"] = f"best of {cfg.rerank.k} by {_proxy_label(ev.reranker.proxy)}"
     counts = session.counts()
     state = hashlib.sha256(json.dumps([[[r.number, r.arch.digest()] for r in records], counts]).encode()).hexdigest()
     mark = {"state": state[:16], "dir": str(out_dir.resolve()), "host": socket.gethostname()}
@@ -302,6 +309,8 @@ def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> S
             "selected": sel_row,
             "delta": delta,
         }
+        if ev.reranker is not None:
+            tiers[tier]["rerank"] = reranked[tier]
     rep = {
         "study": cfg.study_name,
         "storage": session.storage_desc,
@@ -327,6 +336,7 @@ def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> S
         "pareto_size": len(front),
         "tiers": tiers,
         "proxy": dataclasses.asdict(cfg.proxy),
+        "rerank": dataclasses.asdict(cfg.rerank) if ev.reranker is not None else None,
         "fingerprint": ev.fingerprint(),
         "versions": _versions(),
     }

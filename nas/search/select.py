@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +10,15 @@ import numpy as np
 
 from nas.space import ArchConfig
 
-__all__ = ["Selection", "TrialRecord", "hypervolume_2d", "pareto_front", "select_tiers"]
+__all__ = [
+    "Selection",
+    "TrialRecord",
+    "hypervolume_2d",
+    "pareto_front",
+    "rerank_tiers",
+    "select_tiers",
+    "tier_candidates",
+]
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,31 @@ class Selection:
     reference: TrialRecord | None
 
 
+def tier_candidates(
+    records: Sequence[TrialRecord],
+    cost: str,
+    budget: float,
+    objectives: Sequence[str],
+    directions: Sequence[str],
+    score: str = "proxy_score",
+) -> list[TrialRecord]:
+    """The feasible records whose `cost` fits `budget`, one per architecture, best first: by `score`, ties to the
+    lower cost, then to the better remaining objectives, then to the earlier trial (so the first lies on the
+    Pareto front of all objectives)."""
+    others = [(o, d) for o, d in zip(objectives, directions) if o not in (cost, score)]
+
+    def key(r: TrialRecord) -> tuple:
+        rest = tuple(r.values[o] if d == "minimize" else -r.values[o] for o, d in others)
+        return (-r.values[score], r.values[cost], *rest, r.number)
+
+    seen, out = set(), []
+    for r in sorted((r for r in records if r.feasible and r.values[cost] <= budget), key=key):
+        if r.arch.digest() not in seen:
+            seen.add(r.arch.digest())
+            out.append(r)
+    return out
+
+
 def select_tiers(
     records: Sequence[TrialRecord],
     cost: str,
@@ -87,23 +120,38 @@ def select_tiers(
     directions: Sequence[str],
     score: str = "proxy_score",
 ) -> dict[str, Selection]:
-    """Per tier: the feasible record with the best `score` whose `cost` fits the budget.
-
-    Ties go to the lower cost, then to the better remaining objectives, then to the earlier trial, so
-    the choice always lies on the Pareto front of all objectives.
-    """
-    others = [(o, d) for o, d in zip(objectives, directions) if o not in (cost, score)]
-
-    def key(r: TrialRecord) -> tuple:
-        rest = tuple(r.values[o] if d == "minimize" else -r.values[o] for o, d in others)
-        return (-r.values[score], r.values[cost], *rest, r.number)
-
+    """Per tier: the feasible record with the best `score` whose `cost` fits the budget (`tier_candidates`' first)."""
     out = {}
     for tier, budget in budgets.items():
-        fits = [r for r in records if r.feasible and r.values[cost] <= budget]
+        fits = tier_candidates(records, cost, budget, objectives, directions, score)
         ref = next((r for r in sorted(records, key=lambda r: r.number) if r.reference == tier), None)
-        out[tier] = Selection(tier, float(budget), min(fits, key=key) if fits else None, ref)
+        out[tier] = Selection(tier, float(budget), fits[0] if fits else None, ref)
     return out
+
+
+def rerank_tiers(
+    selections: Mapping[str, Selection],
+    records: Sequence[TrialRecord],
+    cost: str,
+    objectives: Sequence[str],
+    directions: Sequence[str],
+    k: int,
+    rescore: Callable[[ArchConfig], float],
+) -> tuple[dict[str, Selection], dict[str, list[dict[str, Any]]]]:
+    """Two stages: per tier, the `k` best candidates of `tier_candidates` are scored by `rescore` (a costlier
+    proxy, larger is better) and the best of them is selected (ties to the better first-stage rank). Returns the
+    new selections and, per tier, the candidates with both scores in first-stage order."""
+    out, table = {}, {}
+    for tier, sel in selections.items():
+        cands = tier_candidates(records, cost, sel.budget, objectives, directions)[:k]
+        values = [float(rescore(r.arch)) for r in cands]
+        pick = cands[int(np.argmax(values))] if cands else None
+        out[tier] = Selection(tier, sel.budget, pick, sel.reference)
+        table[tier] = [
+            {"trial": r.number, "name": r.arch.name, "proxy_score": r.values["proxy_score"], "rerank": v}
+            for r, v in zip(cands, values)
+        ]
+    return out, table
 
 
 def hypervolume_2d(points: Sequence[tuple[float, float]], ref_cost: float, ref_score: float) -> float:

@@ -107,3 +107,44 @@ def test_inherit_with_batchnorm_re_estimation_is_its_own_cached_setting(
             ),
             tiny_space,
         )
+
+
+def test_two_stages_select_the_best_inherited_of_the_k_best_zero_cost(
+    tiny_space_path, tiny_space, tiny_set, tmp_path, proxy_cache
+):
+    parent = next(iter(tiny_space.references.values()))
+    parent = parent.replace(heads=dataclasses.replace(parent.heads, num_classes=8))
+    save_checkpoint(tmp_path / "parent.pt", build(parent).state_dict(), parent, {})
+    cfg = tiny_config(tiny_space_path, proxy_cache, n_trials=6)
+    rerank = dataclasses.replace(
+        cfg.rerank, k=2, inherit_from=str(tmp_path / "parent.pt"), train_imgsz=64, train_data=str(tiny_set),
+        inherit_bn_images=4,
+    )  # fmt: skip
+    run_search(dataclasses.replace(cfg, rerank=rerank), tmp_path / "run")
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["rerank"]["k"] == 2
+    for tier, t in report["tiers"].items():
+        cands = t["rerank"]
+        assert 1 <= len(cands) <= 2 and all(0 <= c["rerank"] <= 100 for c in cands)
+        assert [c["proxy_score"] for c in cands] == sorted((c["proxy_score"] for c in cands), reverse=True)
+        best = max(cands, key=lambda c: c["rerank"])  # first of the best on a tie, as selected
+        assert t["selected"]["trial"] == best["trial"], tier
+        assert "re-ranked proxy score" in (tmp_path / "run" / t["selected"]["path"]).read_text()
+    assert "Two stages (`rerank.k=2`)" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_two_stage_settings_are_checked_before_the_search(tiny_space_path, tiny_space, tmp_path, proxy_cache):
+    cfg = tiny_config(tiny_space_path, proxy_cache, n_trials=2)
+
+    def check(**fields):
+        Evaluator(dataclasses.replace(cfg, rerank=dataclasses.replace(cfg.rerank, **fields)), tiny_space)
+
+    with pytest.raises(ConfigError, match=r"rerank.proxy=inherit needs rerank.inherit_from=PATH"):
+        check(k=3)
+    with pytest.raises(ConfigError, match=r"rerank.inherit_from=.*nope.pt: no such file"):
+        check(k=3, inherit_from="nope.pt")
+    with pytest.raises(ConfigError, match=r"rerank.proxy='synflow'; choose one of short_train, inherit"):
+        check(k=3, proxy="synflow")
+    with pytest.raises(ConfigError, match=r"rerank.k=-1"):
+        check(k=-1)
+    assert Evaluator(cfg, tiny_space).reranker is None  # k=0: one stage
