@@ -135,33 +135,39 @@ def two_stage_regret(cheap, costly, y, z, k: int = 3) -> dict[str, Any]:
     }
 
 
-def paired_difference(a, b, y, z, boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+def paired_difference(a, b, y, z, boot: int = 2000, seed: int = 0, a_costly=None) -> dict[str, Any]:
     """Proxy `a` against proxy `b` on the same architectures, with the architectures resampled together (a paired
     bootstrap, so what both get right or wrong cancels): Spearman rho(a) - rho(b) and budget regret(a) -
     regret(b) (mean over budgets; negative: `a` loses less mAP), each with its 95% interval, and the fraction of
-    resamples in which `a`'s regret is below `b`'s."""
+    resamples in which `a`'s regret is below `b`'s. With `a_costly`, `a` is a two-stage pick (`a` pre-filters,
+    `a_costly` ranks the survivors; `two_stage_regret`) and only the regret is compared."""
     a, b, y, z = (np.asarray(v, dtype=float) for v in (a, b, y, z))
+    c = None if a_costly is None else np.asarray(a_costly, dtype=float)
     n = len(y)
 
     def one(i: np.ndarray) -> tuple[float, float] | None:
         if len(set(y[i])) < 2 or len(set(a[i])) < 2 or len(set(b[i])) < 2:
             return None
-        d_rho = stats.spearmanr(a[i], y[i]).statistic - stats.spearmanr(b[i], y[i]).statistic
-        ra, rb = budget_regret(a[i], y[i], z[i])["mean"], budget_regret(b[i], y[i], z[i])["mean"]
+        d_rho = math.nan
+        if c is None:
+            d_rho = stats.spearmanr(a[i], y[i]).statistic - stats.spearmanr(b[i], y[i]).statistic
+            ra = budget_regret(a[i], y[i], z[i])["mean"]
+        else:
+            ra = two_stage_regret(a[i], c[i], y[i], z[i])["mean"]
+        rb = budget_regret(b[i], y[i], z[i])["mean"]
         return (float(d_rho), float(ra - rb)) if ra is not None and rb is not None else None
 
     if n < 4:
         return {"n": n, "rho": None, "rho_ci": None, "regret": None, "regret_ci": None, "a_lower_regret": None}
     rng = np.random.default_rng(seed)
-    draws = [
-        d for d in (one(rng.integers(0, n, n)) for _ in range(boot)) if d is not None and all(map(math.isfinite, d))
-    ]
-    d_rho, d_reg = (np.array([d[k] for d in draws]) for k in (0, 1))
+    draws = [d for d in (one(rng.integers(0, n, n)) for _ in range(boot)) if d is not None and math.isfinite(d[1])]
+    d_rho = np.array([d[0] for d in draws if math.isfinite(d[0])])
+    d_reg = np.array([d[1] for d in draws])
     point = one(np.arange(n))
     ci = lambda v: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if len(v) else None  # noqa: E731
     return {
         "n": n,
-        "rho": point[0] if point else None,
+        "rho": point[0] if point and math.isfinite(point[0]) else None,
         "rho_ci": ci(d_rho),
         "regret": point[1] if point else None,
         "regret_ci": ci(d_reg),
@@ -337,7 +343,16 @@ def build(results: Path = RESULTS, boot: int = 2000) -> dict[str, Any]:
             [gt[n]["mAP50_95"] for n in names],
             [lat[n] for n in names],
         )
-        two_stage.append({"prefilter": cheap, "ranker": costly, "n": len(names), **out})
+        vs = None
+        if INCUMBENT in scores:
+            vs = paired_difference(
+                *([scores[label][n][0] for n in names] for label in (cheap, INCUMBENT)),
+                [gt[n]["mAP50_95"] for n in names],
+                [lat[n] for n in names],
+                boot,
+                a_costly=[scores[costly][n][0] for n in names],
+            )
+        two_stage.append({"prefilter": cheap, "ranker": costly, "n": len(names), **out, "vs_incumbent": vs})
     twice = [n for n, g in gt.items() if {0, 1} <= g["seeds"].keys()]
     ceiling = rank_stats([gt[n]["seeds"][0] for n in twice], [gt[n]["seeds"][1] for n in twice], boot)
     ceiling["seed_abs_diff_mean"] = (
@@ -492,11 +507,16 @@ def markdown(res: dict[str, Any]) -> str:
             "Two stages: under each budget the 3 best by a cheap proxy survive and a costly one picks among them"
             " (budget regret as above, over the architectures both have):",
             "",
-            "| pre-filter | ranker | n | budget regret mAP: mean / max (best picked) |",
-            "|---|---|---:|---:|",
+            "| pre-filter | ranker | n | budget regret mAP: mean / max (best picked) | Δregret vs the default alone"
+            " [95% CI] | P(lower regret) |",
+            "|---|---|---:|---:|---|---:|",
         ]
         for t in res["two_stage"]:
-            lines.append(f"| {t['prefilter']} | {t['ranker']} | {t['n']} | {_fmt_regret(t)} |")
+            d = t.get("vs_incumbent") or {}
+            lines.append(
+                f"| {t['prefilter']} | {t['ranker']} | {t['n']} | {_fmt_regret(t)} | "
+                f"{_fmt(d.get('regret'), d.get('regret_ci'))} | {_fmt(d.get('a_lower_regret'))} |"
+            )
     if res.get("truth_test"):
         lines += [
             "",

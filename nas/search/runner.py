@@ -257,7 +257,10 @@ def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> S
         )
         header["rerank"] = f"best of {cfg.rerank.k} by {_proxy_label(ev.reranker.proxy)}"
     counts = session.counts()
-    state = hashlib.sha256(json.dumps([[[r.number, r.arch.digest()] for r in records], counts]).encode()).hexdigest()
+    # the outputs depend on the trials and on how they are selected (a changed rerank.* re-selects)
+    rerank = dataclasses.asdict(cfg.rerank) if ev.reranker is not None else None
+    trials = [[r.number, r.arch.digest()] for r in records]
+    state = hashlib.sha256(json.dumps([trials, counts, *([rerank] if rerank else [])]).encode()).hexdigest()
     mark = {"state": state[:16], "dir": str(out_dir.resolve()), "host": socket.gethostname()}
     marks = session.study.user_attrs.get(OUTPUTS_ATTR, [])
     write = mark not in marks or not (out_dir / "report.json").is_file()
@@ -336,7 +339,7 @@ def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> S
         "pareto_size": len(front),
         "tiers": tiers,
         "proxy": dataclasses.asdict(cfg.proxy),
-        "rerank": dataclasses.asdict(cfg.rerank) if ev.reranker is not None else None,
+        "rerank": rerank,
         "fingerprint": ev.fingerprint(),
         "versions": _versions(),
     }

@@ -136,6 +136,33 @@ def test_a_size_only_proxy_scores_high_overall_and_zero_at_equal_latency():
     assert rep.two_stage_regret(z, z, y, z, k=1) == {**size_regret, "k": 1}  # k=1: the pre-filter alone
 
 
+def test_the_default_changes_only_on_a_significantly_lower_regret_within_the_search_budget():
+    rep = _load("report")
+    z = [100 + 10 * i for i in range(12)]  # one budget per architecture
+    y = [3, 1, 4, 1.5, 5, 9, 2, 6, 5.5, 3.5, 8, 7]
+    anti = [-v for v in y]
+    same = rep.paired_difference(y, y, y, z, boot=200)
+    assert same["rho"] == 0 and same["regret"] == 0 and same["regret_ci"] == [0, 0] and same["a_lower_regret"] == 0
+    d = rep.paired_difference(y, anti, y, z, boot=200)
+    assert d["rho"] == pytest.approx(2.0) and d["regret"] < 0 and d["regret_ci"][1] < 0 and d["a_lower_regret"] > 0.9
+    # a two-stage pick (the 3 worst survive, the truth picks among them) against the pre-filter alone
+    two = rep.paired_difference(anti, anti, y, z, boot=200, a_costly=y)
+    gain = rep.two_stage_regret(anti, y, y, z)["mean"] - rep.budget_regret(anti, y, z)["mean"]
+    assert two["rho"] is None and gain < 0 and two["regret"] == pytest.approx(gain)
+
+    def row(label, x, cost):
+        return {"proxy": label, "cost_s": cost, "budget_regret": rep.budget_regret(x, y, z)}
+
+    incumbent = rep.INCUMBENT
+    table = [row(incumbent, anti, 2.0), row("synflow", y, 0.7), row("params", y, 0.0), row("inherit_bn (x)", y, 20)]
+    pairs = {label: rep.paired_difference(y, anti, y, z, boot=200) for label in ("synflow", "params", "inherit_bn (x)")}
+    c = rep.choose_default(table, pairs)
+    assert c["chosen"] in ("synflow", "params") and c["search_option"] == rep.SEARCH_OPTIONS[c["chosen"]]
+    assert "inherit_bn (x)" not in c["eligible"], "20 CPU s a candidate does not fit a 5-minute search"
+    pairs = {label: rep.paired_difference(anti, anti, y, z, boot=200) for label in pairs}  # no better than it
+    assert rep.choose_default(table, pairs)["chosen"] == incumbent
+
+
 def test_report_over_partial_results(tmp_path):
     rep = _load("report")
     gt, zc = tmp_path / "gt", tmp_path / "proxies" / "zero_cost"
@@ -221,3 +248,19 @@ def test_the_docs_table_is_the_committed_results():
     assert rep.with_docs_table(text, res) == text, "docs/search.md is stale: run `run.py report`"
     with pytest.raises(SystemExit, match="markers"):
         rep.with_docs_table("no markers here", res)
+
+
+def test_the_search_default_proxy_is_the_one_the_committed_evidence_chose():
+    import yaml
+
+    from nas.search.config import CONF_DIR, ProxyConfig, group_option
+
+    choice = json.loads((HERE / "results.json").read_text())["default_choice"]
+    conf = yaml.safe_load((CONF_DIR / "config.yaml").read_text())
+    default = next(d["proxy"] for d in conf["defaults"] if isinstance(d, dict) and "proxy" in d)
+    group, *overrides = choice["search_option"].split()
+    assert group == f"proxy={default}", f"conf/config.yaml's proxy default vs the evidence's {choice['chosen']}"
+    chosen = group_option("proxy", default, ProxyConfig)
+    for kv in overrides:  # e.g. proxy.proxies=[synflow]
+        key, _, value = kv.partition("=")
+        assert key == "proxy.proxies" and chosen.proxies == value.strip("[]").split(","), kv

@@ -131,6 +131,13 @@ def test_two_stages_select_the_best_inherited_of_the_k_best_zero_cost(
         assert t["selected"]["trial"] == best["trial"], tier
         assert "re-ranked proxy score" in (tmp_path / "run" / t["selected"]["path"]).read_text()
     assert "Two stages (`rerank.k=2`)" in (tmp_path / "run" / "report.md").read_text()
+    # the same command with other rerank settings re-selects from the finished study (no new trial)
+    again = run_search(dataclasses.replace(cfg, rerank=dataclasses.replace(rerank, k=1)), tmp_path / "run")
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["rerank"]["k"] == 1 and report["trials"]["complete"] == 6 == len(again.trials)
+    assert all(len(t["rerank"]) == 1 for t in report["tiers"].values())
+    run_search(cfg, tmp_path / "run")  # one stage again
+    assert json.loads((tmp_path / "run" / "report.json").read_text())["rerank"] is None
 
 
 def test_two_stage_settings_are_checked_before_the_search(tiny_space_path, tiny_space, tmp_path, proxy_cache):
