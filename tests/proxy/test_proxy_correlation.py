@@ -264,3 +264,20 @@ def test_the_search_default_proxy_is_the_one_the_committed_evidence_chose():
     for kv in overrides:  # e.g. proxy.proxies=[synflow]
         key, _, value = kv.partition("=")
         assert key == "proxy.proxies" and chosen.proxies == value.strip("[]").split(","), kv
+
+
+def test_the_learned_combination_predicts_each_architecture_out_of_sample():
+    rep = _load("report")
+    names = [f"a{i}" for i in range(8)]
+    truth = {n: {"mAP50_95": float(i)} for i, n in enumerate(names)}
+    scores = {
+        k: {n: (float(i + 1) if k != "snip" else 1.0, 0.5) for i, n in enumerate(names)} for k in rep.RIDGE_INPUTS
+    }
+    scores["snip"]["a3"] = (2.0, 0.5)  # not constant
+    out = rep.ridge_loo(scores, truth)
+    assert set(out) == set(names) and all(cost == 3.5 for _, cost in out.values())  # seven inputs' seconds
+    assert rep.rank_stats([out[n][0] for n in names], list(range(8)), boot=10)["spearman"] > 0.9
+    # out of sample: an outlier's own mAP does not pull its prediction onto itself
+    truth["a4"]["mAP50_95"] = 100.0
+    assert rep.ridge_loo(scores, truth)["a4"][0] < 50
+    assert rep.ridge_loo({k: {} for k in rep.RIDGE_INPUTS}, truth) == {}
