@@ -463,6 +463,17 @@ def _fmt(v: Any, ci: Any = None) -> str:
     return f"{s} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else s
 
 
+def _choice_line(c: dict[str, Any]) -> str:
+    """The default proxy chosen by `choose_default`, and why, in one sentence."""
+    why = (
+        f"its regret is lower than the incumbent's with 95% confidence ({', '.join(c['significantly_better'])})"
+        if c["significantly_better"]
+        else "no proxy within the default search's time (paired bootstrap) loses significantly less mAP under a"
+        " budget than it"
+    )
+    return f"Default by this evidence: **{c['chosen']}** (`{c['search_option']}`): {why}."
+
+
 def _fmt_regret(r: dict[str, Any]) -> str:
     """A budget regret as 'mean / max (how often the best is picked)'."""
     return f"{r['mean']:.2f} / {r['max']:.2f} ({100 * r['best_picked']:.0f}%)" if r.get("mean") is not None else "–"
@@ -525,12 +536,7 @@ def markdown(res: dict[str, Any]) -> str:
                 f"| {p['proxy']} | {d['n']} | {_fmt(d['rho'], d['rho_ci'])} | {_fmt(d['regret'], d['regret_ci'])} | "
                 f"{_fmt(d['a_lower_regret'])} | {fits} |"
             )
-        why = (
-            f"its regret is lower than the incumbent's with 95% confidence ({', '.join(c['significantly_better'])})"
-            if c["significantly_better"]
-            else "no proxy within the default search's time loses significantly less mAP under a budget than it"
-        )
-        lines += ["", f"Default by this evidence: **{c['chosen']}** (`{c['search_option']}`): {why}."]
+        lines += ["", _choice_line(c)]
     if res.get("two_stage"):
         lines += [
             "",
@@ -621,6 +627,8 @@ def docs_table(res: dict[str, Any]) -> str:
             f"| {p['proxy']} | {p['n']} | {_fmt(p['spearman'], p['spearman_ci'])} | {acc} | {regret} | "
             f"{p['cost_s']:.1f} |"
         )
+    if res.get("default_choice"):
+        lines += ["", _choice_line(res["default_choice"])]
     return "\n".join(lines)
 
 
