@@ -230,6 +230,20 @@ TWO_STAGE = [
 ]
 
 
+# A two-stage row's ranker as the search's `rerank.*` settings (nas.search.config.RerankConfig): the
+# ranker with the lowest two-stage regret is the default of `rerank` (an opt-in stage: rerank.k=0 by default).
+RERANK_OPTIONS = {
+    "inherit_bn (mAP50_95)": {"proxy": "inherit", "train_epochs": 0, "train_score": "mAP50_95", "train_imgsz": 160},
+    "short_train_e1 (mAP50_95)": {
+        "proxy": "short_train",
+        "train_epochs": 1,
+        "train_score": "mAP50_95",
+        "train_imgsz": 160,
+    },
+    "short_train_e1 (tse)": {"proxy": "short_train", "train_epochs": 1, "train_score": "tse", "train_imgsz": 160},
+}
+
+
 def latencies(results: Path = RESULTS) -> dict[str, float]:
     """Predicted `cpu_ort` ms at 640 px of the sample's architectures (sample.json beside results/)."""
     path = results.parent / "sample.json"
@@ -419,9 +433,19 @@ def build(results: Path = RESULTS, boot: int = 2000) -> dict[str, Any]:
         "settled": settled,
         "proxies": table,
         "default_choice": choose_default(table, pairs),
+        "rerank_choice": _rerank_choice(two_stage),
         "two_stage": two_stage,
         "recipe_trials": trials,
     }
+
+
+def _rerank_choice(two_stage: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The two-stage row with the lowest mean budget regret among those the search can run, as `rerank.*`."""
+    rows = [t for t in two_stage if t["ranker"] in RERANK_OPTIONS and t.get("mean") is not None]
+    if not rows:
+        return None
+    best = min(rows, key=lambda t: t["mean"])
+    return {"prefilter": best["prefilter"], "ranker": best["ranker"], "settings": RERANK_OPTIONS[best["ranker"]]}
 
 
 def truth_test(results: Path, gt: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

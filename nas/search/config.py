@@ -73,16 +73,18 @@ class ProxyConfig:
 @dataclass
 class RerankConfig:
     """Two stages: the search's proxy pre-filters, a costlier one picks. Per tier, the `k` best candidates by
-    `proxy_score` under the tier's budget are scored by a training proxy (ProxyConfig's train fields; default:
-    weights inherited from `inherit_from` with BatchNorm re-estimated on `inherit_bn_images` images) and the best
-    of them is selected. k=0: off. experiments/proxy_correlation measures it (docs/search.md, "Two stages")."""
+    `proxy_score` under the tier's budget are scored by a training proxy (ProxyConfig's train fields) and the best
+    of them is selected. k=0: off. The default ranker is the one with the lowest two-stage regret in
+    experiments/proxy_correlation (results.json `rerank_choice`, checked by tests/proxy): one epoch of training
+    from scratch, scored by its training speed (tse). `proxy=inherit` takes weights from `inherit_from`; with
+    train_epochs=0 its BatchNorm statistics are re-estimated on `inherit_bn_images` images (docs/search.md)."""
 
     k: int = 0
-    proxy: str = "inherit"  # inherit | short_train
-    train_epochs: int = 0
+    proxy: str = "short_train"  # short_train | inherit
+    train_epochs: int = 1
     train_imgsz: int = 160
     train_data: str = "synthetic"
-    train_score: str = "mAP50_95"
+    train_score: str = "tse"
     inherit_from: str | None = None
     inherit_bn_images: int = 64
 

@@ -281,3 +281,12 @@ def test_the_learned_combination_predicts_each_architecture_out_of_sample():
     truth["a4"]["mAP50_95"] = 100.0
     assert rep.ridge_loo(scores, truth)["a4"][0] < 50
     assert rep.ridge_loo({k: {} for k in rep.RIDGE_INPUTS}, truth) == {}
+
+
+def test_the_two_stage_default_is_the_ranker_with_the_lowest_committed_regret():
+    from nas.search.config import RerankConfig
+
+    choice = json.loads((HERE / "results.json").read_text())["rerank_choice"]
+    default = RerankConfig()
+    for key, value in choice["settings"].items():
+        assert getattr(default, key) == value, f"RerankConfig.{key} vs the evidence's {choice['ranker']}"

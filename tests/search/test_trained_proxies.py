@@ -117,8 +117,8 @@ def test_two_stages_select_the_best_inherited_of_the_k_best_zero_cost(
     save_checkpoint(tmp_path / "parent.pt", build(parent).state_dict(), parent, {})
     cfg = tiny_config(tiny_space_path, proxy_cache, n_trials=6)
     rerank = dataclasses.replace(
-        cfg.rerank, k=2, inherit_from=str(tmp_path / "parent.pt"), train_imgsz=64, train_data=str(tiny_set),
-        inherit_bn_images=4,
+        cfg.rerank, k=2, proxy="inherit", train_epochs=0, train_score="mAP50_95", inherit_from=str(tmp_path / "parent.pt"),
+        train_imgsz=64, train_data=str(tiny_set), inherit_bn_images=4,
     )  # fmt: skip
     run_search(dataclasses.replace(cfg, rerank=rerank), tmp_path / "run")
     report = json.loads((tmp_path / "run" / "report.json").read_text())
@@ -131,11 +131,14 @@ def test_two_stages_select_the_best_inherited_of_the_k_best_zero_cost(
         assert t["selected"]["trial"] == best["trial"], tier
         assert "re-ranked proxy score" in (tmp_path / "run" / t["selected"]["path"]).read_text()
     assert "Two stages (`rerank.k=2`)" in (tmp_path / "run" / "report.md").read_text()
-    # the same command with other rerank settings re-selects from the finished study (no new trial)
-    again = run_search(dataclasses.replace(cfg, rerank=dataclasses.replace(rerank, k=1)), tmp_path / "run")
+    # the same command with other rerank settings re-selects from the finished study (no new trial); the default
+    # ranker: one epoch of training from scratch, scored by minus its mean loss (tse)
+    default = dataclasses.replace(cfg.rerank, k=1, train_imgsz=64, train_data=str(tiny_set))
+    again = run_search(dataclasses.replace(cfg, rerank=default), tmp_path / "run")
     report = json.loads((tmp_path / "run" / "report.json").read_text())
-    assert report["rerank"]["k"] == 1 and report["trials"]["complete"] == 6 == len(again.trials)
-    assert all(len(t["rerank"]) == 1 for t in report["tiers"].values())
+    assert report["rerank"]["k"] == 1 and report["rerank"]["proxy"] == "short_train"
+    assert report["trials"]["complete"] == 6 == len(again.trials)
+    assert all(len(t["rerank"]) == 1 and t["rerank"][0]["rerank"] < 0 for t in report["tiers"].values())
     run_search(cfg, tmp_path / "run")  # one stage again
     assert json.loads((tmp_path / "run" / "report.json").read_text())["rerank"] is None
 
@@ -147,9 +150,11 @@ def test_two_stage_settings_are_checked_before_the_search(tiny_space_path, tiny_
         Evaluator(dataclasses.replace(cfg, rerank=dataclasses.replace(cfg.rerank, **fields)), tiny_space)
 
     with pytest.raises(ConfigError, match=r"rerank.proxy=inherit needs rerank.inherit_from=PATH"):
-        check(k=3)
+        check(k=3, proxy="inherit")
     with pytest.raises(ConfigError, match=r"rerank.inherit_from=.*nope.pt: no such file"):
-        check(k=3, inherit_from="nope.pt")
+        check(k=3, proxy="inherit", inherit_from="nope.pt")
+    with pytest.raises(ConfigError, match=r"rerank.train_epochs=0: must be >= 1"):
+        check(k=3, train_epochs=0)  # short training needs an epoch
     with pytest.raises(ConfigError, match=r"rerank.proxy='synflow'; choose one of short_train, inherit"):
         check(k=3, proxy="synflow")
     with pytest.raises(ConfigError, match=r"rerank.k=-1"):
