@@ -65,7 +65,9 @@ def test_interleaved_pairs_time_both_networks_in_one_window(tiny_table, tiny_spa
     for r in first:
         assert len(r["net_samples_ms"]) == len(r["ref_samples_ms"]) == 3 == len(r["cpu_net_samples_ms"])
         assert r["ratio"] == pytest.approx(np.median(np.array(r["net_samples_ms"]) / r["ref_samples_ms"]), rel=1e-3)
-    assert first[0]["ratio"] == pytest.approx(1.0, abs=0.5)  # the reference against itself
+    # the reference against itself, on the process CPU clock: the wall clock's ratio swings with the other jobs of
+    # a shared machine (2.8 seen with a training and a second test worker on 2 cores), the CPU time hardly does
+    assert first[0]["cpu_ratio"] == pytest.approx(1.0, abs=0.5)
     pred = {"p": np.array([r["net_ms"] for r in first])}
     out = compare(pred, {"p": first[0]["ref_ms"]}, first)
     assert out["absolute"]["p"]["within_5pct"] == 1.0 and out["ratio"]["p"]["n"] == 3
