@@ -230,18 +230,34 @@ TWO_STAGE = [
 ]
 
 
-# A two-stage row's ranker as the search's `rerank.*` settings (nas.search.config.RerankConfig): the
-# ranker with the lowest two-stage regret is the default of `rerank` (an opt-in stage: rerank.k=0 by default).
-RERANK_OPTIONS = {
-    "inherit_bn (mAP50_95)": {"proxy": "inherit", "train_epochs": 0, "train_score": "mAP50_95", "train_imgsz": 160},
-    "short_train_e1 (mAP50_95)": {
-        "proxy": "short_train",
-        "train_epochs": 1,
-        "train_score": "mAP50_95",
-        "train_imgsz": 160,
-    },
-    "short_train_e1 (tse)": {"proxy": "short_train", "train_epochs": 1, "train_score": "tse", "train_imgsz": 160},
+# Training proxies: name -> (kind, TrainedProxy fields). `inherit_*` start from the trained L (seed 0).
+TRAINED_PROXIES = {
+    "short_train_e1": ("short", {"epochs": 1, "imgsz": 160}),
+    "short_train_e2": ("short", {"epochs": 2, "imgsz": 160}),
+    "short_train_e4": ("short", {"epochs": 4, "imgsz": 160}),
+    "short_train_e2_96px": ("short", {"epochs": 2, "imgsz": 96}),
+    "inherit_e0": ("inherit", {"epochs": 0, "imgsz": 160}),
+    "inherit_e1": ("inherit", {"epochs": 1, "imgsz": 160}),
+    "inherit_bn": ("inherit", {"epochs": 0, "imgsz": 160, "bn_images": 64}),  # + BatchNorm re-estimated
 }
+
+
+def rerank_settings(ranker: str) -> dict[str, Any] | None:
+    """A two-stage row's ranker ("<training proxy> (<score>)") as the search's `rerank.*` settings
+    (nas.search.config.RerankConfig): the same training the experiment measured; None if it is not one."""
+    name, _, score = ranker.partition(" (")
+    if name not in TRAINED_PROXIES:
+        return None
+    kind, fields = TRAINED_PROXIES[name]
+    out = {
+        "proxy": "short_train" if kind == "short" else "inherit",
+        "train_epochs": fields["epochs"],
+        "train_score": score.rstrip(")"),
+        "train_imgsz": fields["imgsz"],
+    }
+    if fields.get("bn_images"):
+        out["inherit_bn_images"] = fields["bn_images"]
+    return out
 
 
 def latencies(results: Path = RESULTS) -> dict[str, float]:
@@ -362,18 +378,19 @@ def build(results: Path = RESULTS, boot: int = 2000) -> dict[str, Any]:
         row["cost_s"] = float(np.mean([values[n][1] for n in names])) if names else None
         table.append(row)
     table.sort(key=lambda r: -(r["spearman"] if r["spearman"] is not None else -2))
-    pairs = {}  # every proxy against the incumbent default, on the architectures both have
-    for label, values in scores.items():
-        if label == INCUMBENT or INCUMBENT not in scores:
-            continue
-        names = [n for n in values if n in scores[INCUMBENT] and n in gt and n in lat]
-        pairs[label] = paired_difference(
-            [values[n][0] for n in names],
-            [scores[INCUMBENT][n][0] for n in names],
-            [gt[n]["mAP50_95"] for n in names],
-            [lat[n] for n in names],
-            boot,
-        )
+
+    def vs_incumbent(label: str, costly: str | None = None) -> dict[str, Any] | None:
+        """`paired_difference` of a proxy (or a two-stage pick with `costly`) against the search's default, on the
+        architectures all of them have."""
+        if INCUMBENT not in scores:
+            return None
+        used = [label, INCUMBENT, *([costly] if costly else [])]
+        names = [n for n in scores[costly or label] if all(n in scores[u] for u in used) and n in gt and n in lat]
+        x = {u: [scores[u][n][0] for n in names] for u in used}
+        y, z = [gt[n]["mAP50_95"] for n in names], [lat[n] for n in names]
+        return paired_difference(x[label], x[INCUMBENT], y, z, boot, a_costly=x[costly] if costly else None)
+
+    pairs = {label: vs_incumbent(label) for label in scores if label != INCUMBENT and INCUMBENT in scores}
     for row in table:
         row["vs_incumbent"] = pairs.get(row["proxy"])
     two_stage = []
@@ -387,15 +404,7 @@ def build(results: Path = RESULTS, boot: int = 2000) -> dict[str, Any]:
             [gt[n]["mAP50_95"] for n in names],
             [lat[n] for n in names],
         )
-        vs = None
-        if INCUMBENT in scores:
-            vs = paired_difference(
-                *([scores[label][n][0] for n in names] for label in (cheap, INCUMBENT)),
-                [gt[n]["mAP50_95"] for n in names],
-                [lat[n] for n in names],
-                boot,
-                a_costly=[scores[costly][n][0] for n in names],
-            )
+        vs = vs_incumbent(cheap, costly)
         two_stage.append({"prefilter": cheap, "ranker": costly, "n": len(names), **out, "vs_incumbent": vs})
     twice = [n for n, g in gt.items() if {0, 1} <= g["seeds"].keys()]
     ceiling = rank_stats([gt[n]["seeds"][0] for n in twice], [gt[n]["seeds"][1] for n in twice], boot)
@@ -441,11 +450,11 @@ def build(results: Path = RESULTS, boot: int = 2000) -> dict[str, Any]:
 
 def _rerank_choice(two_stage: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The two-stage row with the lowest mean budget regret among those the search can run, as `rerank.*`."""
-    rows = [t for t in two_stage if t["ranker"] in RERANK_OPTIONS and t.get("mean") is not None]
+    rows = [t for t in two_stage if rerank_settings(t["ranker"]) and t.get("mean") is not None]
     if not rows:
         return None
     best = min(rows, key=lambda t: t["mean"])
-    return {"prefilter": best["prefilter"], "ranker": best["ranker"], "settings": RERANK_OPTIONS[best["ranker"]]}
+    return {"prefilter": best["prefilter"], "ranker": best["ranker"], "settings": rerank_settings(best["ranker"])}
 
 
 def truth_test(results: Path, gt: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -37,6 +37,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from report import TRAINED_PROXIES  # this folder (the script's own): the proxies the report ranks
+
 from nas.io import write_text_atomic
 
 HERE = Path(__file__).resolve().parent
@@ -61,16 +63,6 @@ RECIPE = {
     "weight_decay": 1e-5,
     "close_mosaic": 3,
     "val_period": 5,
-}
-# Training proxies: name -> (kind, TrainedProxy fields). `inherit_*` start from the trained L (seed 0).
-TRAINED_PROXIES = {
-    "short_train_e1": ("short", {"epochs": 1, "imgsz": 160}),
-    "short_train_e2": ("short", {"epochs": 2, "imgsz": 160}),
-    "short_train_e4": ("short", {"epochs": 4, "imgsz": 160}),
-    "short_train_e2_96px": ("short", {"epochs": 2, "imgsz": 96}),
-    "inherit_e0": ("inherit", {"epochs": 0, "imgsz": 160}),
-    "inherit_e1": ("inherit", {"epochs": 1, "imgsz": 160}),
-    "inherit_bn": ("inherit", {"epochs": 0, "imgsz": 160, "bn_images": 64}),  # + BatchNorm re-estimated
 }
 PARENT = "yolo_nas_l"
 # Trained with the same recipe but outside the sample (results/extra/): the S layout with every QARepVGG block a
