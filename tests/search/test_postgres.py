@@ -112,7 +112,11 @@ def test_four_workers_one_killed_mid_trial_and_restarted(postgres_url, tiny_spac
     _warm(tiny_space_path, proxy_cache, tmp_path)
     n, name = 16, "four"
     opts = dict(name=name, strategy="random", delay_s=0.5)
-    procs = [_worker(tiny_space_path, proxy_cache, postgres_url, tmp_path / f"w{i}", n, **opts) for i in range(4)]
+    # The victim's trials take longer, so that the trial seen running is still running when the kill lands (with
+    # 0.5 s trials it could finish in between, leaving the killed worker between trials with nothing to fail).
+    delays = [6, 0.5, 0.5, 0.5]
+    procs = [_worker(tiny_space_path, proxy_cache, postgres_url, tmp_path / f"w{i}", n, **{**opts, "delay_s": d})
+             for i, d in enumerate(delays)]  # fmt: skip
     victim = procs[0]
 
     def victim_running() -> bool:
@@ -125,6 +129,13 @@ def test_four_workers_one_killed_mid_trial_and_restarted(postgres_url, tiny_spac
     before = {t.user_attrs["digest"] for t in _states(postgres_url, name) if t.state == TrialState.COMPLETE}
     victim.send_signal(signal.SIGKILL)
     victim.communicate()
+    held = [
+        t.number
+        for t in _states(postgres_url, name)
+        if t.user_attrs.get("worker", {}).get("pid") == victim.pid
+        and (t.state == TrialState.RUNNING or t.user_attrs.get("stale"))
+    ]
+    assert len(held) == 1, f"the victim was killed mid-trial (held {held})"
     procs[0] = _worker(tiny_space_path, proxy_cache, postgres_url, tmp_path / "w0", n, **opts)  # restarted
     for p in procs:
         _, err = p.communicate(timeout=600)
@@ -135,7 +146,7 @@ def test_four_workers_one_killed_mid_trial_and_restarted(postgres_url, tiny_spac
     assert len(complete) == n and len(set(digests)) / n >= 0.95
     assert before <= set(digests), "no completed trial is lost"
     stale = [t for t in trials if t.user_attrs.get("stale")]
-    assert len(stale) == 1, "the killed worker's trial is failed"
+    assert [t.number for t in stale] == held, "the killed worker's trial is failed"
     retry = [t for t in trials if t.user_attrs.get("retry_of") == stale[0].number]
     # re-run, or skipped because another worker completed that architecture meanwhile
     assert len(retry) == 1 and (retry[0].state == TrialState.COMPLETE or "duplicate_of" in retry[0].user_attrs)
