@@ -390,7 +390,7 @@ def build(results: Path = RESULTS, boot: int = 2000) -> dict[str, Any]:
         y, z = [gt[n]["mAP50_95"] for n in names], [lat[n] for n in names]
         return paired_difference(x[label], x[INCUMBENT], y, z, boot, a_costly=x[costly] if costly else None)
 
-    pairs = {label: vs_incumbent(label) for label in scores if label != INCUMBENT and INCUMBENT in scores}
+    pairs = {label: vs_incumbent(label) for label in scores if label != INCUMBENT}
     for row in table:
         row["vs_incumbent"] = pairs.get(row["proxy"])
     two_stage = []

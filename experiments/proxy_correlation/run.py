@@ -51,8 +51,8 @@ N_BINS, PER_BIN, N_SECOND_SEED, SAMPLE_SEED = 6, 4, 6, 0
 # reach 12.35 at ~2.6x the cost, and 20.45 needs 30 epochs (experiments/synthetic_difficulty); a higher lr0
 # (3e-3, close_mosaic 5) was behind at epoch 10 (4.25 vs 4.62). The sample costs ~54 S-equivalents, so this
 # recipe is already ~25 CPU-hours here (3x the 8-hour estimate, made on a faster CPU); "S well above 10"
-# (256 px, 30 epochs: ~95 CPU-hours) is left to a GPU machine (`train --device cuda`). On an AMD EPYC family 26
-# (AVX-512, two units at a time) the units took 390-920 s (pc00..pc15) and 1,120-1,770 s (M/L-sized).
+# (256 px, 30 epochs: ~95 CPU-hours) is left to a GPU machine (`train --device cuda`). Every unit's time and
+# machine is in results.md (the report's per-architecture table).
 RECIPE = {
     "data": "synthetic",
     "epochs": 20,
