@@ -6,7 +6,8 @@ Several workers (processes, hosts) may run this loop on one study. They agree th
 - an architecture that is complete or running in another trial is not evaluated again: that trial is told
   PRUNED (marked `duplicate_of`) and the worker asks again (each trial number has its own sampler seed);
 - a worker whose remaining trials run elsewhere waits for them, and picks up their retry if their worker died;
-- a lost database connection is retried with a bound (`storage.retry_s`), see nas.search.storage.
+- a lost database connection is retried with a bound (`storage.retry_s`), see nas.search.storage; a trial that
+  another worker failed meanwhile (no heartbeat for the grace period) is left to its retry.
 """
 
 from __future__ import annotations
@@ -156,6 +157,16 @@ class Worker:
                 self._fail(trial, "error", f"{type(e).__name__}: {e}")
                 raise
             s.db(s.store, trial, arch, ev)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another worker failed it meanwhile: its heartbeat could not reach the database for the grace period (an
+            # outage), so the trial was declared dead, and `recover` enqueues its retry, which runs it again.
+            log.warning(
+                "trial %d was failed by another worker while this one ran it (no heartbeat reached the database for "
+                "storage.grace_period_s=%s s); its retry runs it again",
+                trial.number,
+                s.cfg.storage.grace_period_s,
+            )
+            return "lost"
         finally:
             if heartbeat is not None:
                 heartbeat.stop()

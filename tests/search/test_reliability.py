@@ -241,3 +241,27 @@ def test_tpe_start_up_hint(tiny_cfg, tmp_path, caplog):
             dataclasses.replace(cfg, n_trials=4, strategy=StrategyConfig(name="tpe", n_startup_trials=2)), tmp_path
         )
     assert "samples exactly like" not in caplog.text
+
+
+def test_a_trial_failed_by_another_worker_while_it_runs_is_left_to_its_retry(tiny_cfg, tmp_path, monkeypatch, caplog):
+    # After a database outage longer than the heartbeat's grace period, another worker fails a live worker's trial
+    # as stale (and enqueues its retry) while it is still being evaluated; the live worker's next write to it then
+    # finds it finished. That worker goes on with the next trial; the retry runs the architecture again.
+    cfg = dataclasses.replace(tiny_cfg, n_trials=6)
+    store, taken = Session.store, []
+
+    def store_after_another_worker_failed_it(self, trial, arch, ev):
+        if not taken:
+            taken.append(trial.number)
+            self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)  # as fail_stale_trials does
+        return store(self, trial, arch, ev)
+
+    monkeypatch.setattr(Session, "store", store_after_another_worker_failed_it)
+    with caplog.at_level(logging.WARNING, logger="nas.search"):
+        res = run_search(cfg, tmp_path)
+    study = _study(cfg, tmp_path)
+    assert len(res.trials) == 6 and f"trial {taken[0]} was failed by another worker" in caplog.text
+    retries = [t for t in study.trials if t.user_attrs.get("retry_of") == taken[0]]
+    assert [t.state for t in retries] == [TrialState.COMPLETE]
+    assert retries[0].params == study.trials[taken[0]].params
+    assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
