@@ -224,16 +224,16 @@ def load_sample() -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def space_arch(name: str):
-    """The architecture as the search sees it (80-class head): what the proxies score."""
+def space_arch(name: str, path: str | Path | None = None):
+    """The architecture as the search sees it (80-class head): what the proxies score (from `path` if given)."""
     from nas.space import load_arch
 
-    return load_arch(EXTRA_ARCHS.get(name, ARCHS / f"{name}.yaml"))
+    return load_arch(path or EXTRA_ARCHS.get(name, ARCHS / f"{name}.yaml"))
 
 
-def train_arch(name: str, nc: int = 8):
+def train_arch(name: str, nc: int = 8, path: str | Path | None = None):
     """The architecture with the synthetic set's classes: what the ground truth trains."""
-    arch = space_arch(name)
+    arch = space_arch(name, path)
     return arch.replace(heads=dataclasses.replace(arch.heads, num_classes=nc))
 
 
@@ -303,10 +303,12 @@ def todo_units(doc: dict[str, Any], only: list[str] | None = None) -> list[tuple
     return [(n, s) for n, s in todo if n in only] if only else todo
 
 
-def _epochs_done(name: str, seed: int) -> int:
-    """Epochs a killed training of the unit has left in runs/ (its last.pt resumes after them); 0 if none."""
-    csv = gt_checkpoint(name, seed).parent / "results.csv"
-    if not (gt_checkpoint(name, seed).is_file() and csv.is_file()):
+def _epochs_done(name: str, seed: int, last: Path | None = None) -> int:
+    """Epochs a killed training of the unit (or of the run whose `last` checkpoint is given) has left in runs/ (its
+    last.pt resumes after them); 0 if none."""
+    last = last or gt_checkpoint(name, seed)
+    csv = last.parent / "results.csv"
+    if not (last.is_file() and csv.is_file()):
         return 0
     return max(0, len(csv.read_text().strip().splitlines()) - 1)
 
@@ -414,6 +416,8 @@ def train_one(args) -> int:
     torch.set_num_threads(int(os.environ.get("NAS_THREADS", "1")))
     name, seed = args.name, args.seed
     recipe, run_name, result_path = dict(RECIPE), f"gt_{name}_s{seed}", gt_path(name, seed)
+    if getattr(args, "out", ""):  # another experiment's unit (window.py): its own result file and run name
+        result_path, run_name = Path(args.out), args.run_name or run_name
     trial = getattr(args, "trial", "")  # a candidate recipe (the evidence behind RECIPE): RECIPE with --set overrides
     if trial:
         recipe.update(_overrides(getattr(args, "set", [])))
@@ -432,12 +436,12 @@ def train_one(args) -> int:
     )
     last = RUNS / "train" / run_name / "last.pt"
     t0, resumed = time.perf_counter(), last.is_file()
-    epochs_before = _epochs_done(name, seed) if resumed else 0
+    epochs_before = _epochs_done(name, seed, last) if resumed else 0
     if resumed:
         print(f"{name} seed {seed}: resuming {last}", flush=True)
         result = run_training(None, opts.replace(resume=str(last)), log=print)
     else:
-        arch = train_arch(name)
+        arch = train_arch(name, path=getattr(args, "arch", "") or None)
         torch.manual_seed(seed)
         result = run_training(build(arch), opts, log=print)
     history = [{k: v for k, v in r.items() if k != "per_class"} for r in result.history]
@@ -445,7 +449,7 @@ def train_one(args) -> int:
     doc = {
         "name": name,
         "seed": seed,
-        "digest": space_arch(name).digest(),
+        "digest": space_arch(name, path=getattr(args, "arch", "") or None).digest(),
         "recipe": recipe,
         "trial": trial or None,  # a candidate recipe's name; None: the ground truth
         "mAP50_95": final.get("mAP50_95"),
@@ -606,6 +610,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--verbose", action="store_true")
     p.add_argument("--trial", default="", help="a candidate recipe's name: results/recipe/<trial>_<name>_s<seed>.json")
     p.add_argument("--set", nargs="*", default=[], help="with --trial: RECIPE overrides key=value")
+    p.add_argument("--arch", default="", help="the architecture's YAML (default: archs/<name>.yaml)")
+    p.add_argument("--out", default="", help="the result file (default: results/<gt|extra|search>/<name>_s<seed>.json)")
+    p.add_argument("--run-name", default="", help="with --out: the run directory's name under runs/train/")
     p = sub.add_parser("proxy-one")
     p.add_argument("proxy")
     p.add_argument("name")

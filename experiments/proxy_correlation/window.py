@@ -1,0 +1,296 @@
+"""The ground truth at equal latency (issue 23; the analysis is declared in PLAN.md, committed before the data).
+
+    python experiments/proxy_correlation/window.py select                  # the S window set -> window.json, archs/window/
+    python experiments/proxy_correlation/window.py train --jobs 2          # the default search's picks, then every unit
+    python experiments/proxy_correlation/window.py status                  # what is done, what is left (CPU-hours)
+
+`train` is one resumable driver (a second one refuses to start): it runs the default search at the search seeds
+whose picks are not fixed yet (one search at a time, in one of the `--jobs` slots), then trains every unit
+(architecture, seed) without a result file, S window first (seed-major, so partial results cover every
+architecture), then the M/L truth-test units. A killed training resumes from its last.pt; each finished unit
+writes results/window/<name>_s<seed>.json atomically. `runs/window_jobs` (a number), when present, overrides
+`--jobs` while the driver runs (to free a core for other work).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import run  # this folder's ground-truth runner: the recipe, the pool of draws, train-one
+
+from nas.io import write_text_atomic
+
+HERE = run.HERE
+WINDOW_ARCHS = run.ARCHS / "window"
+WINDOW_RESULTS = run.RESULTS / "window"
+WINDOW_JSON = HERE / "window.json"
+JOBS_FILE = run.RUNS / "window_jobs"
+POOL_SEED, POOL_SIZE, WINDOW, PER_BLOCK = 1, 6000, 0.10, 6
+SEEDS = (0, 1, 2)  # training seeds of the S window
+SEARCH_SEEDS = {"yolo_nas_s": (0, 1, 2), "yolo_nas_m": (0, 1), "yolo_nas_l": (0, 1)}
+ML_SEEDS = (0, 1)  # training seeds of the M/L picks; the released M/L add seed 1 to results/gt's seed 0
+SIGNAL = "vote"  # the search default whose picks are trained (PLAN.md: today's default)
+
+
+def _depth(arch) -> int:
+    """Total blocks of the backbone stages and the neck stages (the neck's depth multipliers applied)."""
+    return sum(s.num_blocks for s in arch.backbone.stages) + sum(
+        s.effective_num_blocks for s in (*arch.neck.up, *arch.neck.down)
+    )
+
+
+def select(args) -> int:
+    """Draw the S window set (fixed: refuses to overwrite window.json without --force)."""
+    from nas.latency import arch_cost, load_predictor
+    from nas.space import load_space
+
+    if WINDOW_JSON.is_file() and not args.force:
+        print(f"{WINDOW_JSON} exists: the window set is fixed (use --force to redraw it)")
+        return 0
+    space = load_space("yolo_nas")
+    pred = load_predictor("cpu_ort", warn=False)
+    pool = run._pool(space, np.random.default_rng(POOL_SEED), POOL_SIZE)
+    lat = np.array([pred.predict(a) for a in pool])
+    ref = float(pred.predict(space.references["yolo_nas_s"]))
+    inside = [i for i in range(len(pool)) if abs(lat[i] / ref - 1.0) <= WINDOW]
+    units: list[dict[str, Any]] = []
+    for kind in ("qarepvgg", "repvgg"):
+        cand = sorted((i for i in inside if run._block_majority(pool[i]) == kind), key=lambda i: (_depth(pool[i]), i))
+        if len(cand) < PER_BLOCK:
+            raise SystemExit(f"only {len(cand)} mostly-{kind} draws within the window; enlarge the pool")
+        # evenly spaced quantiles of depth: from the shallowest (widest) to the deepest (narrowest) at one latency
+        for q in np.linspace(0, len(cand) - 1, PER_BLOCK):
+            units.append({"index": cand[int(np.rint(q))], "role": "window", "blocks": kind})
+    under = [i for i in range(len(pool)) if lat[i] <= ref]
+    flops = {i: arch_cost(pool[i], 640).gflops for i in under}
+    units.append({"index": max(under, key=lambda i: (flops[i], -i)), "role": "flops_s", "blocks": None})
+    WINDOW_ARCHS.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for k, u in enumerate(units):
+        name = f"w{k:02d}" if u["role"] == "window" else "flops_s"
+        arch = pool[u["index"]].replace(name=name)
+        write_text_atomic(WINDOW_ARCHS / f"{name}.yaml", arch.to_yaml())
+        cost = arch_cost(arch, 640)
+        rows.append(
+            {
+                "name": name,
+                "role": u["role"],
+                "blocks": run._block_majority(arch),
+                "depth": _depth(arch),
+                "latency_ms": round(float(pred.predict(arch)), 1),
+                "gflops": round(cost.gflops, 3),
+                "params_m": round(cost.params_m, 3),
+                "digest": arch.digest(),
+            }
+        )
+    s = space.references["yolo_nas_s"]
+    rows.append(
+        {
+            "name": "yolo_nas_s",
+            "role": "released",
+            "blocks": run._block_majority(s),
+            "depth": _depth(s),
+            "latency_ms": round(ref, 1),
+            "gflops": round(arch_cost(s, 640).gflops, 3),
+            "params_m": round(arch_cost(s, 640).params_m, 3),
+            "digest": s.digest(),
+        }
+    )
+    doc = {
+        "what": "the S window set of the equal-latency ground truth (PLAN.md)",
+        "pool": {"seed": POOL_SEED, "size": POOL_SIZE, "drawn_by": "run._pool (size-spread)"},
+        "window": f"predicted cpu_ort latency within ±{WINDOW:.0%} of the released S ({ref:.1f} ms)",
+        "in_window_draws": len(inside),
+        "latency": "predicted, cpu_ort shipped table (80-class head, 640 px)",
+        "units": rows,
+        "search": {},
+    }
+    write_text_atomic(WINDOW_JSON, json.dumps(doc, indent=1) + "\n")
+    for r in rows:
+        print(f"{r['name']:>10} {r['role']:>8} {r['blocks']:>8} depth {r['depth']:>2} {r['latency_ms']:7.1f} ms")
+    return 0
+
+
+def load_window() -> dict[str, Any]:
+    if not WINDOW_JSON.is_file():
+        raise SystemExit(f"{WINDOW_JSON} is missing: run `python {Path(__file__).name} select` first")
+    return json.loads(WINDOW_JSON.read_text())
+
+
+# ---- the default search at several seeds -------------------------------------------------------------
+
+
+def search_dir(signal: str, seed: int) -> Path:
+    return run.RUNS / "window_search" / f"{signal}_s{seed}"
+
+
+def search_command(signal: str, seed: int, overrides: list[str]) -> list[str]:
+    d = search_dir(signal, seed)
+    return [sys.executable, "-m", "nas.search", "+space=yolo_nas", f"seed={seed}", f"hydra.run.dir={d}",
+            "logger=none", "progress=false", f"name=window-{signal}-seed{seed}", *overrides]  # fmt: skip
+
+
+def record_search(signal: str, seed: int) -> None:
+    """Fix a finished search's S/M/L picks in window.json (and archs/window/<signal>_s<seed>_<tier>.yaml)."""
+    from nas.space import load_arch
+
+    d = search_dir(signal, seed)
+    rep = json.loads((d / "report.json").read_text())
+    doc = load_window()
+    picks = {}
+    for tier, t in rep["tiers"].items():
+        sel = t["selected"]
+        released = bool(sel.get("equals_reference"))
+        unit = tier if released else f"{signal}_s{seed}_{tier}"
+        if not released:
+            arch = load_arch(d / "selected" / f"{tier}.yaml").replace(name=unit)
+            write_text_atomic(WINDOW_ARCHS / f"{unit}.yaml", arch.to_yaml())
+        picks[tier] = {
+            "unit": unit,
+            "emitted_name": sel["name"],
+            "equals_released": released,
+            "budget_ms": t["budget"],
+            "selected": {k: sel["values"].get(k) for k in run.OBJECTIVE_KEYS},
+            "released": {k: (t["reference"] or {"values": {}})["values"].get(k) for k in run.OBJECTIVE_KEYS},
+        }
+    doc["search"].setdefault(signal, {})[str(seed)] = {
+        "command": " ".join(["python", "-m", *search_command(signal, seed, [])[2:]]),
+        "trials": rep["trials"],
+        "tiers": picks,
+    }
+    write_text_atomic(WINDOW_JSON, json.dumps(doc, indent=1) + "\n")
+
+
+# ---- units ----------------------------------------------------------------------------------------
+
+
+def unit_arch_path(name: str) -> Path:
+    p = WINDOW_ARCHS / f"{name}.yaml"
+    return p if p.is_file() else run.ARCHS / f"{name}.yaml"
+
+
+def result_path(name: str, seed: int) -> Path:
+    return WINDOW_RESULTS / f"{name}_s{seed}.json"
+
+
+def units(doc: dict[str, Any]) -> list[tuple[str, int]]:
+    """(name, seed) in training order: the S window set seed-major (released S, the search's S picks, the FLOPs
+    baseline, then w00..), then the M/L truth test (released second seeds, then the picks)."""
+    picks = doc.get("search", {}).get(SIGNAL, {})
+    s_picks = [picks[str(k)]["tiers"]["yolo_nas_s"]["unit"] for k in SEARCH_SEEDS["yolo_nas_s"] if str(k) in picks]
+    window = [u["name"] for u in doc["units"] if u["role"] == "window"]
+    s_names = list(dict.fromkeys(["yolo_nas_s", *s_picks, "flops_s", *window]))
+    out = [(n, s) for s in SEEDS for n in s_names]
+    ml: list[tuple[str, int]] = [("yolo_nas_m", 1), ("yolo_nas_l", 1)]
+    for tier in ("yolo_nas_m", "yolo_nas_l"):
+        for k in SEARCH_SEEDS[tier]:
+            if str(k) in picks:
+                u = picks[str(k)]["tiers"][tier]["unit"]
+                ml += [(u, s) for s in ML_SEEDS if u not in ("yolo_nas_m", "yolo_nas_l")]
+    return out + [u for u in dict.fromkeys(ml) if u not in out]
+
+
+def done(name: str, seed: int) -> bool:
+    """A unit's result exists: in results/window, or (the released M/L seed 0) in results/gt."""
+    return result_path(name, seed).is_file() or (name in run.RELEASED[1:] and run.gt_path(name, seed).is_file())
+
+
+def train_command(name: str, seed: int) -> list[str]:
+    return [sys.executable, str(HERE / "run.py"), "train-one", name, str(seed), "--arch", str(unit_arch_path(name)),
+            "--out", str(result_path(name, seed)), "--run-name", f"win_{name}_s{seed}"]  # fmt: skip
+
+
+def _jobs(default: int) -> int:
+    try:
+        return max(1, int(JOBS_FILE.read_text().strip()))
+    except (OSError, ValueError):
+        return default
+
+
+def train(args) -> int:
+    """The resumable driver: pending searches first (one at a time), then every unit without a result."""
+    from filelock import FileLock, Timeout
+
+    run.RUNS.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(run.RUNS / "window_driver.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise SystemExit("another window.py train driver is running (runs/window_driver.lock)") from None
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NAS_THREADS": "1", "PYTHONPATH": str(HERE.parents[1])}
+    running: dict[str, subprocess.Popen] = {}
+    failed: dict[str, int] = {}
+    while True:
+        doc = load_window()
+        searched = doc.get("search", {}).get(SIGNAL, {})
+        queue: list[tuple[str, list[str]]] = []
+        for k in sorted({k for v in SEARCH_SEEDS.values() for k in v}):
+            if str(k) not in searched:
+                queue.append((f"search:{k}", search_command(SIGNAL, k, [])))
+                break  # one search at a time: the next one waits for this one's picks
+        queue += [(f"{n}:{s}", train_command(n, s)) for n, s in units(doc) if not done(n, s)]
+        queue = [(key, cmd) for key, cmd in queue if key not in running and failed.get(key, 0) < 2]
+        if not queue and not running:
+            break
+        while queue and len(running) < _jobs(args.jobs):
+            key, cmd = queue.pop(0)
+            if key.startswith("search:") and any(k.startswith("search:") for k in running):
+                continue
+            print(time.strftime("%H:%M:%S"), "start:", key, flush=True)
+            running[key] = subprocess.Popen(cmd, env=env, cwd=HERE.parents[1])
+        time.sleep(2.0)
+        for key, p in list(running.items()):
+            if p.poll() is None:
+                continue
+            del running[key]
+            if p.returncode:
+                failed[key] = failed.get(key, 0) + 1
+                print(time.strftime("%H:%M:%S"), f"failed ({p.returncode}):", key, flush=True)
+            elif key.startswith("search:"):
+                record_search(SIGNAL, int(key.split(":")[1]))
+                print(time.strftime("%H:%M:%S"), "recorded the picks of", key, flush=True)
+            else:
+                print(time.strftime("%H:%M:%S"), "done:", key, flush=True)
+    lock.release()
+    return 1 if failed else 0
+
+
+def status(args) -> int:
+    doc = load_window()
+    rows = [(n, s, done(n, s)) for n, s in units(doc)]
+    cpu = 0.0
+    for p in sorted(WINDOW_RESULTS.glob("*.json")):
+        cpu += float(json.loads(p.read_text()).get("cpu_s_this_process") or 0.0)
+    print(f"{sum(d for *_, d in rows)} of {len(rows)} units done ({cpu / 3600:.2f} CPU-hours so far)")
+    for n, s, d in rows:
+        if not d:
+            print(f"  todo: {n} seed {s}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="what", required=True)
+    p = sub.add_parser("select")
+    p.add_argument("--force", action="store_true")
+    p = sub.add_parser("train")
+    p.add_argument("--jobs", type=int, default=2, help="units at a time (runs/window_jobs overrides it live)")
+    sub.add_parser("status")
+    args = ap.parse_args(argv)
+    return {"select": select, "train": train, "status": status}[args.what](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
