@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 from nas.errors import ConfigError
 from nas.search.config import SearchConfig
 from nas.search.objectives import Evaluation, Evaluator
+from nas.search.optuna_compat import trial_id
 from nas.search.select import TrialRecord
 from nas.search.storage import make_storage
 from nas.search.strategies import CONSTRAINT_KEY, INT8_CONSTRAINT_KEY, TrialSeededSampler
@@ -281,7 +282,7 @@ class Session:
                     and ((datetime.now() - t.datetime_start).total_seconds() > grace_s)
                 )
                 if nameless or _dead_local(t.user_attrs.get("worker")):
-                    self._fail(t._trial_id, "stale")  # False: it finished (or another worker failed it) meanwhile
+                    self._fail(trial_id(t), "stale")  # False: it finished (or another worker failed it) meanwhile
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(self.study)
@@ -322,7 +323,7 @@ class Session:
             if self.n_complete() < self.cfg.n_trials:
                 return 0
             for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-                n += self._fail(t._trial_id, "not_needed")
+                n += self._fail(trial_id(t), "not_needed")
         return n
 
     def _fail(self, trial_id: int, marker: str) -> bool:
@@ -341,8 +342,8 @@ class Session:
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             w = t.user_attrs.get("worker")
             mine = isinstance(w, dict) and w.get("host") == me["host"] and w.get("pid") == me["pid"]
-            if mine and t._trial_id != keep:
-                n += self._fail(t._trial_id, "interrupted")
+            if mine and trial_id(t) != keep:
+                n += self._fail(trial_id(t), "interrupted")
         return n
 
     # ---- trials ------------------------------------------------------------------------------

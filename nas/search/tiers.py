@@ -23,6 +23,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.errors import ConfigError
+from nas.search import optuna_compat
 from nas.search.select import TrialRecord
 from nas.space import ArchConfig, SearchSpace
 
@@ -284,5 +285,4 @@ class TierDirector:
 
     @staticmethod
     def _set(study: optuna.Study, trial: FrozenTrial, key: str, value: Any) -> None:
-        study._storage.set_trial_user_attr(trial._trial_id, key, value)
-        trial.user_attrs[key] = value  # the running Trial reads its attributes from this frozen copy
+        optuna_compat.set_trial_user_attr(study, trial, key, value)

@@ -23,6 +23,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.search import optuna_compat
 from nas.search.signals import SIGNALS, interruptible
 from nas.search.study import Session, worker_id
 
@@ -35,9 +36,9 @@ Callback = Callable[[optuna.Study, FrozenTrial], None]
 class _Heartbeat:
     """Records the running trial's heartbeat every interval; a missed beat (database away) is retried next time."""
 
-    def __init__(self, storage: Any, trial_id: int, interval_s: float):
+    def __init__(self, study: optuna.Study, trial: optuna.trial.Trial, interval_s: float):
         self._stop = threading.Event()
-        self._beat = lambda: storage.record_heartbeat(trial_id)
+        self._beat = lambda: optuna_compat.record_heartbeat(study, trial)
         with contextlib.suppress(Exception):
             self._beat()
         self._thread = threading.Thread(target=self._loop, args=(interval_s,), daemon=True, name="nas-heartbeat")
@@ -62,8 +63,7 @@ class Worker:
         self.session, self.callbacks, self.poll_s, self.max_redraws = session, list(callbacks), poll_s, max_redraws
         self.n_trials = session.cfg.n_trials
         hb = session.cfg.storage.heartbeat_interval_s
-        storage = session.study._storage
-        self._heartbeat_s = hb if hb and isinstance(storage, optuna.storages._heartbeat.BaseHeartbeat) else None
+        self._heartbeat_s = hb if hb and optuna_compat.heartbeat_enabled(session.study) else None
         self.duplicates = 0
         self._outages = session.backend.outages
 
@@ -95,19 +95,13 @@ class Worker:
 
     def _ask(self) -> optuna.trial.Trial:
         study = self.session.study
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-            trial = study.ask()
+        trial = optuna_compat.ask(study)
         trial.set_user_attr("worker", worker_id())
-        retry_of = study._storage.get_trial(trial._trial_id).user_attrs.get("retry_of")
+        retry_of = optuna_compat.trial_user_attrs(study, trial).get("retry_of")
         if retry_of is not None:
             # A retry's parameters are fixed, so its sampler never runs: it takes over the sampler's bookkeeping
             # of the trial it re-runs (NSGA-II's generation), as that trial would have had on completion.
-            original = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, retry_of)
-            mine = study._storage.get_trial_system_attrs(trial._trial_id)
-            for k, v in study._storage.get_trial_system_attrs(original).items():
-                if k not in mine and k != "fixed_params" and not k.startswith("constraints"):
-                    study._storage.set_trial_system_attr(trial._trial_id, k, v)
+            optuna_compat.copy_sampler_state(study, trial, retry_of)
         return trial
 
     def _surplus(self, trial: optuna.trial.Trial) -> bool:
@@ -134,11 +128,11 @@ class Worker:
             trial = s.db(self._ask)
         if s.backend.outages != self._outages:  # a trial asked during the outage may be left RUNNING: fail it
             self._outages = s.backend.outages
-            s.db(s.fail_own_running, trial._trial_id)
+            s.db(s.fail_own_running, optuna_compat.trial_id(trial))
         if s.db(self._surplus, trial):
             self._fail(trial, "surplus", True)
             return "surplus"
-        heartbeat = _Heartbeat(s.study._storage, trial._trial_id, self._heartbeat_s) if self._heartbeat_s else None
+        heartbeat = _Heartbeat(s.study, trial, self._heartbeat_s) if self._heartbeat_s else None
         try:
             arch = s.db(s.sample, trial)
             digest = arch.digest()
