@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -25,9 +26,11 @@ from torch import Tensor, nn
 
 from nas.engine.options import ExportOptions, check_imgsz
 from nas.errors import ConfigError
+from nas.export.check import NOISE_FACTOR, check_outputs, failed_check_path
 from nas.models.postprocess import MAX_WH, nms, non_max_suppression, xywh2xyxy, xyxy2xywh
 from nas.models.reparam import fuse as fuse_model
 from nas.options import merge
+from nas.ort_session import cpu_session
 from nas.quant import calibration_images, quantize_onnx
 from nas.quant.sensitivity import output_error
 
@@ -43,6 +46,8 @@ class ExportResult:
     path: Path
     max_abs_diff: dict[str, float] = field(default_factory=dict)
     mismatches: list[str] = field(default_factory=list)
+    tolerance: dict[str, float] = field(default_factory=dict)  # allowed per raw output (see nas.export.check)
+    noise: dict[str, float] = field(default_factory=dict)  # torch's own fp32-vs-fp64 difference per raw output
     int8: dict[str, Any] | None = None  # INT8 exports: how it was quantized and its output error vs FP32
 
     @property
@@ -50,9 +55,20 @@ class ExportResult:
         return not self.mismatches
 
     def __str__(self) -> str:
-        diffs = ", ".join(f"{k} {v:.2e}" for k, v in self.max_abs_diff.items()) or "not checked"
+        diffs = ", ".join(
+            f"{k} {v:.2e}" + (f" / tolerance {self.tolerance[k]:.2e}" if k in self.tolerance else "")
+            for k, v in self.max_abs_diff.items()
+        )
+        if self.tolerance:
+            diffs += f"; tolerance = max(floor, {NOISE_FACTOR:g} x torch's own fp32-vs-fp64 difference)"
         state = "matches torch" if self.ok else "DIFFERS from torch: " + "; ".join(self.mismatches)
-        text = f"exported {self.path} ({self.path.stat().st_size / 1e6:.1f} MB); onnxruntime {state} (max abs diff: {diffs})"
+        text = f"exported {self.path} ({self.path.stat().st_size / 1e6:.1f} MB); onnxruntime {state} (max abs diff: {diffs or 'not checked'})"
+        if not self.ok:
+            text = (
+                f"export check FAILED, file kept for inspection as {self.path} "
+                f"({self.path.stat().st_size / 1e6:.1f} MB), not at the requested name: onnxruntime {state} "
+                f"(max abs diff: {diffs})"
+            )
         if self.int8:
             q, e = self.int8, self.int8["output_error"]
             text = (
@@ -202,11 +218,15 @@ def export_onnx(
         meta = {"imgsz": [h, w], "batch": batch, "stride": 32, "dynamic": dynamic, "half": half, "fused": fuse}
         meta.update({"nms": nms, **({"conf": conf, "iou": iou, "max_det": max_det} if nms else {})})
         meta.update(metadata or {})
+        if check:
+            meta["check"] = {"ok": result.ok, "max_abs_diff": result.max_abs_diff, "tolerance": result.tolerance}
         for key, value in meta.items():
             proto.metadata_props.add(key=key, value=value if isinstance(value, str) else json.dumps(value))
         onnx.checker.check_model(proto)
         onnx.save(proto, str(tmp))
-        os.replace(tmp, path)
+        if not result.ok:  # keep the evidence, never under the requested name (nor over a good file there)
+            result.path = failed_check_path(path)
+        os.replace(tmp, result.path)
     finally:
         tmp.unlink(missing_ok=True)
     return result
@@ -214,29 +234,22 @@ def export_onnx(
 
 def onnx_predict(path: str | os.PathLike, images: np.ndarray, threads: int | None = None) -> dict[str, np.ndarray]:
     """Run an exported model in onnxruntime (CPU) on a [B, 3, H, W] array; outputs by name."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    session = cpu_session(path, threads, quiet=False)
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, {session.get_inputs()[0].name: images})))
 
 
 def _check(result: ExportResult, graph: _Detect, x: Tensor, file: Path) -> None:
-    """onnxruntime vs torch on the check input: raw outputs within tolerance; with NMS, the in-graph NMS
-    must equal the torch post-processing (`non_max_suppression`) run on onnxruntime's own raw outputs."""
-    with torch.no_grad():
-        out = graph.model(x)
-    expected = [t.float().cpu().numpy() for t in (out[0] if isinstance(out[0], (tuple, list)) else out)]
+    """onnxruntime vs torch on the check input: raw outputs within the model's own fp32 noise (`check_outputs`);
+    with NMS, the in-graph NMS must equal the torch post-processing (`non_max_suppression`) run on onnxruntime's
+    own raw outputs."""
     got = onnx_predict(file, x.cpu().numpy())
     raw = [got[n].astype(np.float32) for n in (_RAW if graph.nms else ["boxes", "scores"])]
-    fp32 = x.dtype == torch.float32
-    for name, g, e, tol in zip(("boxes", "scores"), raw, expected, (1e-2, 1e-4) if fp32 else (1.0, 1e-2)):
-        result.max_abs_diff[name] = diff = float(np.abs(g - e).max())
-        if diff > tol:
-            result.mismatches.append(f"{name} differ from torch by {diff:.3g} > {tol}")
+    check = check_outputs(graph.model, x, raw)
+    result.max_abs_diff.update(check.max_abs_diff)
+    result.tolerance.update(check.tolerance)
+    result.noise.update(check.noise)
+    result.mismatches += check.mismatches
     if not graph.nms:
         return
     dets = non_max_suppression(torch.from_numpy(raw[0]), torch.from_numpy(raw[1]), graph.conf, graph.iou, graph.max_det)
@@ -280,6 +293,9 @@ def export_onnx_int8(
     with tempfile.TemporaryDirectory(prefix="nas-int8-") as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         result = export_onnx(model, fp32, o, metadata=metadata)
+        if not result.ok:  # the FP32 graph is wrong: quantizing it would hide that
+            result.path = Path(shutil.move(result.path, failed_check_path(file)))
+            return result
         q = quantize_onnx(fp32, file, images, method=o.calib_method, exclude=exclude, reduce_range=reduce_range)
         error = output_error(fp32, q.path, images)
     result.path = q.path
