@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,23 +14,62 @@ import yaml
 
 from nas.errors import ConfigError, SpaceError
 
-__all__ = ["atomic_path", "dump_yaml", "increment_dir", "parse_yaml", "write_bytes_atomic", "write_text_atomic"]
+__all__ = [
+    "atomic_path",
+    "dump_yaml",
+    "increment_dir",
+    "parse_yaml",
+    "remove_stale_temps",
+    "write_bytes_atomic",
+    "write_text_atomic",
+]
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path next to `path`; on success it replaces `path`, on error it is removed.
 
-    A half-written file never replaces a good one, and readers never see a partial file.
+    A half-written file never replaces a good one, and readers never see a partial file. Temp files of `path`
+    left by a killed writer (kill -9, preemption) are removed here, by the next write of the same file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+# A temp file is stale when its writer's process is gone and it has not changed for this long (the age guards
+# against a live writer on another host sharing the directory, whose pid means nothing here).
+STALE_TEMP_S = 60.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temps(path: str | os.PathLike, min_age_s: float = STALE_TEMP_S) -> list[Path]:
+    """Remove `.<name>.tmp<pid>` files next to `path` whose process is gone and which are older than `min_age_s`."""
+    path, removed = Path(path), []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.tmp*"):
+        pid = tmp.name.rpartition(".tmp")[2]
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - tmp.stat().st_mtime >= min_age_s:
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
@@ -46,17 +87,24 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def increment_dir(path: Path, exist_ok: bool = False) -> Path:
-    """`path` if free (or exist_ok), else path2, path3, ... (created): run directories like ultralytics' runs/<mode>/exp, exp2, ..."""
-    if not exist_ok and path.exists():
-        for n in range(2, 10_000):
-            candidate = path.with_name(f"{path.name}{n}")
-            if not candidate.exists():
-                path = candidate
-                break
-        else:
-            raise ConfigError(f"{path}: 9,999 run directories exist; choose another name= or project=")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """`path` if free (or exist_ok), else path2, path3, ... (created): run directories like ultralytics' runs/<mode>/exp, exp2, ...
+
+    The directory is claimed by `mkdir` itself, which fails if it exists: processes starting together each get
+    their own (an exists() check followed by mkdir gave two of them the same one).
+    """
+    path = Path(path)
+    if exist_ok:
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        candidate = path if n == 1 else path.with_name(f"{path.name}{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise ConfigError(f"{path}: 9,999 run directories exist; choose another name= or project=")
 
 
 class _Dumper(yaml.SafeDumper):

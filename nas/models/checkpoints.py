@@ -9,12 +9,14 @@ Formats read by `load_checkpoint` (the format is recognised from the content, no
   torch.save. Read with the restricted unpickler of `nas.models.unpickle` (allow-listed classes become
   inert placeholders, every other global is refused, nothing executes).
 * this project's format `{"arch": ArchConfig dict, "state_dict": ..., "meta": {...}}` (`save_checkpoint`),
-  readable with `torch.load(weights_only=True)`.
+  readable with `torch.load(weights_only=True)`. `meta["weights_sha256"]` is a digest of every tensor in the
+  file (weights and, in a last.pt, the train state), verified on load: a damaged file is refused, not trained on.
 When the file does not record the architecture it is inferred from the key shapes (`infer_arch`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from collections import OrderedDict
@@ -39,6 +41,7 @@ from nas.version import __version__
 __all__ = [
     "FORMAT_VERSION",
     "Checkpoint",
+    "add_checksum",
     "load_checkpoint",
     "load_model",
     "load_state_dict_strict",
@@ -241,6 +244,7 @@ def _interpret(obj: Any, path: Path, restricted: bool) -> tuple[OrderedDict, str
         except SpaceError as e:
             raise CheckpointError(f"{path}: arch: {e}") from None
         meta = _plain(obj.get("meta") or {})
+        _verify_checksum(obj, meta, path)
         return _as_state_dict(obj["state_dict"], "state_dict", path), "nas", arch, meta
     for key in ("ema_net", "net"):
         if obj.get(key) is not None:
@@ -316,6 +320,46 @@ def load_model(path: str | os.PathLike, fuse: bool | str = False, arch: ArchConf
 # ---------------------------------------------------------------- writing
 
 
+def _digest(payload: Mapping[str, Any]) -> str:
+    """sha256 over every tensor (with its key path, dtype and shape) of the state_dict and train_state."""
+    h = hashlib.sha256()
+
+    def walk(value: Any, key: str) -> None:
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous()
+            h.update(f"{key}:{t.dtype}:{list(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(v, f"{key}/{k}")
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(v, f"{key}/{i}")
+        else:
+            h.update(f"{key}={value!r}".encode())
+
+    walk(payload.get("state_dict"), "state_dict")
+    walk(payload.get("train_state"), "train_state")
+    return h.hexdigest()
+
+
+def add_checksum(payload: dict[str, Any]) -> dict[str, Any]:
+    """`payload` (this project's format) with `meta["weights_sha256"]` set from its tensors, before torch.save."""
+    payload["meta"] = dict(payload["meta"], weights_sha256=_digest(payload))
+    return payload
+
+
+def _verify_checksum(obj: Mapping[str, Any], meta: Mapping[str, Any], path: Path) -> None:
+    stored = meta.get("weights_sha256")
+    if stored is None:  # written before checksums were stored
+        return
+    if _digest(obj) != stored:
+        raise CheckpointError(
+            f"{path}: the tensors do not match the checksum stored when the file was written: the file is damaged "
+            "(disk error, partial copy, an edit); use another copy (best.pt / last.pt of the run, or re-download)"
+        )
+
+
 def _check_meta(value: Any, where: str = "meta") -> None:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return
@@ -360,7 +404,7 @@ def save_checkpoint(
     }
     path = Path(path).expanduser()
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(payload, f)
+        torch.save(add_checksum(payload), f)
         f.flush()
         os.fsync(f.fileno())
     return path

@@ -18,7 +18,7 @@ import torch
 
 from nas.errors import CheckpointError
 from nas.io import atomic_path
-from nas.models.checkpoints import FORMAT_VERSION, _check_meta, _interpret, _torch_load
+from nas.models.checkpoints import FORMAT_VERSION, _check_meta, _interpret, _torch_load, add_checksum
 from nas.space.schema import ArchConfig
 from nas.version import __version__
 
@@ -52,7 +52,7 @@ def write_checkpoint(
     if train_state is not None:
         payload["train_state"] = train_state
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(payload, f)
+        torch.save(add_checksum(payload), f)
         f.flush()
         os.fsync(f.fileno())
     return path

@@ -397,3 +397,31 @@ def test_unknown_names_and_missing_paths(tmp_path):
 
 def test_path_objects_and_strings_both_work(files):
     assert load_checkpoint(str(files["own_tiny"]))[0] == load_checkpoint(Path(files["own_tiny"]))[0]
+
+
+def _rot(path: Path, nbytes: int = 4096) -> str:
+    """Overwrite `nbytes` inside the largest tensor's data in a torch.save zip, as a disk error would; its name."""
+    with zipfile.ZipFile(path) as z:
+        info = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    with open(path, "r+b") as f:
+        f.seek(info.header_offset + 26)
+        name_len, extra_len = int.from_bytes(f.read(2), "little"), int.from_bytes(f.read(2), "little")
+        f.seek(info.header_offset + 30 + name_len + extra_len + min(1024, info.file_size // 4))
+        f.write(bytes(range(256)) * (nbytes // 256))
+    return info.filename
+
+
+def test_bit_rot_in_the_weights_is_refused_on_load(tmp_path, tiny_model):
+    path = save_checkpoint(tmp_path / "m.pt", tiny_model, tiny_model.arch)
+    assert len(torch.load(path, weights_only=True)["meta"]["weights_sha256"]) == 64
+    load_checkpoint(path)  # the intact file loads
+    _rot(path)
+    torch.load(path, weights_only=True)  # torch itself reads the damaged file without complaint
+    with pytest.raises(CheckpointError, match=r"checksum.*damaged"):
+        load_checkpoint(path)
+
+
+def test_a_file_written_before_checksums_still_loads(tmp_path, tiny_model):
+    path = tmp_path / "old.pt"
+    torch.save({"arch": tiny_model.arch.to_dict(), "state_dict": tiny_model.state_dict(), "meta": {}}, path)
+    assert load_checkpoint(path)[0] == tiny_model.arch
