@@ -8,6 +8,7 @@ samples. `EpochBatches` yields the batches of one process; rank r of w takes the
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -124,6 +125,14 @@ class EpochBatches:
 def _worker_init(_worker_id: int) -> None:
     cv2.setNumThreads(0)  # the workers are the parallelism; cv2's own thread pool would oversubscribe
     torch.set_num_threads(1)
+
+
+def loader_workers(workers: int | None, world: int = 1) -> int:
+    """`workers` as given; None (the default) is min(8, this process's share of the CPUs - 1): 1 on 2 cores, where
+    8 loader processes would only compete with the training for the CPU."""
+    if workers is not None:
+        return workers
+    return max(0, min(8, (os.cpu_count() or 1) // max(1, world) - 1))
 
 
 def make_loader(train_set: TrainSet, sampler: EpochBatches, workers: int) -> DataLoader:

@@ -30,7 +30,7 @@ class TrainOptions:
     imgsz: int = 640
     batch: int = 16
     device: str | None = None
-    workers: int = 8
+    workers: int | None = None
     resume: str | bool = False
     weights: str | None = None
     lr0: float = 0.0005
@@ -71,7 +71,7 @@ class TrainOptions:
         "imgsz": "square training and validation size (multiple of 32)",
         "batch": "global batch size (split over the processes under torchrun)",
         "device": "cpu, cuda, cuda:N or N (default: cuda if available, else cpu)",
-        "workers": "data-loader worker processes per process (0: load in the main process)",
+        "workers": "data-loader worker processes per process (none: min(8, CPUs per process - 1); 0: main process)",
         "resume": "true (model= is a last.pt) or the path of a last.pt to continue",
         "weights": "initial weights of a YAML model: released name, checkpoint or auto",
         "lr0": "peak learning rate (AdamW)",
@@ -115,7 +115,8 @@ class TrainOptions:
         check(self.imgsz >= 32 and self.imgsz % 32 == 0, "imgsz", self.imgsz, "a positive multiple of 32 (e.g. 640)")
         for key in ("epochs", "batch", "max_bad_steps", "val_period"):
             check(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
-        for key in ("workers", "freeze_epochs", "close_mosaic", "save_period_steps"):
+        check(self.workers is None or self.workers >= 0, "workers", self.workers, "an integer >= 0 or none (auto)")
+        for key in ("freeze_epochs", "close_mosaic", "save_period_steps"):
             check(getattr(self, key) >= 0, key, getattr(self, key), "an integer >= 0")
         check(math.isfinite(self.lr0) and self.lr0 > 0, "lr0", self.lr0, "a finite number > 0")
         for key in ("weight_decay", "warmup_epochs", "clip_grad"):

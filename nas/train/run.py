@@ -32,8 +32,9 @@ from nas.train.trainer import Run, TrainResult, run_epochs
 
 __all__ = ["load_train_split", "train"]
 
-# Options a resumed run may change; everything else comes from its checkpoint.
-RESUME_OVERRIDES = ("device", "workers", "verbose", "resume", "plots", "logger")
+# Options a resumed run may change when they are given (differ from their defaults); everything else, and these
+# when left at their defaults, come from its checkpoint: a workers=1 run resumes with 1 loader process.
+RESUME_OVERRIDES = ("device", "workers", "verbose", "plots", "logger")
 
 
 def load_train_split(data: Any, limit: int | None = None):
@@ -71,8 +72,9 @@ def _resume_from(model: nn.Module | None, opts: TrainOptions) -> tuple[Path, Tra
     saved = state.get("options")
     if not isinstance(saved, dict):
         raise CheckpointError(f"{path}: the train state records no options")
-    keep = {k: getattr(opts, k) for k in RESUME_OVERRIDES}
-    resumed = TrainOptions(**{**saved, **keep})
+    defaults = TrainOptions()
+    keep = {k: getattr(opts, k) for k in RESUME_OVERRIDES if getattr(opts, k) != getattr(defaults, k)}
+    resumed = TrainOptions(**{**saved, **keep, "resume": opts.resume})
     return Path(path), resumed, state, arch
 
 

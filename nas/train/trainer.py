@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from nas.engine.val import validate
 from nas.errors import TrainingError
-from nas.train.data import EpochBatches, TrainSet, make_loader
+from nas.train.data import EpochBatches, TrainSet, loader_workers, make_loader
 from nas.train.dist import Dist
 from nas.train.ema import EMA
 from nas.train.finetune import placeholders, set_backbone_frozen
@@ -132,7 +132,7 @@ def run_epochs(run: Run) -> TrainResult:
             run.log.truncate_steps(global_step)
     if o.compile:
         net = torch.compile(net)
-    loader = make_loader(run.train_set, sampler, o.workers)
+    loader = make_loader(run.train_set, sampler, loader_workers(o.workers, d.world))
     normalizer = d.loss_normalizer if d.world > 1 else None
     best_path = run.run_dir / "best.pt" if run.run_dir and (run.run_dir / "best.pt").is_file() else None
     last_path = None

@@ -174,3 +174,23 @@ def test_wandb_logger_runs_offline(fast, tmp_path, monkeypatch):
     result = train(_model(), fast.replace(logger="wandb", val=False))
     offline = list((result.run_dir / "wandb").glob("offline-run-*"))
     assert len(offline) == 1 and any(offline[0].rglob("*.wandb"))
+
+
+def test_resume_takes_workers_and_verbose_from_the_run_not_from_the_defaults(fast):
+    from nas.train.options import TrainOptions
+
+    class Preempted(Exception):
+        pass
+
+    def preempt(row, model):
+        raise Preempted
+
+    with pytest.raises(Preempted):  # killed after epoch 1 of 2 (last.pt is written before on_epoch)
+        train(_model(), fast.replace(epochs=2, val=False, workers=0, verbose=False), on_epoch=preempt)
+    last = fast.project + "/train/exp/last.pt"
+    assert TrainOptions().workers != 0 and TrainOptions().verbose is True  # the command line's defaults
+    lines: list[str] = []
+    result = train(None, TrainOptions(resume=last), log=lines.append)
+    _arch, _meta, state = read_train_state(result.last)
+    assert state["epoch"] == 2 and state["options"]["workers"] == 0 and state["options"]["verbose"] is False
+    assert lines == []  # verbose=false kept: nothing printed
