@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from nas.data.transforms import PAD_VALUE
 from nas.errors import CheckpointError, ConfigError
+from nas.ort_session import cpu_session
 from nas.space.schema import ArchConfig
 
 __all__ = ["OrtDetector", "is_onnx"]
@@ -34,17 +35,13 @@ class OrtDetector(nn.Module):
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         super().__init__()
-        import onnxruntime as ort
-
         self.path = Path(path)
         if not self.path.is_file():
             raise CheckpointError(f"ONNX model {str(path)!r} does not exist; export one with `nas export`")
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if threads:
-            opts.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+            self.session = cpu_session(self.path, threads)
+        except ImportError:  # onnxruntime not installed: its own message says so
+            raise
         except Exception as e:  # onnxruntime raises its own exception types for unreadable files
             raise CheckpointError(f"{self.path}: onnxruntime cannot load it ({e})") from None
         meta = self.session.get_modelmeta().custom_metadata_map

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from nas.io import write_bytes_atomic
+from nas.metrics.boxes import xyxy2xywh
 
 __all__ = ["Boxes", "Results"]
 
@@ -45,8 +46,7 @@ class Boxes:
     @property
     def xywh(self) -> torch.Tensor:
         """Centre x, centre y, width, height."""
-        x = self.xyxy
-        return torch.stack([(x[:, 0] + x[:, 2]) / 2, (x[:, 1] + x[:, 3]) / 2, x[:, 2] - x[:, 0], x[:, 3] - x[:, 1]], 1)
+        return xyxy2xywh(self.xyxy)
 
     def __len__(self) -> int:
         return self.data.shape[0]

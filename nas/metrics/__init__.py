@@ -6,7 +6,7 @@ floor of the package but `nas.errors`.
 
 from __future__ import annotations
 
-from nas.metrics.boxes import batch_box_iou, box_iou, paired_giou
+from nas.metrics.boxes import batch_box_iou, box_iou, paired_giou, paired_iou, xywh2xyxy, xyxy2xywh
 from nas.metrics.coco import STAT_NAMES, coco_evaluate, ground_truth_detections, to_coco_detections
 
 __all__ = [
@@ -16,5 +16,8 @@ __all__ = [
     "coco_evaluate",
     "ground_truth_detections",
     "paired_giou",
+    "paired_iou",
     "to_coco_detections",
+    "xywh2xyxy",
+    "xyxy2xywh",
 ]

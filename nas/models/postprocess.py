@@ -15,7 +15,7 @@ from functools import cache
 import torch
 from torch import Tensor
 
-from nas.metrics.boxes import box_iou
+from nas.metrics.boxes import box_iou, xywh2xyxy, xyxy2xywh
 
 __all__ = [
     "MAX_WH",
@@ -28,23 +28,6 @@ __all__ = [
 
 MAX_WH = 7680  # ultralytics' class offset: boxes of different classes never overlap after it
 _BLOCK = 128  # small enough that elementwise ops stay below torch's parallel grain (no thread stalls)
-
-
-def xyxy2xywh(x: Tensor) -> Tensor:
-    y = torch.empty_like(x)
-    y[..., 0] = (x[..., 0] + x[..., 2]) / 2
-    y[..., 1] = (x[..., 1] + x[..., 3]) / 2
-    y[..., 2] = x[..., 2] - x[..., 0]
-    y[..., 3] = x[..., 3] - x[..., 1]
-    return y
-
-
-def xywh2xyxy(x: Tensor) -> Tensor:
-    y = torch.empty_like(x)
-    xy, half = x[..., :2], x[..., 2:] / 2
-    y[..., :2] = xy - half
-    y[..., 2:] = xy + half
-    return y
 
 
 @cache

@@ -24,8 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from nas.errors import ConfigError
+from nas.metrics.boxes import paired_iou
+from nas.ort_session import cpu_session
 from nas.quant.ptq import conv_nodes, preprocess, quantize_onnx
 
 __all__ = ["LayerSensitivity", "keep_float", "output_error", "run_outputs", "selective_exclude", "sensitivity"]
@@ -33,19 +36,9 @@ __all__ = ["LayerSensitivity", "keep_float", "output_error", "run_outputs", "sel
 TOP_K = 100
 
 
-def _session(path: str | os.PathLike, threads: int | None = None):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
 def run_outputs(path: str | os.PathLike, images: np.ndarray, threads: int | None = None) -> tuple[np.ndarray, ...]:
     """(boxes, scores) of an exported model on images [N, 3, H, W], run one graph-batch at a time."""
-    sess = _session(path, threads)
+    sess = cpu_session(path, threads)
     inp = sess.get_inputs()[0]
     step = inp.shape[0] if isinstance(inp.shape[0], int) else len(images)
     if len(images) % step:
@@ -56,13 +49,6 @@ def run_outputs(path: str | os.PathLike, images: np.ndarray, threads: int | None
         boxes.append(b)
         scores.append(c)
     return np.concatenate(boxes), np.concatenate(scores)
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    lt, rb = np.maximum(a[..., :2], b[..., :2]), np.minimum(a[..., 2:], b[..., 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area = lambda x: np.clip(x[..., 2:] - x[..., :2], 0, None).prod(-1)  # noqa: E731
-    return inter / (area(a) + area(b) - inter + 1e-9)
 
 
 def output_error(
@@ -81,7 +67,7 @@ def output_error(
     rows = np.arange(len(idx))[:, None]
     w = conf[rows, idx]
     c = cls[rows, idx]
-    box = 1.0 - _iou(b32[rows, idx], b8[rows, idx])
+    box = 1.0 - paired_iou(torch.from_numpy(b32[rows, idx]), torch.from_numpy(b8[rows, idx])).numpy()
     score = np.abs(s8[rows, idx, c] - w) / np.maximum(w, 1e-6)
     wsum = float(w.sum()) or 1.0
     box_error, score_error = float((w * box).sum() / wsum), float((w * score).sum() / wsum)

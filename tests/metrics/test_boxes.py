@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from nas.metrics import batch_box_iou, box_iou, paired_giou
+from nas.metrics import batch_box_iou, box_iou, paired_giou, paired_iou, xywh2xyxy, xyxy2xywh
 
 
 def _boxes(n: int, seed: int) -> torch.Tensor:
@@ -30,3 +30,16 @@ def test_giou_is_iou_minus_hull_penalty():
     assert torch.allclose(paired_giou(a, a), torch.ones(9), atol=1e-6)
     far = torch.tensor([[0.0, 0, 1, 1]]), torch.tensor([[9.0, 9, 10, 10]])
     assert -1 < paired_giou(*far).item() < -0.9
+
+
+def test_paired_iou_is_the_matrix_diagonal_and_broadcasts():
+    a, b = _boxes(9, 4), _boxes(9, 5)
+    assert torch.allclose(paired_iou(a, b), box_iou(a, b).diagonal(), atol=1e-6)
+    assert torch.allclose(paired_iou(a[:1], b), box_iou(a[:1], b)[0], atol=1e-6)  # one box against many
+    assert paired_iou(torch.zeros(1, 4), torch.zeros(1, 4)).item() == 0.0  # empty boxes: eps, no NaN
+
+
+def test_xywh_round_trip():
+    a = _boxes(7, 6)
+    xywh = xyxy2xywh(a)
+    assert torch.equal(xywh[:, 2:], a[:, 2:] - a[:, :2]) and torch.allclose(xywh2xyxy(xywh), a)
