@@ -164,8 +164,9 @@ class NAS:
         self.model.eval()
 
     def info(self, options: InfoOptions | None = None, *, verbose: bool = True, **kwargs: Any) -> ModelInfo:
-        """Print and return layers, parameters, gradients, GFLOPs at imgsz x imgsz (fvcore, current fusion
-        state) and the predicted latency on `hardware` (a `nas.latency` target; None to skip).
+        """Print and return layers, parameters and gradients (current fusion state), GFLOPs at imgsz x imgsz (of
+        the deployed network, counted from the ArchConfig) and the predicted latency on `hardware` (a
+        `nas.latency` target; None to skip).
 
         Keywords are `InfoOptions` fields (imgsz, detailed, fuse, hardware); fuse=True fuses in place first.
         """

@@ -269,7 +269,11 @@ MODES: dict[str, Mode] = {
         "COCO mAP (pycocotools) on a dataset; writes metrics.json and predictions.json to runs/val/exp*",
         (ModelKeys, ValData, ValOptions, DeviceKey, RunDir),
     ),
-    "info": Mode(_run_info, "layers, parameters, gradients and GFLOPs (fvcore)", (ModelKeys, InfoOptions, DeviceKey)),
+    "info": Mode(
+        _run_info,
+        "layers, parameters, gradients and GFLOPs (counted from the ArchConfig)",
+        (ModelKeys, InfoOptions, DeviceKey),
+    ),
     "latency": Mode(
         _run_latency,
         "predicted (and measured) latency of the deployed network on a hardware target",

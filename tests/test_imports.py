@@ -2,12 +2,14 @@
 
 - no cycle between modules of `nas` (module-level imports; `if TYPE_CHECKING:` blocks do not run);
 - no cycle between its subpackages (`nas.engine`, `nas.proxy`, ...; top-level modules count as their own);
-- a function-local import is for a heavy optional dependency only, never for one of the package's own modules.
+- a function-local import is for a heavy optional dependency only, never for one of the package's own modules;
+- the arrow list of docs/architecture.md is the floors' imports as the code has them.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -140,14 +142,89 @@ def test_no_module_cycle():
     assert _cycles(graph) == []
 
 
-def test_no_subpackage_cycle():
+def _floors() -> dict[str, set[str]]:
+    """Each floor's imports of other floors (module-level imports)."""
     graph, _ = _graph()
     floors: dict[str, set[str]] = {}
     for a, targets in graph.items():
         if a == "nas":  # the package root re-exports the public surface; it is the top, not a floor
             continue
         floors.setdefault(_floor(a), set()).update(_floor(b) for b in targets if _floor(b) != _floor(a))
-    assert _cycles(floors) == []
+    return floors
+
+
+def test_no_subpackage_cycle():
+    assert _cycles(_floors()) == []
+
+
+DOC = ROOT / "docs" / "architecture.md"
+_ARROW = re.compile(r"^`(nas[\w.]*)` -> (.*)$", re.S)
+
+
+def _doc_arrows(text: str) -> dict[str, set[str]]:
+    """The arrow list of docs/architecture.md: `- `nas.a` -> `nas.b` (why), `nas.c`;` items, several per line
+    allowed (`;`), continued on indented lines; what is in parentheses is commentary."""
+    start = text.index("\n- `", text.index("Arrows point down only"))
+    block = text[start + 1 : text.index("\n\n", start)]
+    out: dict[str, set[str]] = {}
+    for item in re.split(r";\s*(?:- )?|\n- ", " ".join(line.strip() for line in block.splitlines()).lstrip("- ")):
+        item = item.strip().rstrip(".;")
+        if not item:
+            continue
+        m = _ARROW.match(item)
+        assert m, f"docs/architecture.md: cannot read the arrow item {item!r} (expected `nas.a` -> `nas.b`, ...)"
+        src, rest = m.groups()
+        assert src not in out, f"docs/architecture.md lists the arrows of {src} twice"
+        out[src] = set(re.findall(r"`(nas[\w.]*)`", re.sub(r"\([^)]*\)", "", rest)))
+    return out
+
+
+def _code_arrows() -> dict[str, set[str]]:
+    """The floors' imports as the doc lists them: without arrows to nas.errors and without entry points."""
+    return {
+        a: {b for b in targets if b != "nas.errors"}
+        for a, targets in _floors().items()
+        if a != "nas.errors" and not a.endswith(".__main__")
+    }
+
+
+def _format(arrows: dict[str, set[str]]) -> str:
+    return "\n".join(
+        f"- `{a}` -> {', '.join(f'`{b}`' for b in sorted(t)) or 'nothing'};" for a, t in sorted(arrows.items())
+    )
+
+
+def test_architecture_doc_lists_the_arrows_of_the_code():
+    doc, code = _doc_arrows(DOC.read_text()), _code_arrows()
+    wrong = {
+        a: {
+            "missing": sorted(code.get(a, set()) - doc.get(a, set())),
+            "absent": sorted(doc.get(a, set()) - code.get(a, set())),
+        }
+        for a in sorted(set(doc) | set(code))
+        if doc.get(a) != code.get(a)
+    }
+    assert not wrong, (
+        f"docs/architecture.md's arrows differ from the code ({wrong}; 'missing': imported but not listed, "
+        f"'absent': listed but not imported). The code has:\n{_format(code)}"
+    )
+
+
+def test_the_doc_reader_sees_every_arrow():
+    """A wrong arrow in the doc reaches the comparison: an added, a dropped and a commented one."""
+    text = DOC.read_text()
+    doc = _doc_arrows(text)
+    assert len(doc) >= 15 and doc["nas.metrics"] == set() and "nas.ort_session" in doc
+    added = _doc_arrows(text.replace("- `nas.data` -> `nas.options`;", "- `nas.data` -> `nas.options`, `nas.io`;"))
+    assert added["nas.data"] == doc["nas.data"] | {"nas.io"}
+    dropped = _doc_arrows(text.replace("`nas.quant` (int8_drop), ", ""))
+    assert dropped["nas.search"] == doc["nas.search"] - {"nas.quant"}
+    commented = _doc_arrows(
+        text.replace("- `nas.metrics` -> nothing;", "- `nas.metrics` -> nothing (not `nas.space`);")
+    )
+    assert commented == doc
+    with pytest.raises(AssertionError, match="cannot read the arrow item"):
+        _doc_arrows(text.replace("- `nas.metrics` -> nothing;", "- nas.metrics -> nothing;"))
 
 
 def test_no_function_local_import_of_own_modules():

@@ -89,7 +89,10 @@ class SummaryOptions:
     flops: bool = True
     imgsz: int = 640
 
-    HELP: ClassVar = {"flops": "count GFLOPs (fvcore)", "imgsz": "square input size for the FLOP count (pixels)"}
+    HELP: ClassVar = {
+        "flops": "count GFLOPs (from the ArchConfig)",
+        "imgsz": "square input size for the FLOP count (pixels)",
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,8 @@ import torch
 __all__ = ["Inert", "RefusedGlobal", "Unpickler", "is_module", "load", "loads", "module_state_dict"]
 
 # The class paths a pickled super-gradients YOLO-NAS references (ultralytics assets and SG >= 3.1.x
-# objects), read from the SG source; see shared/reference/yolo_nas.md §5.2.
+# objects), read from the SG source (`src/super_gradients/modules/`, `training/models/detection_models/`) and the
+# pickles of ultralytics' `yolo_nas_{s,m,l}.pt`, which ultralytics' `NAS._load` reads with `torch.load`.
 _SG = "super_gradients."
 _YN = _SG + "training.models.detection_models.yolo_nas."
 SG_MODULE_CLASSES = frozenset(

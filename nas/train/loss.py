@@ -1,6 +1,6 @@
 """YOLO-NAS's training loss: super-gradients' `PPYoloELoss` as the YOLO-NAS recipes use it.
 
-See ../shared/reference/yolo_nas_training.md §1: Task-Aligned Assigner from step 0 (top-13, metric p·IoU⁶, anchor
+As super-gradients' `src/super_gradients/training/losses/ppyolo_loss.py` (tag 3.1.1): Task-Aligned Assigner from step 0 (top-13, metric p·IoU⁶, anchor
 centre inside the box, soft targets t·maxIoU/maxT), varifocal classification loss, GIoU and distribution focal loss,
 `1.0·VFL/S + 2.5·(1−GIoU)/S + 0.5·DFL/S` with S the sum of soft targets (averaged over processes under DDP).
 The trainer (`nas.train`) and the gradient-based zero-cost proxies (`nas.proxy.zero_cost`) use this one loss.

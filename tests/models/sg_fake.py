@@ -4,7 +4,8 @@ subprocess, whose classes mirror super-gradients' attribute layout (module names
 non-persistent `id_tensor` / `proj_conv` buffers, plain attributes, a preprocessing object). The test process
 never has them importable, so loading proves that no super-gradients code is needed.
 
-Layouts follow shared/reference/yolo_nas.md §2 and §5.2. `era="3.1.1"` leaves out the attributes that later
+Layouts follow super-gradients' modules (`src/super_gradients/modules/`, `training/models/detection_models/`) and
+ultralytics' pickled `yolo_nas_{s,m,l}.pt`. `era="3.1.1"` leaves out the attributes that later
 super-gradients versions added (drop_path, dropout, cls/reg_dropout_rate), as the ultralytics assets do.
 """
 

@@ -13,7 +13,7 @@ from nas.space import RELEASED, ArchConfig
 from tests.helpers import seeded_fill, seeded_input
 from tests.models.test_yolo_nas import NON_RELEASED, _tiny
 
-# shared/reference/yolo_nas.md §2.4 and §4: super-gradients' prep_model_for_conversion (partial) and full fusion.
+# (modules, parameters) of super-gradients' S/M/L after its prep_model_for_conversion (partial) and full fusion.
 PARTIAL = {"yolo_nas_s": (625, 12_184_240), "yolo_nas_m": (653, 31_922_098), "yolo_nas_l": (737, 42_017_784)}
 FULL = {"yolo_nas_s": (440, 12_175_888), "yolo_nas_m": (458, 31_906_578), "yolo_nas_l": (512, 41_999_192)}
 OURS_FULL_KEYS = {"yolo_nas_s": 220, "yolo_nas_m": 230, "yolo_nas_l": 260}

@@ -15,7 +15,7 @@ from nas.space.schema import depth_multiplier, width_multiplier
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# shared/reference/yolo_nas.md §1: (out, num_blocks, hidden, concat_intermediates) per backbone stage,
+# super-gradients' recipes/arch_params/yolo_nas_{s,m,l}_arch_params.yaml: (out, num_blocks, hidden, concat_intermediates) per backbone stage,
 # (out, num_blocks, hidden) per neck stage, head width_mult.
 REFERENCE = {
     "yolo_nas_s": {
