@@ -1,0 +1,10 @@
+"""The elastic supernet of a search space: one set of weights, every architecture of the space a sub-network.
+
+from nas.supernet import SuperNet
+net = SuperNet("yolo_nas", num_classes=80)      # or load_supernet("runs/supernet/exp/last.pt")
+model = net.extract(arch)                       # a plain nas.models.build(arch) network, shared weights
+"""
+
+from nas.supernet.net import SuperNet
+
+__all__ = ["SuperNet"]
