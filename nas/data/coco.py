@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from nas.data.dataset import DetectionDataset, ImageRecord, SkipLog, image_size, sanitize_box
+from nas.data.images import check_image
 from nas.errors import DataError, DatasetNotFoundError
 
 __all__ = ["image_dir_candidates", "load_coco_json"]
@@ -120,6 +121,13 @@ def load_coco_json(
         file = root / im["file_name"]
         if not file.is_file():
             log.add("missing_image", f"id {im['id']}: {file}", "restore the file or its record")
+            continue
+        try:
+            check_image(file)
+        except (OSError, DataError) as e:
+            log.add(
+                "unreadable_image", f"id {im['id']}: {file}: {str(e)[:120]}", "replace the file or remove its record"
+            )
             continue
         w, h = im.get("width"), im.get("height")
         if not (_is_int(w) and _is_int(h) and w > 0 and h > 0):

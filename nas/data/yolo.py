@@ -19,7 +19,7 @@ from nas.data.dataset import (
     image_size,
     sanitize_box,
 )
-from nas.data.images import IMAGE_SUFFIXES
+from nas.data.images import IMAGE_SUFFIXES, check_image
 from nas.data.names import COCO80_NAMES, COCO80_TO_91
 from nas.errors import DataError, DatasetNotFoundError
 
@@ -129,8 +129,10 @@ def _read_labels(
         log.add("malformed_row", f"{file}: {e}", "label files are UTF-8 text, one object per row")
         return boxes, classes
     seen: set[tuple[str, ...]] = set()
-    for lineno, line in enumerate(text.splitlines(), 1):
-        parts = tuple(line.split())
+    rows = [tuple(line.split()) for line in text.splitlines()]
+    # A file of 5-number box rows with one longer row is two rows glued by a lost newline, not a polygon among boxes
+    boxes_file = any(len(p) == 5 for p in rows)
+    for lineno, (line, parts) in enumerate(zip(text.splitlines(), rows), 1):
         if not parts:
             continue
         where = f"{file}:{lineno}: {line.strip()!r}"[:200]
@@ -141,6 +143,9 @@ def _read_labels(
             continue
         if len(vals) == 5:
             cx, cy, w, h = vals[1:]
+        elif boxes_file:
+            log.add("malformed_row", where, "one 'cls cx cy w h' row per line: a newline is missing (rows glued)")
+            continue
         elif len(vals) >= 7 and len(vals) % 2 == 1:  # a segment polygon: its bounding box, as ultralytics does
             xs, ys = np.array(vals[1::2]), np.array(vals[2::2])
             cx, cy, w, h = (xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2, np.ptp(xs), np.ptp(ys)
@@ -161,6 +166,10 @@ def _read_labels(
             boxes.append(box)
             classes.append(int(c))
     return boxes, classes
+
+
+def _reason(e: BaseException) -> str:
+    return str(e).splitlines()[0][:120] if str(e) else type(e).__name__
 
 
 def _image_ids(files: list[Path]) -> list[int]:
@@ -224,8 +233,9 @@ def load_yolo_yaml(
             continue
         try:
             w, h = image_size(f)
-        except OSError:
-            log.add("unreadable_image", str(f), "replace or remove the file")
+            check_image(f)
+        except (OSError, DataError) as e:
+            log.add("unreadable_image", f"{f}: {_reason(e)}", "replace or remove the file")
             continue
         rec = ImageRecord(id=image_id, path=f, width=w, height=h)
         lab = label_path(f)

@@ -10,14 +10,13 @@ result.metrics["mAP50_95"], result.best      # best epoch (percent), runs/train/
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from nas.data import DataWarning, load_dataset
+from nas.data import load_dataset
 from nas.errors import CheckpointError, ConfigError, DataError
 from nas.io import increment_dir
 from nas.models import build
@@ -38,15 +37,10 @@ RESUME_OVERRIDES = ("device", "workers", "verbose", "plots", "logger")
 
 
 def load_train_split(data: Any, limit: int | None = None):
-    """The train split; a label row whose class id is not in the data YAML's names is an error naming the row."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DataWarning)
-        ds = load_dataset(data, "train")
-    for w in caught:
-        text = str(w.message)
-        if "[unknown_category]" in text:
-            raise DataError(f"{text.replace('(skipped)', '')}: training would silently lose these objects")
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    """The train split, checked before the first epoch as `nas val` checks its split: damaged images and malformed
+    rows (a class id outside the names included) are skipped, one `DataWarning` per reason naming file:line and
+    the count (docs/data.md, "Damaged data")."""
+    ds = load_dataset(data, "train")
     if len(ds) == 0:
         raise DataError(f"{data!r}: the train split has no images")
     return ds

@@ -177,3 +177,13 @@ def test_structural_errors_raise(coco_layout, tmp_path):
         load_coco_json(coco_layout([], images=dup))
     with pytest.raises(DatasetNotFoundError, match="does not exist"):
         load_coco_json(tmp_path / "missing.json")
+
+
+def test_a_jpeg_truncated_after_its_header_is_skipped_with_its_objects(coco_layout):
+    from tests.data.test_images import photo, truncate_after_header
+
+    path = coco_layout([_ann(1, 1), _ann(2, 2)])
+    truncate_after_header(photo(path.parent.parent / "images" / "val2017" / "000000000002.jpg", 80, 80))
+    with pytest.warns(DataWarning, match=r"\[unreadable_image\].*000000000002.jpg"):
+        ds = load_coco_json(path)
+    assert [r.id for r in ds.images] == [1, 3] and ds.stats["objects_of_skipped_images"] == 1

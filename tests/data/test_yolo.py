@@ -97,28 +97,38 @@ def test_bad_rows_are_skipped_counted_and_warned(yolo_layout):
         "1 0.5 0.5 0 0.2",  # zero width
         "1 1.5 1.5 0.2 0.2",  # fully outside
         "2 0.95 0.5 0.3 0.2",  # partly outside: clipped
-        "2 0.1 0.1 0.3 0.1 0.3 0.3 0.1 0.3",  # polygon: its bounding box
+        "2 0.1 0.1 0.3 0.1 0.3 0.3 0.1 0.3",  # 9 numbers among box rows: two rows glued (no newline)
         "1 nan 0.5 0.2 0.2",  # non-finite
     ]
-    y = yolo_layout({"a": "\n".join(rows) + "\n"})
+    polygon = "2 0.1 0.1 0.3 0.1 0.3 0.3 0.1 0.3\n"  # in a file of polygons: its bounding box
+    y = yolo_layout({"a": "\n".join(rows) + "\n", "b": polygon})
     with pytest.warns(DataWarning) as record:
         ds = _load(y)
     assert ds.stats == {
         "duplicate_row": 1,
-        "malformed_row": 2,
+        "malformed_row": 3,
         "unknown_category": 3,
         "degenerate_box": 1,
         "outside_image": 1,
         "clipped_box": 1,
         "nonfinite_box": 1,
-        "images_without_objects": 2,
+        "images_without_objects": 1,
     }
     messages = [str(w.message) for w in record]
     assert len(messages) == 7 and all(str(y) in m for m in messages)
     assert any("a.txt:3: '1 0.5 0.5'" in m for m in messages)  # file, line and row of the first one
     _, boxes, classes = ds[0]
-    np.testing.assert_array_equal(classes, [0, 2, 2])
-    np.testing.assert_allclose(boxes, [[80, 40, 120, 60], [160, 40, 200, 60], [20, 10, 60, 30]], atol=1e-4)
+    np.testing.assert_array_equal(classes, [0, 2])
+    np.testing.assert_allclose(boxes, [[80, 40, 120, 60], [160, 40, 200, 60]], atol=1e-4)
+    np.testing.assert_allclose(ds[1][1], [[6.4, 6.4, 19.2, 19.2]], atol=1e-4)
+
+
+def test_two_rows_glued_by_a_lost_newline_are_skipped_not_read_as_a_polygon(yolo_layout):
+    glued = "0 0.5 0.5 0.2 0.21 0.3 0.3 0.1 0.1"  # '0 .. 0.2' + '1 0.3 0.3 0.1 0.1' without the newline
+    y = yolo_layout({"a": f"1 0.2 0.2 0.1 0.1\n{glued}\n"})
+    with pytest.warns(DataWarning, match=r"a\.txt:2: .*newline is missing"):
+        ds = _load(y)
+    assert ds.stats["malformed_row"] == 1 and ds[0][2].tolist() == [1]
 
 
 def test_unreadable_and_missing_images(yolo_layout, tmp_path):
@@ -177,3 +187,14 @@ def test_image_size_follows_exif_rotation(tmp_path):
     im.save(tmp_path / "n.jpg")
     assert image_size(tmp_path / "r.jpg") == (20, 60)
     assert image_size(tmp_path / "n.jpg") == (60, 20)
+
+
+def test_a_jpeg_truncated_after_its_header_is_skipped_at_load(yolo_layout, tmp_path):
+    from tests.data.test_images import photo, truncate_after_header
+
+    y = yolo_layout({"a": "0 0.5 0.5 0.2 0.2\n", "b": "1 0.5 0.5 0.2 0.2\n"})
+    b = truncate_after_header(photo(tmp_path / "ds" / "images" / "val" / "b.jpg", 64, 64))
+    assert image_size(b) == (64, 64)  # a valid header
+    with pytest.warns(DataWarning, match=r"\[unreadable_image\].*b\.jpg.*not a readable image"):
+        ds = _load(y)
+    assert [r.path.name for r in ds.images] == ["a.jpg", "c.jpg"] and ds.stats["unreadable_image"] == 1

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from nas.data import DataWarning
 from nas.errors import CheckpointError, ConfigError, DataError, TrainingError
 from nas.models import build, load_model, read_checkpoint
 from nas.space import ArchConfig
@@ -97,10 +98,24 @@ def _yolo_set(root, rows: dict[str, str | None], names=("a", "b")):
     return yaml
 
 
-def test_label_id_beyond_the_names_is_an_error_naming_file_and_line(tmp_path, fast):
+def test_label_id_beyond_the_names_is_skipped_with_a_warning_naming_file_and_line_as_in_val(tmp_path, fast):
     data = _yolo_set(tmp_path, {"a": "0 0.5 0.5 0.2 0.2\n", "b": "1 0.5 0.5 0.3 0.3\n5 0.2 0.2 0.1 0.1\n"})
-    with pytest.raises(DataError, match=r"b\.txt:2: '5 0\.2 0\.2 0\.1 0\.1'.*0\.\.1"):
-        train(_model(2), fast.replace(data=str(data)))
+    with pytest.warns(
+        DataWarning, match=r"1 objects of an unknown category.*b\.txt:2: '5 0\.2 0\.2 0\.1 0\.1'.*0\.\.1"
+    ):
+        result = train(_model(2), fast.replace(data=str(data), val=False))
+    assert result.history[0]["steps"] == 1
+
+
+def test_a_jpeg_truncated_after_its_header_is_skipped_not_fatal_in_training_and_val(tmp_path, fast):
+    from tests.data.test_images import photo, truncate_after_header
+
+    rows = {"a": "0 0.5 0.5 0.4 0.4\n", "b": "1 0.5 0.5 0.3 0.3\n", "c": "0 0.3 0.3 0.2 0.2\n"}
+    data = _yolo_set(tmp_path / "set", rows)
+    truncate_after_header(photo(tmp_path / "set" / "images" / "train" / "b.jpg", 64, 48))
+    with pytest.warns(DataWarning, match=r"\[unreadable_image\].*b\.jpg"):
+        result = train(_model(2), fast.replace(data=str(data), project=str(tmp_path / "r")))
+    assert result.history[0]["steps"] == 1 and "mAP50_95" in result.history[0]  # trained and validated
 
 
 def test_background_images_and_degenerate_boxes(tmp_path, fast):
@@ -147,9 +162,31 @@ def test_frozen_backbone_stays_put_for_the_frozen_epochs(fast):
     assert heads.requires_grad
 
 
-def test_options_are_checked_once():
+def test_options_are_checked_once(fast, monkeypatch):
+    """One check per option, in TrainOptions: a bad value gets the same message whichever way the options are
+    given (constructor, `key=value` arguments, a mapping, `NAS.train` keywords), and a run does not check again."""
+    from nas.options import from_args, from_dict, merge
     from nas.train.options import TrainOptions
 
+    builds = (
+        lambda: TrainOptions(imgsz=100),
+        lambda: from_args(TrainOptions, ["imgsz=100"], "train"),
+        lambda: from_dict(TrainOptions, {"imgsz": 100}),
+        lambda: merge(TrainOptions, None, {"imgsz": 100}, "NAS.train"),
+    )
+    messages = set()
+    for build_options in builds:
+        with pytest.raises(ConfigError) as e:
+            build_options()
+        messages.add(str(e.value))
+    assert messages == {"imgsz: got 100; expected a positive multiple of 32 (e.g. 640)"}
+    checks = []
+    post_init = TrainOptions.__post_init__
+    monkeypatch.setattr(TrainOptions, "__post_init__", lambda self: (checks.append(self), post_init(self))[1])
+    opts = fast.replace(val=False)
+    assert len(checks) == 1
+    train(_model(), opts, save=False)
+    assert len(checks) == 1, "train() checked its options again"
     with pytest.raises(ConfigError, match="imgsz: got 100; expected a positive multiple of 32"):
         TrainOptions(imgsz=100)
     with pytest.raises(ConfigError, match="amp: got 'fp8'; expected one of auto, bf16, fp16, off"):
