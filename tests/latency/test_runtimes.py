@@ -133,11 +133,23 @@ def test_cuda_graph_replay_matches_eager_and_times():
     m, x = tiny_model()
     rt = TorchCUDARuntime("fp16", cuda_graphs=True)
     run = rt.prepare(m, x)
-    t = time_runner(run, FAST, rt.sync)
-    assert len(t.samples_ms) == 5 and t.median_ms > 0
     eager = TorchCUDARuntime("fp16", cuda_graphs=False)
+    expected = _tensors(eager.prepare(m, x)())
+    t = time_runner(run, FAST, rt.sync)  # replays the graph
+    got = _tensors(run())
+    torch.cuda.synchronize()
+    assert len(got) == len(expected) > 0 and all(g.shape == e.shape for g, e in zip(got, expected))
+    assert all(e.abs().max() > 0 and torch.allclose(g, e, rtol=1e-3, atol=1e-3) for g, e in zip(got, expected))
+    assert len(t.samples_ms) == 5 and t.median_ms > 0
     t2 = measure(m, x, eager, FAST)
     assert t2.median_ms > 0
+
+
+def _tensors(out) -> list[torch.Tensor]:
+    """The output tensors of a forward (a tensor or nested tuples/lists of them), as float32 copies."""
+    if isinstance(out, torch.Tensor):
+        return [out.detach().float().clone()]
+    return [t for o in out for t in _tensors(o)]
 
 
 def test_environment_names_the_machine_and_libraries():

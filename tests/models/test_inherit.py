@@ -8,7 +8,8 @@ import torch
 
 from nas.errors import CheckpointError
 from nas.models import build
-from nas.models.inherit import closest, inherit_weights, inheritable_fraction
+from nas.models import checkpoints as ckpt
+from nas.models.inherit import closest, inherit_weights, inheritable_fraction, save_inherited
 from nas.space import load_arch
 from tests.search.tiny import tiny_arch
 
@@ -135,9 +136,6 @@ def test_closest_released_model_of_a_released_architecture_is_itself():
 
 
 def test_checkpoint_sources_and_inherited_checkpoint_round_trip(tmp_path):
-    ckpt = pytest.importorskip("nas.models.checkpoints", reason="checkpoint module (core) not merged yet")
-    from nas.models.inherit import save_inherited
-
     src_arch, dst_arch = tiny_arch("src", {"backbone.stem.out_channels": 1}), tiny_arch("dst")
     src = seeded_state(src_arch)
     ckpt.save_checkpoint(tmp_path / "src.pt", src, src_arch, {})

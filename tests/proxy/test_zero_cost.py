@@ -91,7 +91,6 @@ def test_batch_errors_name_the_fix():
 
 
 def test_synthetic_batch_reads_the_embedded_set():
-    pytest.importorskip("nas.data", reason="nas.data (synthetic set) not merged yet")
     b = make_batch("synthetic", 64, 2, 0)
     assert b.images.shape == (2, 3, 64, 64) and float(b.images.min()) >= 0.0 and float(b.images.max()) <= 1.0
     assert len(b.boxes) == 2 and b.source.startswith("synthetic")
