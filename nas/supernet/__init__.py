@@ -6,5 +6,6 @@ model = net.extract(arch)                       # a plain nas.models.build(arch)
 """
 
 from nas.supernet.net import SuperNet
+from nas.supernet.train import Sandwich, SupernetOptions, distill_loss, load_supernet, train_supernet
 
-__all__ = ["SuperNet"]
+__all__ = ["Sandwich", "SuperNet", "SupernetOptions", "distill_loss", "load_supernet", "train_supernet"]

@@ -68,6 +68,10 @@ class Run:
     on_epoch: Any = None
     resume_state: dict | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    # step_loss(net, x, batch, normalizer, global_step, amp_dtype) -> (loss, parts) replaces one forward + the
+    # loss (the supernet's sandwich rule); extra_meta goes into every checkpoint's meta
+    step_loss: Any = None
+    extra_meta: dict[str, Any] = field(default_factory=dict)
 
 
 def _amp_dtype(opts: TrainOptions, device: torch.device) -> torch.dtype | None:
@@ -79,7 +83,7 @@ def _amp_dtype(opts: TrainOptions, device: torch.device) -> torch.dtype | None:
 
 
 def _save(run: Run, name: str, ema_model: nn.Module, meta_train: dict, state: dict | None) -> Path:
-    meta = {"class_names": run.class_names, "train": meta_train}
+    meta = {"class_names": run.class_names, "train": meta_train, **run.extra_meta}
     weights = ema_model.state_dict()
     return write_checkpoint(run.run_dir / name, run.model.arch, weights, meta, state)
 
@@ -180,10 +184,13 @@ def run_epochs(run: Run) -> TrainResult:
             for g in opt.param_groups:
                 g["lr"] = lr
             try:
-                ctx = torch.autocast("cuda", dtype=dtype) if dtype is not None else contextlib.nullcontext()
-                with ctx:
-                    out = net(x)
-                loss, parts = ppyoloe_loss(out, batch.boxes, batch.labels, normalizer)
+                if run.step_loss is not None:
+                    loss, parts = run.step_loss(net, x, batch, normalizer, global_step, dtype)
+                else:
+                    ctx = torch.autocast("cuda", dtype=dtype) if dtype is not None else contextlib.nullcontext()
+                    with ctx:
+                        out = net(x)
+                    loss, parts = ppyoloe_loss(out, batch.boxes, batch.labels, normalizer)
                 finite = not d.any(not bool(torch.isfinite(loss)))
                 if finite:
                     scaler.scale(loss).backward()
