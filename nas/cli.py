@@ -19,6 +19,7 @@ A new mode is one more `Mode` entry in `MODES`.
 
 from __future__ import annotations
 
+import errno
 import json
 import runpy
 import sys
