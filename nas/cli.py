@@ -39,8 +39,8 @@ from nas.engine.options import (
     ValOptions,
 )
 from nas.errors import ConfigError, DataError, NasError
-from nas.io import increment_dir
-from nas.options import describe, keys_of, parse_text, pick, split_args
+from nas.io import NO_SPACE, increment_dir, os_error
+from nas.options import check_name, describe, keys_of, parse_text, pick, split_args
 from nas.train.options import TrainOptions
 
 __all__ = ["MODES", "Mode", "increment_dir", "main", "parse_args"]
@@ -94,6 +94,9 @@ class RunDir:
         "name": "run directory name (exp, exp2, ... when taken)",
         "exist_ok": "reuse runs/<mode>/<name> instead of incrementing",
     }
+
+    def __post_init__(self):
+        check_name(self.name)
 
 
 @dataclass(frozen=True)
@@ -377,3 +380,37 @@ def main(argv: list[str] | None = None) -> int:
     except NasError as e:  # missing weights, bad data, ...: the message says what to do
         print(f"nas {mode_name}: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"nas {mode_name}: interrupted (Ctrl-C); {_KEPT.get(mode_name, 'files already written are kept')}",
+              file=sys.stderr)  # fmt: skip
+        return 130  # 128 + SIGINT, as a shell reports a process Ctrl-C stopped
+    except Exception as e:
+        text = _os_error_text(e)
+        if text is None:
+            raise
+        print(f"nas {mode_name}: error: {text}", file=sys.stderr)
+        return 1
+
+
+_KEPT = {
+    "train": "last.pt of the last finished epoch is kept: continue with `nas train resume=<run dir>/last.pt`",
+    "predict": "the results so far are in the run directory's predictions.jsonl",
+}
+
+
+def _os_error_text(e: BaseException) -> str | None:
+    """One line for a failure of the machine rather than of the input (full disk, name too long, no permission)."""
+    cause = os_error(e)
+    if cause is None:
+        return None
+    where = f" writing {cause.filename}" if cause.filename else ""
+    if cause.errno in NO_SPACE:
+        return (
+            f"no space left on the device{where} ({cause.strerror}); free some space or write elsewhere "
+            "(project=...); files written before are kept"
+        )
+    if cause.errno == errno.ENAMETOOLONG:
+        return f"a file name is too long{where.replace(' writing', ':')}; shorten name= / project= (255 bytes per name)"
+    if cause.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write{where}: {cause.strerror}; choose a writable folder (project=...)"
+    return None

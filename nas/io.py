@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import time
@@ -18,7 +19,9 @@ __all__ = [
     "atomic_path",
     "dump_yaml",
     "increment_dir",
+    "os_error",
     "parse_yaml",
+    "read_text",
     "remove_stale_temps",
     "write_bytes_atomic",
     "write_text_atomic",
@@ -39,8 +42,40 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except Exception as e:
+        # torch.save on a full disk raises RuntimeError("... unexpected pos ...") over the OSError: surface the
+        # OSError itself, with the file it was writing, so that the caller (and the CLI) can name the cause
+        cause = os_error(e)
+        if cause is not None and not (cause is e and cause.filename):
+            raise OSError(cause.errno, os.strerror(cause.errno), str(path)) from e
+        raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def os_error(e: BaseException | None) -> OSError | None:
+    """The first OSError with an errno in `e`'s chain (`e` itself, its cause, its context, ...), or None."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno is not None:
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
+NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+def read_text(path: str | os.PathLike, error: type[Exception] = ConfigError) -> str:
+    """A UTF-8 text file's content; a binary file (a PNG named .yaml) is `error` naming the file, not a UnicodeDecodeError."""
+    try:
+        return Path(path).read_text()
+    except UnicodeDecodeError as e:
+        raise error(
+            f"{os.fspath(path)}: not a text file (byte {e.start} is {e.object[e.start : e.start + 1]!r}, not UTF-8); "
+            "expected a YAML / JSON text file: check the path"
+        ) from None
 
 
 # A temp file is stale when its writer's process is gone and it has not changed for this long (the age guards

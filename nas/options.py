@@ -36,6 +36,7 @@ from nas.errors import ConfigError, NasError
 
 __all__ = [
     "check",
+    "check_name",
     "class_table",
     "describe",
     "field_error",
@@ -71,6 +72,16 @@ def check(ok: bool, name: str, value: Any, expected: str, error: type[NasError] 
     """`__post_init__` helper: raise "name: got VALUE; expected EXPECTED" unless `ok`."""
     if not ok:
         raise field_error(error, name, f"got {value!r}; expected {expected}")
+
+
+MAX_NAME_BYTES = 255  # a file or folder name on ext4, XFS, APFS, NTFS
+
+
+def check_name(name: str, key: str = "name") -> None:
+    """A run directory name: non-empty, no '/', at most 255 bytes (longer fails with ENAMETOOLONG at mkdir)."""
+    shown = name if len(name) <= 40 else f"{name[:20]}...{name[-10:]} ({len(name.encode())} bytes)"
+    check(bool(name) and "/" not in name, key, shown, "a folder name without '/'")
+    check(len(name.encode()) <= MAX_NAME_BYTES, key, shown, f"a folder name of at most {MAX_NAME_BYTES} bytes")
 
 
 # ---- dict -> dataclass --------------------------------------------------------------------------------------

@@ -199,3 +199,35 @@ def test_space_and_search_modes_pass_arguments_through():
     assert done.returncode == 0 and "backbone.stages.0.num_blocks" in done.stdout
     done = subprocess.run([sys.executable, "-m", "nas", "search", "n_trials=1"], capture_output=True, text=True)
     assert done.returncode != 0 and "yolo_nas" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_binary_file_named_yaml_is_one_line(tmp_path, capsys):
+    binary = tmp_path / "model.yaml"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe binary")
+    assert main(["info", f"model={binary}"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{binary}: not a text file" in err and "UnicodeDecodeError" not in err
+    assert main(["val", f"data={binary}", f"project={tmp_path / 'runs'}"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{binary}: not a text file" in err
+
+
+def test_a_run_name_over_255_bytes_is_refused_before_anything_runs(tmp_path, capsys):
+    for mode in ("val", "predict", "train"):
+        assert main([mode, "name=" + "x" * 300, f"project={tmp_path}"]) == 2
+        err = capsys.readouterr().err
+        assert "name: got 'xxxxxxxxxxxxxxxxxxxx...xxxxxxxxxx (300 bytes)'; expected a folder name of at most 255" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_errors_of_the_machine_are_one_line_naming_cause_and_fix():
+    import errno
+
+    from nas.cli import _os_error_text
+
+    full = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+    full.__context__ = OSError(errno.ENOSPC, "No space left on device", "runs/train/exp/last.pt")
+    assert _os_error_text(full).startswith("no space left on the device writing runs/train/exp/last.pt")
+    long = OSError(errno.ENAMETOOLONG, "File name too long", "runs/x")
+    assert "shorten name= / project=" in _os_error_text(long)
+    assert _os_error_text(ValueError("a bug")) is None  # anything else keeps its traceback

@@ -36,6 +36,8 @@ def read_data_yaml(path: Path) -> dict[str, Any]:
         cfg = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise DataError(f"{path}: malformed YAML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not a text file (byte {e.start} is not UTF-8); expected a data YAML") from None
     if not isinstance(cfg, dict):
         raise DataError(f"{path}: expected a mapping with 'path', 'train', 'val' and 'names', got {type(cfg).__name__}")
     names = cfg.get("names")

@@ -7,6 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 from nas.errors import SpaceError
+from nas.io import read_text
 from nas.space.schema import ArchConfig
 
 __all__ = ["RELEASED", "load_arch", "released_archs"]
@@ -32,7 +33,7 @@ def load_arch(name_or_path: str | os.PathLike | ArchConfig) -> ArchConfig:
         )
     if not path.is_file():
         raise SpaceError(f"architecture file {str(path)!r} does not exist")
-    return ArchConfig.from_yaml(path.read_text(), source=str(path))
+    return ArchConfig.from_yaml(read_text(path, SpaceError), source=str(path))
 
 
 def released_archs() -> dict[str, ArchConfig]:

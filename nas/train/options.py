@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from nas.options import check, keys_of, replace
+from nas.options import check, check_name, keys_of, replace
 
 __all__ = ["AMP_MODES", "LOGGERS", "TrainOptions"]
 
@@ -129,7 +129,7 @@ class TrainOptions:
         check(self.amp in AMP_MODES, "amp", self.amp, f"one of {', '.join(AMP_MODES)}")
         check(self.logger in LOGGERS, "logger", self.logger, f"one of {', '.join(LOGGERS)}")
         check(self.limit is None or self.limit >= 1, "limit", self.limit, "an integer >= 1 or none")
-        check(bool(self.name) and "/" not in self.name, "name", self.name, "a folder name without '/'")
+        check_name(self.name)
 
     def replace(self, **changes: Any) -> TrainOptions:
         """A checked copy with `changes`; an unknown key is refused with the valid ones (`nas.options.replace`)."""

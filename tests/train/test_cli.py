@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from nas.cli import main
 from nas.io import dump_yaml
 from tests.zoo_helpers import tiny_arch
@@ -28,3 +30,56 @@ def test_nas_train_rejects_bad_keys_and_values(capsys):
     assert "imgsz: got 100; expected a positive multiple of 32" in capsys.readouterr().err
     assert main(["train", "amp=fp8"]) == 2
     assert "amp='fp8': expected one of auto, bf16, fp16, off" in capsys.readouterr().err
+
+
+def _train_cmd(tiny_data, tmp_path, project, epochs: int) -> list[str]:
+    import sys
+
+    yaml = tmp_path / "tiny.yaml"
+    yaml.write_text(dump_yaml(tiny_arch(80).to_dict()))
+    return [sys.executable, "-m", "nas", "train", f"model={yaml}", f"data={tiny_data}", f"epochs={epochs}",
+            "imgsz=64", "batch=2", "workers=0", f"project={project}", "verbose=true", "plots=false"]  # fmt: skip
+
+
+def test_ctrl_c_in_nas_train_is_one_line_and_exit_130(tiny_data, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    from tests.train.conftest import ROOT
+
+    proc = subprocess.Popen(_train_cmd(tiny_data, tmp_path, tmp_path / "runs", epochs=50), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not (tmp_path / "runs" / "train" / "exp" / "last.pt").exists():  # training for real, an epoch written
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert "nas train: interrupted (Ctrl-C); last.pt of the last finished epoch is kept" in err
+
+
+def test_a_full_disk_during_training_is_one_line(tiny_data, tmp_path):
+    """A real full disk: a 512 KiB tmpfs as project= (in a private mount namespace), too small for last.pt."""
+    import shutil
+    import subprocess
+
+    from tests.train.conftest import ROOT
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare (util-linux) to mount a small tmpfs")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    probe = subprocess.run(["unshare", "-rm", "mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(disk)],
+                           capture_output=True, text=True)  # fmt: skip
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (user namespaces off?): {probe.stderr.strip()}")
+    cmd = " ".join(f"'{c}'" for c in _train_cmd(tiny_data, tmp_path, disk, epochs=1))
+    run = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=512k tmpfs '{disk}' && exec {cmd}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 1, run.stderr[-3000:]
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    (line,) = [x for x in run.stderr.splitlines() if x.startswith("nas train: error:")]
+    assert "no space left on the device writing" in line and "last.pt" in line and "project=" in line
