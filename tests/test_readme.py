@@ -1,0 +1,32 @@
+"""The README's measured numbers are those of the result files they cite, and it claims nothing measured as unmeasured."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _readme() -> str:
+    return " ".join((ROOT / "README.md").read_text().split())  # line breaks do not matter
+
+
+def test_int8_speedup_is_the_measured_one_and_names_its_cpu_kind():
+    int8 = json.loads((ROOT / "experiments" / "int8" / "results.json").read_text())
+    speedup = int8["models"]["qarepvgg"]["latency"]["threads"]["1"]["speedup"]["int8"]
+    assert int8["machine"]["avx512_vnni"] is False
+    text = _readme()
+    assert f"{speedup:.2f}× on AVX2 without VNNI" in text  # the number with the CPU kind it holds for
+    assert "3.35× on AVX-512 VNNI" in text
+
+
+def test_proxy_ranking_is_reported_from_proxy_correlation_not_as_unmeasured():
+    res = json.loads((ROOT / "experiments" / "proxy_correlation" / "results.json").read_text())
+    vote = next(p for p in res["proxies"] if p["proxy"].startswith("zero-cost vote"))
+    lo, hi = vote["spearman_ci"]
+    text = _readme()
+    assert "zero-cost proxies rank architectures by trained mAP" not in text.split("Not measured yet:")[-1]
+    assert f"ρ {vote['spearman']:.2f} [{lo:.2f}, {hi:.2f}]" in text
+    assert f"{vote['n']} architectures" in text
+    assert "experiments/proxy_correlation" in text and "docs/search.md" in text
