@@ -20,14 +20,16 @@ import torch
 from torch import nn
 
 from nas.data import load_dataset
+from nas.engine.exported import ExportedDetector, is_exported, load_exported
 from nas.engine.info import ModelInfo, model_info
 from nas.engine.names import default_names
 from nas.engine.options import ExportOptions, ExportTarget, InfoOptions, PredictOptions, ValData, ValOptions
-from nas.engine.ort import OrtDetector, is_onnx
+from nas.engine.ort import OrtDetector
 from nas.engine.predict import predict_iter, select_device
 from nas.engine.val import validate
 from nas.errors import CheckpointError, ConfigError, SpaceError
-from nas.export.onnx import export_onnx
+from nas.export.formats import default_file
+from nas.export.formats import export as export_model
 from nas.models import build, fuse, load_model
 from nas.models.inherit import inherit_weights
 from nas.options import merge
@@ -74,8 +76,8 @@ def _load(source: Any) -> tuple[nn.Module, Path | None]:
         )
     text = str(source)
     path = Path(text).expanduser()
-    if is_onnx(path):  # an export (FP32 or INT8): predict and val run it in onnxruntime
-        return OrtDetector(path), path
+    if is_exported(path):  # ONNX, OpenVINO, TorchScript, TensorRT: predict and val run it in its runtime
+        return load_exported(path), path
     if path.suffix in (".yaml", ".yml"):
         if path.is_file():
             return build(load_arch(path)), None
@@ -131,10 +133,16 @@ class NAS:
         """Loaded from an .onnx export: predict and val run in onnxruntime; fuse/to/export do not apply."""
         return isinstance(self.model, OrtDetector)
 
+    @property
+    def is_exported(self) -> bool:
+        """Loaded from an export (ONNX, OpenVINO, TorchScript, TensorRT): predict and val only."""
+        return isinstance(self.model, ExportedDetector)
+
     def _torch_only(self, what: str) -> None:
-        if self.is_onnx:
+        if self.is_exported:
+            kind = "an ONNX" if self.is_onnx else f"a {self.model.runtime}"
             raise ConfigError(
-                f"{what} needs the torch model; {self.ckpt_path} is an ONNX export (predict and val only): "
+                f"{what} needs the torch model; {self.ckpt_path} is {kind} export (predict and val only): "
                 "load the checkpoint it was exported from"
             )
 
@@ -151,9 +159,12 @@ class NAS:
 
     def to(self, device: str | int | torch.device) -> NAS:
         dev = select_device(device)
-        if self.is_onnx:
-            if dev.type != "cpu":
-                raise ConfigError(f"device={device!r}: an ONNX model runs in onnxruntime on the CPU; use device=cpu")
+        if self.is_exported and self.model.runtime != "TorchScript":
+            if dev.type != self.model.device.type:
+                where = self.model.device.type.upper() if self.model.device.type == "cuda" else "the CPU"
+                raise ConfigError(
+                    f"device={device!r}: a {self.model.runtime} model runs on {where}; use device={self.model.device.type}"
+                )
             return self
         self.model.to(dev)
         return self
@@ -252,7 +263,10 @@ class NAS:
         options: ExportOptions | None = None,
         **kwargs: Any,
     ) -> str:
-        """Write a deployment file and check it against torch in onnxruntime; returns its path.
+        """Write a deployment file and check it against torch in its runtime; returns its path.
+
+        format: onnx (onnxruntime), openvino (an IR directory "<stem>_openvino_model/"), torchscript
+        ("<stem>.torchscript") or engine (TensorRT, needs tensorrt and a CUDA GPU); each loads back with `NAS(path)`.
 
         Keywords are `ExportOptions` fields (imgsz, batch, half, dynamic, fuse, nms, conf, iou, max_det, opset,
         int8, data, calib, calib_method).
@@ -268,14 +282,14 @@ class NAS:
         self._torch_only("export()")
         if file is None:
             stem = self.ckpt_path.with_suffix("") if self.ckpt_path else Path(self.arch.name)
-            file = stem.with_name(stem.name + ("_int8.onnx" if opts.int8 else ".onnx"))
+            file = default_file(stem, format, opts.int8)
         metadata = {
             "names": {str(k): v for k, v in self.names.items()},
             "arch_name": self.arch.name,
             "arch_digest": self.arch.digest(),
             "arch": self.arch.to_yaml(),
         }
-        result = export_onnx(self.model, file, opts, metadata=metadata)
+        result = export_model(self.model, format, file, opts, metadata=metadata)
         if verbose or not result.ok:
             print(result, file=sys.stdout if result.ok else sys.stderr)
         self.last_export = result

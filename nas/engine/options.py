@@ -32,7 +32,9 @@ HARDWARE = "cpu_ort"  # the shipped latency target
 PREPROCESS_MODES = ("ultralytics", "sg")
 # val protocol -> (default conf, pre-NMS candidate cap)
 PROTOCOLS = {"ultralytics": (0.001, 30000), "sg": (0.01, 1000)}
-EXPORT_FORMATS = ("onnx",)
+EXPORT_FORMATS = ("onnx", "openvino", "torchscript", "engine")  # nas.export.formats.EXPORTERS, in this order
+# OpenVINO INT8 routes: OpenVINO's own post-training quantization, or reading our onnxruntime QDQ graph
+OV_INT8_ROUTES = ("nncf", "qdq")
 # nas.quant.CALIB_METHODS, repeated here so that `nas help` need not import onnxruntime's quantizer (a test
 # keeps the two equal)
 CALIB_METHODS = ("minmax", "percentile", "entropy")
@@ -157,6 +159,7 @@ class ExportOptions(InferenceOptions):
     data: Any = "synthetic"
     calib: int = 32
     calib_method: str = "minmax"
+    ov_int8: str = "nncf"
 
     HELP: ClassVar = {
         "conf": "in-graph NMS confidence threshold",
@@ -170,11 +173,12 @@ class ExportOptions(InferenceOptions):
         "data": "int8 calibration images: synthetic, a data YAML or a COCO JSON (its train split)",
         "calib": "int8: number of calibration images",
         "calib_method": "int8 calibration: minmax, percentile or entropy",
+        "ov_int8": "format=openvino int8: nncf (OpenVINO's quantizer) or qdq (our onnxruntime QDQ graph)",
     }
-    CHOICES: ClassVar = {"calib_method": CALIB_METHODS}
+    CHOICES: ClassVar = {"calib_method": CALIB_METHODS, "ov_int8": OV_INT8_ROUTES}
     ORDER: ClassVar = (
         "imgsz", "batch", "dynamic", "fuse", "nms", "conf", "iou", "max_det", "half", "opset",
-        "int8", "data", "calib", "calib_method",
+        "int8", "data", "calib", "calib_method", "ov_int8",
     )  # fmt: skip
 
     def __post_init__(self):
@@ -185,6 +189,7 @@ class ExportOptions(InferenceOptions):
             raise ConfigError(f"int8={self.int8!r}: expected true or false")
         _positive_int("calib", self.calib)
         _one_of("calib_method", self.calib_method, CALIB_METHODS)
+        _one_of("ov_int8", self.ov_int8, OV_INT8_ROUTES)
 
 
 @dataclass(frozen=True)
