@@ -68,6 +68,11 @@ class ProxyConfig:
     # `inherit` with train_epochs=0: re-estimate BatchNorm statistics on this many train images before scoring
     # (sliced weights keep the parent's statistics and score near 0 without it); 0: as inherited
     inherit_bn_images: int = 0
+    # `supernet` (proxy=supernet): a trained supernet checkpoint (`nas supernet train`); each candidate is its
+    # extracted sub-network, BatchNorm re-estimated on supernet_bn_images train images, scored by mAP50_95 on
+    # train_data's val split at train_imgsz; int8_drop / max_int8_drop then use the candidate's measured INT8 drop
+    supernet: str | None = None
+    supernet_bn_images: int = 64
 
 
 @dataclass

@@ -21,6 +21,7 @@ from nas.models.inherit import save_inherited
 from nas.options import from_args
 from nas.search.select import Selection
 from nas.space import ArchConfig, load_arch
+from nas.supernet.weights import is_supernet_source, save_supernet_weights
 
 __all__ = ["emitted_name", "main", "write_selected"]
 
@@ -54,7 +55,8 @@ def write_selected(
             f"with {header.get('cost')} <= {sel.budget:.6g}",
             *(f"# {k}: {v}" for k, v in header.items()),
             f"# trial {sel.record.number}: {values}",
-            f"# load: nas.space.load_arch('{path.name}'); weights: python -m nas.search.emit inherit {path.name} weights=auto",
+            f"# load: nas.space.load_arch('{path.name}'); weights: python -m nas.search.emit inherit {path.name} "
+            f"weights={header.get('weights', 'auto')}",
         ]
         paths[tier] = write_text_atomic(path, "\n".join(lines) + "\n" + arch.to_yaml())
     return paths
@@ -68,8 +70,9 @@ class _InheritArgs:
 
 def _usage() -> str:
     return (
-        "usage: python -m nas.search.emit inherit ARCH.yaml weights=NAME|PATH|auto [out=PATH.pt]\n"
-        "  NAME: yolo_nas_s | yolo_nas_m | yolo_nas_l (looked up in the weights directory)"
+        "usage: python -m nas.search.emit inherit ARCH.yaml weights=NAME|PATH|auto|supernet:PATH [out=PATH.pt]\n"
+        "  NAME: yolo_nas_s | yolo_nas_m | yolo_nas_l (looked up in the weights directory)\n"
+        "  supernet:PATH: the architecture's sub-network of a trained supernet (nas supernet train)"
     )
 
 
@@ -90,11 +93,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         arch = load_arch(arch_path)
         out = Path(opts.out or Path(arch_path).with_suffix(".pt"))
-        report = save_inherited(arch, opts.weights, out)
+        if is_supernet_source(opts.weights):
+            info = save_supernet_weights(arch, opts.weights, out)
+            summary = (
+                f"the sub-network of supernet {info['supernet']} (BatchNorm re-estimated on {info['bn_images']} images)"
+            )
+        else:
+            summary = save_inherited(arch, opts.weights, out).summary()
     except NasError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {out}: {report.summary()}")
+    print(f"wrote {out}: {summary}")
     return 0
 
 

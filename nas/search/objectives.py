@@ -34,6 +34,8 @@ from nas.proxy.train import TrainedProxy, inherit_score, short_train_score
 from nas.quant.estimate import int8_drop_estimate, load_block_drop
 from nas.search.config import ProxyConfig, RerankConfig, SearchConfig
 from nas.space import ArchConfig, SearchSpace
+from nas.supernet import score as supernet_score
+from nas.supernet import supernet_digest
 
 __all__ = ["OBJECTIVES", "DiskCache", "Evaluation", "Evaluator", "check_objectives", "default_cache_dir"]
 
@@ -130,7 +132,9 @@ def _hardware_name(hardware: Any) -> str | None:
     raise ConfigError(f"hardware={hardware!r}: expected a hardware name (e.g. cpu_ort) or a mapping with a `name`")
 
 
-TRAINED = ("short_train", "inherit")  # proxies that train (nas.proxy.train); the others are zero-cost
+# proxies that train (nas.proxy.train) or score a trained supernet's sub-network (nas.supernet); the others are
+# zero-cost
+TRAINED = ("short_train", "inherit", "supernet")
 
 
 def _parent_key(path: str | None) -> str | None:
@@ -170,6 +174,19 @@ def _check_proxy_config(p: ProxyConfig) -> None:
             raise ConfigError(f"proxy.inherit_from={p.inherit_from}: no such file (a trained checkpoint, e.g. last.pt)")
         if p.train_score != "mAP50_95" and p.train_epochs == 0:
             raise ConfigError("proxy=inherit with train_epochs=0 has no training loss: set proxy.train_score=mAP50_95")
+    if "supernet" in names:
+        if not p.supernet:
+            raise ConfigError(
+                "proxy=supernet needs proxy.supernet=PATH: a supernet trained on proxy.train_data, e.g. "
+                "`nas supernet train weights=yolo_nas_l data=synthetic` then proxy.supernet=runs/supernet/exp/best.pt"
+            )
+        if not Path(p.supernet).is_file():
+            raise ConfigError(f"proxy.supernet={p.supernet}: no such file (a `nas supernet train` run's best.pt)")
+        if p.train_score != "mAP50_95" or p.supernet_bn_images < 0:
+            raise ConfigError(
+                f"proxy=supernet scores mAP50_95 after re-estimating BatchNorm on supernet_bn_images >= 0 images; "
+                f"got train_score={p.train_score}, supernet_bn_images={p.supernet_bn_images}"
+            )
     if p.inherit_bn_images and ("inherit" not in names or p.train_epochs != 0 or p.inherit_bn_images < 0):
         raise ConfigError(
             f"proxy.inherit_bn_images={p.inherit_bn_images}: BatchNorm re-estimation applies to proxy=inherit with "
@@ -183,8 +200,8 @@ def rerank_proxy(cfg: SearchConfig) -> ProxyConfig:
     r = cfg.rerank
     if r.k < 1:
         raise ConfigError(f"rerank.k={r.k}: the number of candidates per tier to re-rank, >= 1 (0 turns it off)")
-    if r.proxy not in TRAINED:
-        raise ConfigError(f"rerank.proxy={r.proxy!r}; choose one of {', '.join(TRAINED)} (a training proxy)")
+    if r.proxy not in TRAINED[:2]:
+        raise ConfigError(f"rerank.proxy={r.proxy!r}; choose one of {', '.join(TRAINED[:2])} (a training proxy)")
     p = ProxyConfig(
         name="rerank",
         proxies=[r.proxy],
@@ -288,6 +305,8 @@ class Evaluator:
             spec.append([p.train_epochs, p.train_imgsz, p.train_data, p.train_score, _parent_key(p.inherit_from)])
             if p.inherit_bn_images:  # appended only when set: the keys of earlier caches stay valid
                 spec.append(["bn_images", p.inherit_bn_images])
+            if "supernet" in p.proxies:
+                spec.append(["supernet", supernet_digest(p.supernet), p.supernet_bn_images])
         return _hash([spec, zero_cost.PROXY_VERSION])
 
     def _trained(self, name: str, arch: ArchConfig) -> float:
@@ -297,6 +316,10 @@ class Evaluator:
         )
         if name == "short_train":
             out = short_train_score(arch, cfg)
+        elif name == "supernet":
+            out = supernet_score(
+                arch, p.supernet, data=p.train_data, imgsz=p.train_imgsz, bn_images=p.supernet_bn_images, seed=p.seed
+            )
         else:
             out = inherit_score(arch, p.inherit_from, cfg)
         v = out[p.train_score]
@@ -397,6 +420,24 @@ class Evaluator:
         m, _ = self.reranker.measure(arch)
         return float(m["proxies"][self.reranker.proxy.proxies[0]])
 
+    def int8_drop(self, arch: ArchConfig) -> float:
+        """mAP50-95 points lost by INT8: measured on the candidate's supernet sub-network when proxy.supernet is
+        given (nas.supernet.score, cached by architecture and supernet digest), else the block-table estimate."""
+        p = self.proxy
+        if not p.supernet:
+            return int8_drop_estimate(arch, self.int8_drop_table)
+        spec = [arch.digest(), "int8_drop", supernet_digest(p.supernet), p.train_data, p.train_imgsz]
+        key = _hash([spec, p.supernet_bn_images, p.seed])
+        hit = self.cache.get(key)
+        if isinstance(hit, dict) and hit.get("digest") == arch.digest() and "int8_drop" in hit:
+            return float(hit["int8_drop"])
+        out = supernet_score(
+            arch, p.supernet, data=p.train_data, imgsz=p.train_imgsz, bn_images=p.supernet_bn_images, int8=True,
+            seed=p.seed,
+        )  # fmt: skip
+        self.cache.put(key, {"digest": arch.digest(), "int8_drop": out["int8_drop"], "mAP50_95": out["mAP50_95"]})
+        return float(out["int8_drop"])
+
     def evaluate(self, arch: ArchConfig) -> Evaluation:
         """Every metric of `arch`; objectives absent from the config are still reported when cheap."""
         t0 = time.perf_counter()
@@ -404,5 +445,5 @@ class Evaluator:
         score = zero_cost.combine(m["proxies"], self.reference(), self.proxy.proxies, self.proxy.combine)
         values = {"proxy_score": score, **self.costs(arch)}
         if self.wants_int8_drop:
-            values["int8_drop"] = int8_drop_estimate(arch, self.int8_drop_table)
+            values["int8_drop"] = self.int8_drop(arch)
         return Evaluation(values, dict(m["proxies"]), time.perf_counter() - t0, cached)

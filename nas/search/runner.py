@@ -249,6 +249,8 @@ def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> S
         "cost": ev.cost,
         "proxy": _proxy_label(cfg.proxy),
     }
+    if cfg.proxy.supernet:  # the scores are sub-networks of this supernet: their weights too (docs/supernet.md)
+        header["weights"] = f"supernet:{cfg.proxy.supernet}"
     reranked: dict[str, list[dict[str, Any]]] = {}
     if ev.reranker is not None:  # two stages: the k best per tier re-scored by the costly proxy
         log.info("re-ranking the %d best candidates per tier by %s", cfg.rerank.k, _proxy_label(ev.reranker.proxy))
@@ -296,6 +298,8 @@ def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> S
         if sel_row is not None:
             sel_row["name"] = emit.emitted_name(tier, sel.record.arch, session.space.references)
             sel_row["equals_reference"] = sel.reference is not None and sel.record.arch == sel.reference.arch
+            if "weights" in header:
+                sel_row["weights"] = header["weights"]
         ref_row = row(sel.reference)
         delta = None
         if sel.record is not None and sel.reference is not None:

@@ -6,6 +6,20 @@ model = net.extract(arch)                       # a plain nas.models.build(arch)
 """
 
 from nas.supernet.net import SuperNet
-from nas.supernet.train import Sandwich, SupernetOptions, distill_loss, load_supernet, train_supernet
+from nas.supernet.score import score, supernet_digest
+from nas.supernet.train import Sandwich, SupernetOptions, distill_loss, load_supernet, save_supernet, train_supernet
+from nas.supernet.weights import extract_weights, save_supernet_weights
 
-__all__ = ["Sandwich", "SuperNet", "SupernetOptions", "distill_loss", "load_supernet", "train_supernet"]
+__all__ = [
+    "Sandwich",
+    "SuperNet",
+    "SupernetOptions",
+    "distill_loss",
+    "extract_weights",
+    "load_supernet",
+    "save_supernet",
+    "save_supernet_weights",
+    "score",
+    "supernet_digest",
+    "train_supernet",
+]

@@ -40,10 +40,10 @@ from nas.train.loss import ppyoloe_loss
 from nas.train.options import TrainOptions
 from nas.train.outputs import RunLog
 from nas.train.run import RESUME_OVERRIDES, load_train_split
-from nas.train.state import read_train_state
+from nas.train.state import read_train_state, write_checkpoint
 from nas.train.trainer import Run, TrainResult, run_epochs
 
-__all__ = ["Sandwich", "SupernetOptions", "distill_loss", "load_supernet", "train_supernet"]
+__all__ = ["Sandwich", "SupernetOptions", "distill_loss", "load_supernet", "save_supernet", "train_supernet"]
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,12 @@ class Sandwich:
                 loss = loss + self.opts.distill * distill_loss(out, teacher)
             total = total + loss
         return total, parts  # the logged terms are the largest's; the loss is the sandwich's sum
+
+
+def save_supernet(net: SuperNet, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
+    """Write `net` as a supernet checkpoint (what a training run writes, without its train state); `meta` adds to
+    the recorded `supernet` entry (e.g. data=, imgsz=: what `weights=supernet:PATH` re-estimates BatchNorm on)."""
+    return write_checkpoint(Path(path), net.arch, net.state_dict(), {"supernet": {**net.spec, **(meta or {})}}, None)
 
 
 def load_supernet(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> SuperNet:
@@ -202,6 +208,7 @@ def train_supernet(
     runlog = RunLog(run_dir, opts.logger, opts.to_dict(), opts.name) if run_dir is not None else None
     names = [train_ds.names[i] for i in range(nc)]
     extra = {"supernet": {**model.spec, **sopts.to_dict(), "inherited": inherited}}
+    extra["supernet"].update(data=opts.data if isinstance(opts.data, str) else None, imgsz=opts.imgsz)
     run = Run(opts, model, TrainSet(train_ds, opts), val_ds, names, d, run_dir, runlog, say, on_epoch, resume_state)
     run = dataclasses.replace(run, step_loss=Sandwich(model, sopts, opts.seed), extra_meta=extra)
     if say is not None:

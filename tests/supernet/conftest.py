@@ -20,6 +20,15 @@ def _one_thread():
 
 
 @pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> str:
+    """data YAML of a synthetic set with 8 train and 4 val images (8 classes)."""
+    from nas.data.synthetic import SyntheticSpec, ensure_synthetic
+
+    folder = ensure_synthetic(tmp_path_factory.mktemp("supernet_synth"), SyntheticSpec(seed=3, n_train=8, n_val=4))
+    return str(folder / "synthetic.yaml")
+
+
+@pytest.fixture(scope="session")
 def tiny_space_path(tmp_path_factory):
     return write_space(tmp_path_factory.mktemp("supernet_space"))
 

@@ -10,7 +10,7 @@ from nas.models import build, save_checkpoint
 from nas.supernet import Sandwich, SupernetOptions, load_supernet, train_supernet
 from nas.supernet.plan import with_classes
 
-FAST = dict(data="synthetic", imgsz=64, batch=4, limit=8, workers=0, device="cpu", plots=False, verbose=False)
+FAST = dict(imgsz=64, batch=4, workers=0, device="cpu", plots=False, verbose=False)
 
 
 def test_sandwich_draws_largest_smallest_and_seeded_randoms(supernet):
@@ -20,8 +20,9 @@ def test_sandwich_draws_largest_smallest_and_seeded_randoms(supernet):
     assert s.archs(6)[2:] != a[2:]
 
 
-def test_training_writes_supernet_checkpoints_that_load_back(tiny_space_path, tmp_path):
-    result = train_supernet(tiny_space_path, epochs=1, val=False, project=str(tmp_path), random_subnets=1, **FAST)
+def test_training_writes_supernet_checkpoints_that_load_back(tiny_space_path, tiny_data, tmp_path):
+    result = train_supernet(tiny_space_path, data=tiny_data, epochs=1, project=str(tmp_path), random_subnets=1, **FAST)
+    assert "mAP50_95" in result.history[0]  # the largest sub-network, validated
     assert result.last == tmp_path / "supernet" / "exp" / "last.pt"
     net = load_supernet(result.last)
     assert net.num_classes == 8 and net.checkpoint_meta["supernet"]["random_subnets"] == 1
@@ -32,8 +33,8 @@ def test_training_writes_supernet_checkpoints_that_load_back(tiny_space_path, tm
         load_supernet(path)
 
 
-def test_resume_continues_bit_for_bit(tiny_space_path, tmp_path):
-    opts = dict(epochs=2, val=False, random_subnets=1, **FAST)
+def test_resume_continues_bit_for_bit(tiny_space_path, tiny_data, tmp_path):
+    opts = dict(data=tiny_data, epochs=2, val=False, random_subnets=1, **FAST)
     full = train_supernet(tiny_space_path, project=str(tmp_path / "a"), **opts)
 
     def stop(row, _model):
@@ -47,12 +48,12 @@ def test_resume_continues_bit_for_bit(tiny_space_path, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_starting_weights_place_the_source_architecture_exactly(supernet, tiny_space_path, tmp_path):
+def test_starting_weights_place_the_source_architecture_exactly(supernet, tiny_space_path, tiny_data, tmp_path):
     arch = with_classes(supernet.smallest, 8)
     torch.manual_seed(1)
     source = build(arch)
     path = save_checkpoint(tmp_path / "small.pt", source, arch)
-    result = train_supernet(tiny_space_path, epochs=1, val=False, save=False, weights=str(path), lr0=1e-12,
+    result = train_supernet(tiny_space_path, data=tiny_data, epochs=1, val=False, save=False, weights=str(path), lr0=1e-12,
                             ema_decay=0.0, random_subnets=0, **FAST)  # fmt: skip
     got = result.model.extract(arch).state_dict()
     want = source.state_dict()
