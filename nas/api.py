@@ -26,7 +26,7 @@ from nas.engine.names import default_names
 from nas.engine.options import ExportOptions, ExportTarget, InfoOptions, PredictOptions, ValData, ValOptions
 from nas.engine.ort import OrtDetector
 from nas.engine.predict import predict_iter, select_device
-from nas.engine.val import validate
+from nas.engine.val import default_data, validate
 from nas.errors import CheckpointError, ConfigError, SpaceError
 from nas.export.formats import default_file
 from nas.export.formats import export as export_model
@@ -229,6 +229,7 @@ class NAS:
         super-gradients' 636 + pad-640 recipe (conf default 0.01). Prints a table with `verbose`.
         """
         opts = merge(ValOptions, options, kwargs, "NAS.val")
+        data = default_data(data, self.model)
         if isinstance(data, (str, os.PathLike)):
             data = load_dataset(data, split=split)
         self._use(device)

@@ -179,10 +179,13 @@ def _run_predict(args: dict[str, Any]) -> int:
 
 def _run_val(args: dict[str, Any]) -> int:
     from nas.data import load_dataset
-    from nas.engine.val import validate
+    from nas.engine.val import default_data, validate
 
-    dataset = load_dataset(args["data"], split=args["split"])
+    auto = args["data"] == "auto"  # the model decides which; a named dataset is checked before loading the model
+    dataset = None if auto else load_dataset(args["data"], split=args["split"])
     model = _model(args)
+    if dataset is None:
+        dataset = load_dataset(default_data(args["data"], model.model), split=args["split"])
     save_dir = increment_dir(Path(args["project"]) / "val" / args["name"], args["exist_ok"])
     try:
         metrics = validate(model.model, dataset, pick(ValOptions, args), save_dir=save_dir)

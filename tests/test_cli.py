@@ -33,7 +33,7 @@ def test_parse_typed_values_and_defaults():
         None,
     )
     assert args["iou"] == 0.7 and args["max_det"] == 300 and args["model"] == "yolo_nas_s"
-    assert parse_args(["val"])[1]["data"] == "synthetic"
+    assert parse_args(["val"])[1]["data"] == "auto"
     assert parse_args([]) == ("help", {})
 
 
@@ -231,3 +231,13 @@ def test_errors_of_the_machine_are_one_line_naming_cause_and_fix():
     long = OSError(errno.ENAMETOOLONG, "File name too long", "runs/x")
     assert "shorten name= / project=" in _os_error_text(long)
     assert _os_error_text(ValueError("a bug")) is None  # anything else keeps its traceback
+
+
+def test_bare_val_picks_a_dataset_of_the_models_classes(tmp_path, ckpt, capsys):
+    coco_like = make_checkpoint(tmp_path / "coco80.pt", 80)  # 80 classes, as the released S/M/L
+    assert main(["val", f"model={coco_like}", f"project={tmp_path / 'runs'}"]) == 1
+    err = capsys.readouterr().err
+    assert "coco8 'val' images are not under the datasets root" in err  # the data it needs, and where to put it
+    assert "80 classes but the dataset has 8" not in err and "not for the 80-class released weights" in err
+    assert main(["val", f"model={ckpt}", "imgsz=64", f"project={tmp_path / 'runs'}"]) == 0  # synthetic's 8 classes
+    assert "mAP50-95" in capsys.readouterr().out

@@ -30,7 +30,8 @@ def _howto(name: str, split: str, root: Path) -> str:
     """What to place where for a shipped config whose images are absent."""
     tail = (
         "\nNothing is downloaded at run time; set NAS_DATASETS_DIR to use another datasets root.\n"
-        "Or run on the embedded synthetic set instead: data=synthetic"
+        "Or run on the embedded synthetic set instead: data=synthetic (8 classes of its own: for a model trained on "
+        "it, e.g. nas train model=yolo_nas_s.yaml data=synthetic, not for the 80-class released weights)"
     )
     if name == "coco8.yaml":
         return (

@@ -196,11 +196,12 @@ class ExportOptions(InferenceOptions):
 class ValData:
     """The dataset `nas val` / `NAS.val` reads: synthetic, a data YAML or a COCO JSON, and its split."""
 
-    data: str = "synthetic"
+    data: str = "auto"
     split: str = "val"
 
     HELP: ClassVar = {
-        "data": "synthetic, a data YAML (coco8.yaml, ...) or a COCO JSON",
+        "data": "synthetic, a data YAML (coco8.yaml, ...) or a COCO JSON; auto: coco8.yaml for a model of the 80 "
+        "COCO classes (the released S/M/L), else synthetic",
         "split": "dataset split",
     }
 

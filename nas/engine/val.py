@@ -22,6 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from nas.data.images import read_image
+from nas.data.names import COCO80_NAMES
 from nas.data.transforms import Geometry, rect_batch_shapes, scale_boxes, sg_transform, to_tensor, val_transform
 from nas.engine.options import ValOptions
 from nas.engine.predict import check_device, forward
@@ -31,7 +32,15 @@ from nas.metrics import coco_evaluate, to_coco_detections
 from nas.models.postprocess import non_max_suppression
 from nas.options import merge
 
-__all__ = ["format_metrics", "val_batches", "validate"]
+__all__ = ["default_data", "format_metrics", "val_batches", "validate"]
+
+
+def default_data(data: Any, model: nn.Module) -> Any:
+    """`data`, or for "auto" the dataset a model can be validated on without being told: COCO's coco8.yaml for a
+    model of the 80 COCO classes (the released S/M/L), else the embedded synthetic set (8 classes)."""
+    if not (isinstance(data, str) and data == "auto"):
+        return data
+    return "coco8.yaml" if model_outputs_classes(model) == len(COCO80_NAMES) else "synthetic"
 
 
 def _plan(
@@ -125,6 +134,11 @@ def validate(
             f"the model predicts {num_classes} classes but the dataset has {len(dataset.category_ids)} "
             f"({', '.join(list(dataset.names.values())[:5])}, ...); validate on a dataset with the model's classes, "
             "or build/fine-tune a model with heads.num_classes equal to the dataset's"
+            + (
+                " (the released S/M/L predict the 80 COCO classes: data=coco8.yaml or data=coco.yaml)"
+                if num_classes == len(COCO80_NAMES)
+                else ""
+            )
         )
     if not dataset.images:
         raise DataError("the dataset has no images to validate on")

@@ -115,7 +115,8 @@ def train(
     if adaptation is not None and pretrained and say is not None:
         say(adaptation.summary())
     train_set = TrainSet(train_ds, opts)
-    if save and d.main and run_dir is None:
+    created = save and d.main and run_dir is None
+    if created:
         run_dir = increment_dir(Path(opts.project) / "train" / opts.name, opts.exist_ok)
     if not save:
         run_dir = None
@@ -131,6 +132,10 @@ def train(
     try:
         result = run_epochs(run)
         result.adaptation = adaptation
+    except BaseException:
+        if created and run_dir is not None and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # failed before writing anything (batch > images, ...): leave no empty runs/train/exp
+        raise
     finally:
         if runlog is not None:
             runlog.finish()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,6 +85,7 @@ def test_cuda_out_of_memory_suggests_a_smaller_batch(fast, monkeypatch):
 def test_batch_larger_than_the_dataset(fast):
     with pytest.raises(ConfigError, match="batch=32 is larger than the 16 training images; use batch<=16"):
         train(_model(), fast.replace(batch=32, val=False))
+    assert not (Path(fast.project) / "train" / "exp").exists()  # no empty run directory left behind
 
 
 def _yolo_set(root, rows: dict[str, str | None], names=("a", "b")):
