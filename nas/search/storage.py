@@ -4,7 +4,6 @@ study-level lock that workers of one study take to claim shared work, and a boun
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import logging
 import os
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import optuna
+from filelock import FileLock
 
 from nas.errors import ConfigError, NasError
 from nas.search.config import StorageConfig
@@ -82,7 +82,7 @@ class StudyStorage:
 
     storage: optuna.storages.BaseStorage
     desc: str
-    lock_file: Path | None = None  # sqlite/journal: flock on this file
+    lock_file: Path | None = None  # sqlite/journal: a file lock beside this file
     retry_s: float = 60.0
     outages: int = 0  # connection losses ridden out so far (a worker re-checks its own trials after one)
     _outage_since: float | None = field(default=None, repr=False)
@@ -90,8 +90,8 @@ class StudyStorage:
     # ---- the study lock ------------------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self, study_name: str, what: str) -> Iterator[None]:
-        """A cross-process mutex for `what` of one study: a PostgreSQL advisory lock, an flock beside a sqlite
-        or journal file, a thread lock in memory. Released by the server or the OS when a holder dies."""
+        """A cross-process mutex for `what` of one study: a PostgreSQL advisory lock, a file lock (flock) beside a
+        sqlite or journal file, a thread lock in memory. Released by the server or the OS when a holder dies."""
         key = f"{study_name}/{what}"
         if isinstance(self.storage, optuna.storages.RDBStorage) and self.storage.engine.dialect.name == "postgresql":
             from sqlalchemy import text
@@ -109,12 +109,8 @@ class StudyStorage:
             return
         if self.lock_file is not None:
             path = self.lock_file.with_name(f"{self.lock_file.name}.{hashlib.sha256(key.encode()).hexdigest()[:12]}")
-            with open(path, "a+") as fh:
-                fcntl.flock(fh, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(fh, fcntl.LOCK_UN)
+            with FileLock(path):
+                yield
             return
         with _MEMORY_LOCKS.setdefault(key, threading.Lock()):
             yield
@@ -221,8 +217,7 @@ def make_storage(cfg: StorageConfig, out_dir: str | os.PathLike) -> StudyStorage
         db = Path(url[len("sqlite:///") :])
         db.parent.mkdir(parents=True, exist_ok=True)
         lock_file = db.with_name(f".{db.name}.lock")
-        with open(lock_file, "a+") as fh:  # processes started together would race to create the tables
-            fcntl.flock(fh, fcntl.LOCK_EX)
+        with FileLock(lock_file):  # processes started together would race to create the tables
             # sqlite serializes writers; wait instead of failing when another process holds the lock.
             storage = _rdb(cfg, url, {"connect_args": {"timeout": 60}})
         return StudyStorage(storage, redact(url), lock_file=lock_file, retry_s=cfg.retry_s)
