@@ -28,7 +28,7 @@ from nas.engine.ort import OrtDetector
 from nas.engine.predict import predict_iter, select_device
 from nas.engine.val import default_data, validate
 from nas.errors import CheckpointError, ConfigError, SpaceError
-from nas.export.formats import default_file
+from nas.export.formats import default_file, export_metadata
 from nas.export.formats import export as export_model
 from nas.models import build, fuse, load_model
 from nas.models.inherit import inherit_weights
@@ -284,13 +284,7 @@ class NAS:
         if file is None:
             stem = self.ckpt_path.with_suffix("") if self.ckpt_path else Path(self.arch.name)
             file = default_file(stem, format, opts.int8)
-        metadata = {
-            "names": {str(k): v for k, v in self.names.items()},
-            "arch_name": self.arch.name,
-            "arch_digest": self.arch.digest(),
-            "arch": self.arch.to_yaml(),
-        }
-        result = export_model(self.model, format, file, opts, metadata=metadata)
+        result = export_model(self.model, format, file, opts, metadata=export_metadata(self.arch, self.names))
         if verbose or not result.ok:
             print(result, file=sys.stdout if result.ok else sys.stderr)
         self.last_export = result

@@ -24,8 +24,9 @@ from nas.export.openvino import export_openvino
 from nas.export.tensorrt import export_engine
 from nas.export.torchscript import export_torchscript
 from nas.options import merge
+from nas.space.schema import ArchConfig
 
-__all__ = ["EXPORTERS", "default_file", "export"]
+__all__ = ["EXPORTERS", "default_file", "export", "export_metadata"]
 
 EXPORTERS = {
     "onnx": export_onnx,
@@ -34,6 +35,16 @@ EXPORTERS = {
     "engine": export_engine,
 }
 assert tuple(EXPORTERS) == EXPORT_FORMATS, "nas.engine.options.EXPORT_FORMATS lists the formats for the CLI"
+
+
+def export_metadata(arch: ArchConfig, names: dict[int, str]) -> dict[str, Any]:
+    """What every export records about its model (so `NAS(path)` knows the architecture and the class names)."""
+    return {
+        "names": {str(k): v for k, v in names.items()},
+        "arch_name": arch.name,
+        "arch_digest": arch.digest(),
+        "arch": arch.to_yaml(),
+    }
 
 
 def default_file(stem: str | os.PathLike, format: str, int8: bool = False) -> Path:

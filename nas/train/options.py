@@ -64,6 +64,10 @@ class TrainOptions:
     logger: str = "none"
     plots: bool = True
     verbose: bool = True
+    qat: bool = False
+    qat_calib: int = 32
+    qat_per_channel: bool = True
+    qat_exclude: str | None = None
 
     HELP: ClassVar = {
         "data": "dataset: synthetic, a shipped config, a data YAML or a COCO JSON",
@@ -105,6 +109,12 @@ class TrainOptions:
         "logger": "none or wandb (offline unless WANDB_MODE says otherwise)",
         "plots": "write the training-curves PNG",
         "verbose": "progress bar and per-epoch lines",
+        "qat": "quantization-aware fine-tuning of model= (trained): epochs/10, lr0 and weight_decay x 0.01, no "
+        "mosaic/EMA; writes qat_int8.onnx (QDQ)",
+        "qat_calib": "qat: calibration images of the train split (the PTQ ranges QAT starts from)",
+        "qat_per_channel": "qat: per-channel weight scales (false: per-tensor)",
+        "qat_exclude": "qat: convolutions kept float, comma-separated module names, or heads (every head conv "
+        "but the stems, super-gradients' YOLO-NAS skips)",
     }
 
     CHOICES: ClassVar = {"amp": AMP_MODES, "logger": LOGGERS}
@@ -113,7 +123,7 @@ class TrainOptions:
         if isinstance(self.resume, str) and self.resume.lower() in ("true", "false", "1", "0", "yes", "no", ""):
             object.__setattr__(self, "resume", self.resume.lower() in ("true", "1", "yes"))  # key=value text
         check(self.imgsz >= 32 and self.imgsz % 32 == 0, "imgsz", self.imgsz, "a positive multiple of 32 (e.g. 640)")
-        for key in ("epochs", "batch", "max_bad_steps", "val_period"):
+        for key in ("epochs", "batch", "max_bad_steps", "val_period", "qat_calib"):
             check(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
         check(self.workers is None or self.workers >= 0, "workers", self.workers, "an integer >= 0 or none (auto)")
         for key in ("freeze_epochs", "close_mosaic", "save_period_steps"):

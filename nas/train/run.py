@@ -9,6 +9,7 @@ result.metrics["mAP50_95"], result.best      # best epoch (percent), runs/train/
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from torch import nn
 
 from nas.data import load_dataset
 from nas.errors import CheckpointError, ConfigError, DataError
-from nas.io import increment_dir
+from nas.io import increment_dir, write_text_atomic
 from nas.models import build
 from nas.options import merge
 from nas.train.data import TrainSet
@@ -26,6 +27,7 @@ from nas.train.dist import setup
 from nas.train.finetune import adapt_classes
 from nas.train.options import TrainOptions
 from nas.train.outputs import RunLog, summary_table
+from nas.train.qat import export_qat, qat_recipe, start_qat
 from nas.train.state import read_train_state
 from nas.train.trainer import Run, TrainResult, run_epochs
 
@@ -90,7 +92,9 @@ def train(
     class-layer re-initialization when the dataset's classes differ from the model's. `save=False` writes nothing
     (no run directory). `on_epoch(row, ema_model)` is called on rank 0 after every epoch."""
     opts = merge(TrainOptions, opts, overrides, "nas.train.run.train")
-    resume_state, run_dir = None, None
+    if opts.qat:
+        opts = qat_recipe(opts)
+    resume_state, run_dir, qat_images = None, None, None
     if opts.resume:
         path, opts, resume_state, arch = _resume_from(model, opts)
         run_dir = path.parent
@@ -111,6 +115,8 @@ def train(
     if val_ds is not None and len(val_ds.category_ids) != nc:
         raise DataError(f"the train split has {nc} classes but the val split {len(val_ds.category_ids)}")
     model, adaptation = adapt_classes(model, nc)
+    if opts.qat:
+        model, qat_images = start_qat(model, opts, pretrained)
     say = log if (d.main and opts.verbose) else None
     if adaptation is not None and pretrained and say is not None:
         say(adaptation.summary())
@@ -132,6 +138,10 @@ def train(
     try:
         result = run_epochs(run)
         result.adaptation = adaptation
+        if opts.qat and run_dir is not None and d.main:
+            info = export_qat(result.model, qat_images, run_dir, names)
+            write_text_atomic(run_dir / "qat.json", json.dumps(info, indent=1, default=str) + "\n")
+            result.best = Path(info["path"])
     except BaseException:
         if created and run_dir is not None and run_dir.is_dir() and not any(run_dir.iterdir()):
             run_dir.rmdir()  # failed before writing anything (batch > images, ...): leave no empty runs/train/exp

@@ -234,7 +234,7 @@ def run_epochs(run: Run) -> TrainResult:
                 run.log.write_step(global_step, epoch + 1, k + 1, value, lr)
             bar.set_postfix(loss=f"{value:.3f}", lr=f"{lr:.2e}")
             mid = o.save_period_steps and global_step % o.save_period_steps == 0 and k + 1 < steps
-            if mid and d.main and run.run_dir is not None:
+            if mid and d.main and run.run_dir is not None and not o.qat:
                 last_path = _save(run, "last.pt", eval_model, {"epoch": epoch, "batch": k + 1}, state(epoch, k + 1))
         bar.close()
         done = max(1.0, sums.pop("n"))
@@ -256,8 +256,9 @@ def run_epochs(run: Run) -> TrainResult:
                 best_fitness = fitness
             if run.run_dir is not None:
                 meta = dict(row)
-                last_path = _save(run, "last.pt", eval_model, meta, state(epoch + 1, 0))
-                if improved:
+                if not o.qat:  # a QAT network is fused and fake-quantized: the run writes qat_int8.onnx instead
+                    last_path = _save(run, "last.pt", eval_model, meta, state(epoch + 1, 0))
+                if improved and not o.qat:
                     best_path = _save(run, "best.pt", eval_model, meta, None)
                 run.log.write_epochs(run.history)
                 if o.plots:
