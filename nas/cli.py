@@ -193,7 +193,11 @@ def _run_val(args: dict[str, Any]) -> int:
         if not any(save_dir.iterdir()):  # failed before writing anything: leave no empty run directory
             save_dir.rmdir()
         raise
-    print(f"mAP50-95 {metrics['mAP50_95']:.4f}, mAP50 {metrics['mAP50']:.4f}; results saved to {save_dir}")
+    print(
+        f"P {metrics['precision']:.3f}, R {metrics['recall']:.3f}, mAP50 {metrics['mAP50']:.4f}, mAP50-95 "
+        f"{metrics['mAP50_95']:.4f} (fractions; {metrics['protocol']} protocol, {metrics['letterbox']} letterbox); "
+        f"results saved to {save_dir}"
+    )
     return 0
 
 
@@ -255,8 +259,12 @@ def _run_train(args: dict[str, Any]) -> int:
     torch.manual_seed(opts.seed)  # the initialization of a YAML model
     result = NAS(args["model"]).train(options=opts)
     if int(os.environ.get("RANK", "0")) == 0:
-        metrics = {k: result.metrics.get(k) for k in ("epoch", "mAP50_95", "mAP50")}
-        print(json.dumps({"best": str(result.best) if result.best else None, **metrics}))
+        # the trainer keeps mAP in points (results.csv, the experiments' ground truth); what nas prints is a
+        # fraction, as nas val prints it and metrics.json stores it
+        m = result.metrics
+        metrics = {"epoch": m.get("epoch")}
+        metrics.update({k: None if m.get(k) is None else round(m[k] / 100, 6) for k in ("mAP50_95", "mAP50")})
+        print(json.dumps({"best": str(result.best) if result.best else None, **metrics, "scale": "fraction"}))
     return 0
 
 

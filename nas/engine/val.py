@@ -169,6 +169,10 @@ def validate(
     metrics = dict(coco_evaluate(dataset, detections))
     metrics.update(
         protocol=protocol,
+        # how images were letterboxed: per-batch rectangles (torch, dynamic ONNX) or imgsz squares (a fixed-shape
+        # graph), which changes the mAP: compare formats (an INT8 drop) only at the same letterbox
+        letterbox="square" if protocol == "sg" or not rect else "rect",
+        scale="fraction",  # every mAP, P and R here is in [0, 1]
         imgsz=imgsz,
         num_images=n,
         num_detections=len(detections),
@@ -202,15 +206,21 @@ def model_outputs_classes(model: nn.Module) -> int:
 def format_metrics(metrics: dict[str, Any], dataset: Any) -> str:
     """The printed val table: all classes, then one row per class with ground truth (AP50-95, AP50)."""
     counts = _instance_counts(dataset)
-    head = f"{'class':>22} {'images':>8} {'instances':>10} {'mAP50-95':>9} {'mAP50':>7} {'mAP75':>7}"
+    head = f"{'class':>22} {'images':>8} {'instances':>10} {'P':>6} {'R':>6} {'mAP50-95':>9} {'mAP50':>7} {'mAP75':>7}"
     lines = [
+        f"protocol {metrics.get('protocol')}, {metrics.get('letterbox')} letterbox at imgsz {metrics.get('imgsz')}; "
+        "mAP, P and R as fractions (0-1); P and R at the confidence of the best mean F1 (IoU 0.5)",
         head,
-        f"{'all':>22} {metrics['num_images']:>8} {sum(counts.values()):>10} "
-        f"{metrics['mAP50_95']:>9.4f} {metrics['mAP50']:>7.4f} {metrics['mAP75']:>7.4f}",
+        f"{'all':>22} {metrics['num_images']:>8} {sum(counts.values()):>10} {metrics['precision']:>6.3f} "
+        f"{metrics['recall']:>6.3f} {metrics['mAP50_95']:>9.4f} {metrics['mAP50']:>7.4f} {metrics['mAP75']:>7.4f}",
     ]
-    ap50 = metrics.get("per_class_AP50", {})
+    ap50, pc, rc = metrics.get("per_class_AP50", {}), metrics["per_class_precision"], metrics["per_class_recall"]
+    nan = float("nan")
     for name, ap in metrics.get("per_class", {}).items():
-        lines.append(f"{name:>22} {'':>8} {counts.get(name, 0):>10} {ap:>9.4f} {ap50.get(name, float('nan')):>7.4f}")
+        lines.append(
+            f"{name:>22} {'':>8} {counts.get(name, 0):>10} {pc.get(name, nan):>6.3f} {rc.get(name, nan):>6.3f} "
+            f"{ap:>9.4f} {ap50.get(name, nan):>7.4f}"
+        )
     speed = metrics["speed_ms"]
     lines.append(f"speed: {speed['inference']:.1f} ms inference, {speed['nms']:.1f} ms NMS per image")
     return "\n".join(lines)

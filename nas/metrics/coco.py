@@ -13,7 +13,7 @@ import numpy as np
 if TYPE_CHECKING:
     from nas.data.dataset import DetectionDataset
 
-__all__ = ["STAT_NAMES", "coco_evaluate", "ground_truth_detections", "to_coco_detections"]
+__all__ = ["STAT_NAMES", "coco_evaluate", "ground_truth_detections", "precision_recall", "to_coco_detections"]
 
 # COCOeval.stats, in order (the last three maxDets follow `max_dets`).
 STAT_NAMES = (
@@ -30,6 +30,56 @@ STAT_NAMES = (
     "AR_medium",
     "AR_large",
 )
+
+
+def precision_recall(ev: Any, iou_index: int = 0) -> dict[str, Any]:
+    """Precision and recall as ultralytics prints them (P, R), from a COCOeval that has run `evaluate()`.
+
+    Per class with ground truth, at IoU `ev.params.iouThrs[iou_index]` (0.5), area "all", the detections kept
+    by maxDets: precision and recall as functions of the confidence threshold, sampled on 1,000 thresholds in
+    [0, 1]; the threshold is the one that maximises the class-mean F1 (smoothed by a 10% box filter, as
+    ultralytics' `ap_per_class`), and P / R are the class means there. Crowd matches and ignored boxes are left
+    out as COCOeval leaves them out.
+    """
+    p = ev.params
+    n_area, n_img = len(p.areaRng), len(p.imgIds)
+    grid = np.linspace(0, 1, 1000)
+    curves_p, curves_r, cat_ids = [], [], []
+    for k, cid in enumerate(p.catIds):
+        evs = [e for e in ev.evalImgs[k * n_area * n_img : k * n_area * n_img + n_img] if e is not None]  # area "all"
+        n_pos = sum(int(np.count_nonzero(np.asarray(e["gtIgnore"]) == 0)) for e in evs)
+        if n_pos == 0:
+            continue
+        scores = np.concatenate([np.asarray(e["dtScores"], dtype=float) for e in evs] or [np.zeros(0)])
+        matched = np.concatenate([np.asarray(e["dtMatches"])[iou_index] > 0 for e in evs] or [np.zeros(0, bool)])
+        ignored = np.concatenate(
+            [np.asarray(e["dtIgnore"])[iou_index].astype(bool) for e in evs] or [np.zeros(0, bool)]
+        )
+        order = np.argsort(-scores, kind="mergesort")
+        scores, matched, ignored = scores[order], matched[order], ignored[order]
+        keep = ~ignored
+        scores, matched = scores[keep], matched[keep]
+        tp, fp = np.cumsum(matched), np.cumsum(~matched)
+        recall = tp / n_pos
+        precision = tp / np.maximum(tp + fp, 1)
+        # at threshold c the detections with score > c count (ultralytics: np.interp over -conf)
+        curves_r.append(np.interp(-grid, -scores, recall, left=0) if len(scores) else np.zeros_like(grid))
+        curves_p.append(np.interp(-grid, -scores, precision, left=1) if len(scores) else np.zeros_like(grid))
+        cat_ids.append(cid)
+    if not cat_ids:
+        return {"precision": 0.0, "recall": 0.0, "conf": 0.0, "per_class_precision": {}, "per_class_recall": {}}
+    pc, rc = np.array(curves_p), np.array(curves_r)
+    f1 = 2 * pc * rc / (pc + rc + 1e-16)
+    nf = round(len(grid) * 0.1 * 2) // 2 + 1  # ultralytics' smooth(f1.mean(0), 0.1)
+    y = np.concatenate((np.full(nf // 2, f1.mean(0)[0]), f1.mean(0), np.full(nf // 2, f1.mean(0)[-1])))
+    i = int(np.convolve(y, np.ones(nf) / nf, mode="valid").argmax())
+    return {
+        "precision": float(pc[:, i].mean()),
+        "recall": float(rc[:, i].mean()),
+        "conf": float(grid[i]),
+        "per_class_precision": {c: float(v) for c, v in zip(cat_ids, pc[:, i])},
+        "per_class_recall": {c: float(v) for c, v in zip(cat_ids, rc[:, i])},
+    }
 
 
 def to_coco_detections(
@@ -198,7 +248,14 @@ def coco_evaluate(
         name = dataset.names[k]
         per_class[name] = _mean_valid(prec[:, :, cat_ids.index(cid)])
         per_class_50[name] = _mean_valid(prec[t50, :, cat_ids.index(cid)])
+    pr = precision_recall(ev, t50)
+    names_by_cid = {cid: dataset.names[k] for k, cid in enumerate(dataset.category_ids)}
     return {
+        "precision": pr["precision"],
+        "recall": pr["recall"],
+        "conf_best_f1": pr["conf"],
+        "per_class_precision": {names_by_cid[c]: v for c, v in pr["per_class_precision"].items()},
+        "per_class_recall": {names_by_cid[c]: v for c, v in pr["per_class_recall"].items()},
         "mAP50_95": float(stats[0]),
         "mAP50": float(stats[1]),
         "mAP75": float(stats[2]),

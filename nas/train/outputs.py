@@ -105,11 +105,11 @@ def epoch_table(history: list[dict[str, Any]]) -> list[str]:
 
 
 def summary_table(metrics: dict[str, Any]) -> str:
-    """Markdown table: all classes, then AP50-95 and AP50 of each class (percent)."""
-    lines = ["| class | AP50-95 | AP50 |", "|---|---|---|"]
-    lines.append(f"| all | {100 * metrics['mAP50_95']:.1f} | {100 * metrics['mAP50']:.1f} |")
+    """Markdown table: all classes, then AP50-95 and AP50 of each class, as fractions (0-1) like `nas val` prints."""
+    lines = ["| class | AP50-95 (0-1) | AP50 (0-1) |", "|---|---|---|"]
+    lines.append(f"| all | {metrics['mAP50_95']:.4f} | {metrics['mAP50']:.4f} |")
     per50 = metrics.get("per_class_AP50", {})
     for name, ap in metrics.get("per_class", {}).items():
         ap50 = per50.get(name)
-        lines.append(f"| {name} | {100 * ap:.1f} | {'' if ap50 is None else f'{100 * ap50:.1f}'} |")
+        lines.append(f"| {name} | {ap:.4f} | {'' if ap50 is None else f'{ap50:.4f}'} |")
     return "\n".join(lines)

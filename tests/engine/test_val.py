@@ -50,8 +50,13 @@ def test_perfect_detector_scores_map_1(dataset, capsys):
     assert metrics["mAP50"] == pytest.approx(1.0) and metrics["mAP75"] == pytest.approx(1.0)
     assert all(v == pytest.approx(1.0) for v in metrics["per_class"].values())
     assert metrics["protocol"] == "ultralytics" and metrics["num_images"] == len(dataset.images)
-    out = capsys.readouterr()
-    assert "mAP50-95" in out.out and dataset.names[0] in out.out
+    assert metrics["precision"] == pytest.approx(1.0) and metrics["recall"] == pytest.approx(1.0)
+    assert metrics["letterbox"] == "rect" and metrics["scale"] == "fraction"
+    out = capsys.readouterr().out
+    assert "mAP50-95" in out and dataset.names[0] in out
+    assert "ultralytics, rect letterbox at imgsz 640" in out and "as fractions (0-1)" in out
+    header = next(line for line in out.splitlines() if line.lstrip().startswith("class"))
+    assert header.split() == ["class", "images", "instances", "P", "R", "mAP50-95", "mAP50", "mAP75"]
 
 
 def test_perfect_detector_scores_map_1_with_sg_protocol(dataset):

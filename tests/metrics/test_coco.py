@@ -175,3 +175,27 @@ def test_to_coco_detections_maps_classes_and_boxes():
         to_coco_detections(7, [[0, 0, 1, 1]], [0.5, 0.4], [0], [3])
     with pytest.raises(ValueError, match=r"outside 0\.\.1"):
         to_coco_detections(7, [[0, 0, 1, 1]], [0.5], [2], [3, 8])
+
+
+def test_precision_and_recall_at_the_best_f1_confidence_as_ultralytics_prints_them():
+    # cat: 2 objects, one found (0.9). dog: 1 object, found (0.9) after a false positive (0.95).
+    # Below 0.9 every curve is flat: cat P 1, R 0.5; dog P 0.5, R 1 (mean F1 0.67); above 0.9 cat has R 0 and dog
+    # P <= 0.5 falling to 0: the best mean F1 is the plateau, P = R = 0.75 (ultralytics' P and R columns).
+    ds = _dataset([[(10, 10, 100, 100, 0), (300, 200, 50, 50, 0), (400, 50, 60, 60, 1)]])
+    dets = [
+        _det(1, 10, 10, 100, 100, 0.9, cat=3),
+        _det(1, 500, 400, 40, 40, 0.95, cat=8),  # no dog there
+        _det(1, 400, 50, 60, 60, 0.9, cat=8),
+    ]
+    r = coco_evaluate(ds, dets)
+    assert r["precision"] == approx(0.75) and r["recall"] == approx(0.75) and r["conf_best_f1"] < 0.9
+    assert r["per_class_precision"] == {"cat": approx(1.0), "dog": approx(0.5)}
+    assert r["per_class_recall"] == {"cat": approx(0.5), "dog": approx(1.0)}
+
+
+def test_precision_recall_of_perfect_and_empty_detections():
+    ds = _dataset([[(10, 10, 100, 100, 0), (300, 200, 20, 10, 1)], [(5, 5, 50, 60, 1)]])
+    perfect = coco_evaluate(ds, ground_truth_detections(ds))
+    assert perfect["precision"] == approx(1.0) and perfect["recall"] == approx(1.0)
+    empty = coco_evaluate(ds, [])
+    assert empty["precision"] == 0.0 and empty["recall"] == 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -19,8 +20,11 @@ def test_nas_train_from_an_architecture_yaml(tiny_data, tmp_path, capsys):
     assert main(["train", *args]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["best"] == str(tmp_path / "runs" / "train" / "exp" / "best.pt") and out["epoch"] == 1
-    assert 0 <= out["mAP50_95"] <= out["mAP50"] <= 100
-    assert (tmp_path / "runs" / "train" / "exp" / "results.csv").is_file()
+    assert 0 <= out["mAP50_95"] <= out["mAP50"] <= 1 and out["scale"] == "fraction"  # as nas val prints it
+    run = tmp_path / "runs" / "train" / "exp"
+    row = next(csv.DictReader((run / "results.csv").open()))  # the trainer's own record, in points
+    assert out["mAP50_95"] == pytest.approx(float(row["mAP50_95"]) / 100, abs=1e-6)
+    assert f"| all | {out['mAP50_95']:.4f} |" in (run / "summary.md").read_text()
 
 
 def test_nas_train_rejects_bad_keys_and_values(capsys):
