@@ -94,6 +94,7 @@ def test_predict_writes_a_fresh_run_dir(ckpt, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "image 1 " in out
     assert "2 image(s) at imgsz 128. The first image is slower: PyTorch" in out, "the slow first image is explained"
+    assert "fused='full'" in out  # predict runs the re-parameterized network (S at 640: 279 -> 246 ms)
     assert main([*argv, "save=false"]) == 0
     assert sorted(p.name for p in (tmp_path / "runs" / "predict" / "exp2").iterdir()) == [
         "predictions.json",
