@@ -24,7 +24,7 @@ from nas.models.checkpoints import read_checkpoint
 from nas.models.inherit import inherit_weights
 from nas.space.io import load_arch
 from nas.space.schema import ArchConfig
-from nas.space.space import SearchSpace, load_space
+from nas.space.space import Dimension, SearchSpace, load_space
 from nas.supernet.plan import Bounds, View, check_space, describe_mismatch, extreme_archs, plan, with_classes
 
 __all__ = ["SuperNet", "take"]
@@ -106,8 +106,6 @@ def _space_of(space: SearchSpace | str | os.PathLike | dict) -> SearchSpace:
     if isinstance(space, SearchSpace):
         return space
     if isinstance(space, dict):  # the form a supernet checkpoint records (`SuperNet.spec`)
-        from nas.space.space import Dimension
-
         dims = tuple(
             Dimension(p, tuple(tuple(c) if isinstance(c, list) else c for c in cs)) for p, cs in space["dimensions"]
         )
