@@ -1,4 +1,4 @@
-"""Detection datasets: COCO JSON, ultralytics data YAML + YOLO labels, and the embedded synthetic set."""
+"""Detection datasets: COCO JSON, ultralytics data YAML + YOLO labels, Pascal VOC XML, and the embedded synthetic set."""
 
 from nas.data.dataset import DataWarning, DetectionDataset, ImageRecord, datasets_dir
 from nas.data.load import SHIPPED_CONFIGS, load_dataset

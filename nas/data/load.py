@@ -8,6 +8,7 @@ from pathlib import Path
 from nas.data.coco import load_coco_json
 from nas.data.dataset import DetectionDataset, datasets_dir
 from nas.data.synthetic import ensure_synthetic
+from nas.data.voc import is_voc_folder, load_voc
 from nas.data.yolo import load_yolo_yaml
 from nas.errors import DataError, DatasetNotFoundError
 
@@ -63,7 +64,8 @@ def load_dataset(
 
     `data` is `"synthetic"` (the embedded set, generated on first use), a shipped config name
     (`"coco8.yaml"`, `"coco.yaml"`, `"synthetic.yaml"`; the `.yaml` may be left out), the path of an
-    ultralytics data YAML, or the path of a COCO instances JSON (images found next to it or in `images_dir`).
+    ultralytics data YAML, the path of a COCO instances JSON (images found next to it or in `images_dir`), or a
+    Pascal VOC folder (Annotations/, JPEGImages/, ImageSets/Main/<split>.txt; `nas.data.voc`).
     """
     if isinstance(data, DetectionDataset):
         return data
@@ -74,12 +76,17 @@ def load_dataset(
     if images_dir is not None and suffix != ".json":
         raise DataError(f"images_dir applies to a COCO JSON, not to data={key!r}")
 
+    if path.is_dir() and is_voc_folder(path):
+        return load_voc(path, split)
     if path.is_file() or suffix == ".json" or os.sep in key or (os.altsep and os.altsep in key):
         if suffix == ".json":
             return load_coco_json(path, images_dir, split=split)
         if suffix in (".yaml", ".yml"):
             return load_yolo_yaml(path, split, datasets_root=root)
-        raise DataError(f"data={key!r}: expected an ultralytics data YAML (.yaml) or a COCO instances JSON (.json)")
+        raise DataError(
+            f"data={key!r}: expected an ultralytics data YAML (.yaml), a COCO instances JSON (.json) or a Pascal VOC "
+            "folder (with Annotations/ and JPEGImages/)"
+        )
 
     name = key if suffix in (".yaml", ".yml") else f"{key}.yaml"
     if key == "synthetic" or name == "synthetic.yaml":
