@@ -42,6 +42,7 @@ def test_int8_export_names_and_reports(exports, ckpt):
     assert result.int8["method"] == "minmax" and result.int8["calib_images"] == 8
     assert result.int8["per_channel"] and 0 < result.int8["output_error"]["error"] < 0.5
     assert "INT8" in str(result)
+    assert "cost 0.18 mAP50-95 points" in str(result) and "nas val model=<the FP32 .onnx>" in str(result)  # a guide
 
 
 def test_fp32_onnx_predicts_the_torch_boxes(exports):
