@@ -31,10 +31,11 @@ from nas.errors import CheckpointError, ConfigError, SpaceError
 from nas.export.formats import default_file, export_metadata
 from nas.export.formats import export as export_model
 from nas.models import build, fuse, load_model
-from nas.models.inherit import inherit_weights
+from nas.models.inherit import InheritReport, inherit_weights
 from nas.options import merge
 from nas.space.io import RELEASED, load_arch
 from nas.space.schema import ArchConfig
+from nas.supernet.weights import is_supernet_source, supernet_inherit
 from nas.train.options import TrainOptions
 from nas.train.run import train as run_training
 from nas.train.trainer import TrainResult
@@ -114,11 +115,20 @@ class NAS:
                     f"weights={os.fspath(weights)!r}: {self.ckpt_path} already holds weights; "
                     "weights= initialises an architecture given as YAML or ArchConfig"
                 )
-            state_dict, self.inherited = inherit_weights(self.arch, weights)
-            self.model.load_state_dict(state_dict, strict=True)
+            self.inherited = self._initial_weights(weights)
         self.model.eval()
         self.names: dict[int, str] = _names(self.model, self.arch.num_classes)
         self.last_export: ExportResult | None = None  # the file and onnxruntime-vs-torch diffs of the last export
+
+    def _initial_weights(self, weights: str | os.PathLike) -> InheritReport:
+        """Weights for an architecture given as YAML/ArchConfig: inherited (`nas.models.inherit`), or its
+        sub-network of a trained supernet (`supernet:PATH`, with the supernet's classes)."""
+        if is_supernet_source(weights):
+            self.model, report = supernet_inherit(self.arch, weights)
+            return report
+        state_dict, report = inherit_weights(self.arch, weights)
+        self.model.load_state_dict(state_dict, strict=True)
+        return report
 
     @property
     def arch(self) -> ArchConfig:
@@ -244,8 +254,7 @@ class NAS:
         if opts.weights is not None and not opts.resume:
             if self.ckpt_path is not None or self.inherited is not None:
                 raise ConfigError(f"weights={opts.weights!r}: this model already holds weights")
-            state_dict, self.inherited = inherit_weights(self.arch, opts.weights)
-            self.model.load_state_dict(state_dict, strict=True)
+            self.inherited = self._initial_weights(opts.weights)
             print(self.inherited.summary())
         pretrained = self.ckpt_path is not None or self.inherited is not None
         result = run_training(self.model, opts, pretrained=pretrained)

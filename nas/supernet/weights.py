@@ -18,13 +18,14 @@ from torch import nn
 
 from nas.data import load_dataset
 from nas.models.checkpoints import save_checkpoint
+from nas.models.inherit import InheritReport
 from nas.proxy.train import recalibrate_bn
 from nas.space.io import load_arch
 from nas.space.schema import ArchConfig
 from nas.supernet.plan import with_classes
 from nas.supernet.score import load_cached, supernet_digest
 
-__all__ = ["PREFIX", "extract_weights", "is_supernet_source", "save_supernet_weights"]
+__all__ = ["PREFIX", "extract_weights", "is_supernet_source", "save_supernet_weights", "supernet_inherit"]
 
 PREFIX = "supernet:"
 
@@ -53,7 +54,18 @@ def extract_weights(
     used = recalibrate_bn(model, load_dataset(data, "train"), imgsz, bn_images) if bn_images and data else 0
     info = {"supernet": str(Path(path)), "supernet_digest": supernet_digest(path), "bn_images": used}
     info.update(data=str(data) if data is not None else None, imgsz=imgsz)
+    model.checkpoint_meta = {"class_names": net.checkpoint_meta.get("class_names"), "supernet_weights": info}
     return model.eval(), info
+
+
+def supernet_inherit(arch: ArchConfig | str, supernet: str | os.PathLike, **kw: Any) -> tuple[nn.Module, InheritReport]:
+    """`extract_weights` reported like `nas.models.inherit` (every tensor a copy of the sub-network): what
+    `NAS(arch, weights="supernet:PATH")` and `nas train model=ARCH.yaml weights=supernet:PATH` use."""
+    model, info = extract_weights(arch, supernet, **kw)
+    n = sum(p.numel() for p in model.parameters())
+    k = len(list(model.parameters()))
+    where = f"{PREFIX}{info['supernet']}; BatchNorm re-estimated on {info['bn_images']} images"
+    return model, InheritReport(where, f"the supernet ({info['supernet_digest']})", True, n, n, k, 0, 0)
 
 
 def save_supernet_weights(arch: ArchConfig | str, supernet: str | os.PathLike, out: str | os.PathLike, **kw: Any):

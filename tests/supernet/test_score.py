@@ -64,3 +64,14 @@ def test_emit_writes_supernet_weights_for_an_architecture(checkpoint, tiny_space
     assert torch.equal(
         w, torch.load(checkpoint, weights_only=True)["state_dict"]["backbone.stem/conv/branch_3x3/conv.weight"][:c]
     )
+
+
+def test_nas_takes_supernet_weights_for_an_architecture(checkpoint, tiny_space, tmp_path):
+    from nas import NAS
+
+    arch = tiny_space.random(np.random.default_rng(4))
+    yaml = tmp_path / "a.yaml"
+    yaml.write_text(arch.to_yaml())
+    model = NAS(str(yaml), weights=f"supernet:{checkpoint}")
+    assert model.arch == with_classes(arch, 8) and model.inherited.exact and model.inherited.fraction == 1.0
+    assert str(checkpoint) in model.inherited.source
