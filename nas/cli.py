@@ -6,6 +6,8 @@
     nas info model=yolo_nas_s.pt detailed=true
     nas export model=yolo_nas_s.pt format=onnx nms=true
     nas export model=yolo_nas_s.pt format=onnx int8=true data=synthetic calib=32
+    nas export model=yolo_nas_s.pt format=openvino int8=true     (also torchscript; engine with TensorRT + CUDA)
+    nas benchmark model=yolo_nas_s.pt data=synthetic formats=onnx,onnx_int8,openvino_int8
     nas val model=yolo_nas_s_int8.onnx data=synthetic       (ONNX exports run in onnxruntime)
     nas latency model=yolo_nas_m hardware=cpu_ort measure=true
     nas search +space=yolo_nas strategy=tpe n_trials=100    (the Hydra app, python -m nas.search)
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from nas.engine.options import (
+    BenchmarkOptions,
     ExportOptions,
     ExportTarget,
     InfoOptions,
@@ -232,7 +235,9 @@ def _run_latency(args: dict[str, Any]) -> int:
     if args["measure"]:
         from nas.latency.build import measure_archs
 
-        timing = measure_archs([arch], hw)[0]
+        timing_hw = load_hardware(hw, clock=args["clock"]) if args["clock"] else hw
+        print(f"measuring on the {timing_hw.timing.clock} clock", flush=True)
+        timing = measure_archs([arch], timing_hw)[0]
         error = (predicted - timing["median_ms"]) / timing["median_ms"]
         print(
             f"measured {timing['median_ms']:.2f} ms (p10 {timing['p10_ms']:.2f}, p90 {timing['p90_ms']:.2f}, "
@@ -248,6 +253,19 @@ def _run_export(args: dict[str, Any]) -> int:
     print(f"exporting {model.arch.name} to {args['format']} at {opts.imgsz}px ({steps}) ...", flush=True)
     model.export(args["format"], file=args["file"], options=pick(ExportOptions, args))
     return 0 if model.last_export.ok else 1
+
+
+def _run_benchmark(args: dict[str, Any]) -> int:
+    from nas.export.benchmark import benchmark, format_table
+
+    opts = pick(BenchmarkOptions, args)  # checked before anything is built
+    model = _model(args)
+    model._torch_only("benchmark")
+    work = increment_dir(Path(args["project"]) / "benchmark" / args["name"], args["exist_ok"])
+    result = benchmark(model.model, model.names, work, opts)
+    print(format_table(result))
+    print(f"results saved to {work / 'results.json'} and results.md (the exported files beside them)")
+    return 0
 
 
 def _run_train(args: dict[str, Any]) -> int:
@@ -296,9 +314,14 @@ MODES: dict[str, Mode] = {
         "predicted (and measured) latency of the deployed network on a hardware target",
         (ModelKey, LatencyOptions),
     ),
+    "benchmark": Mode(
+        _run_benchmark,
+        "every export format side by side: size, mAP, latency at 1 and all threads, speed-up over FP32 ONNX",
+        (ModelKeys, BenchmarkOptions, RunDir),
+    ),
     "export": Mode(
         _run_export,
-        "write an ONNX file checked against torch in onnxruntime",
+        "write an ONNX, OpenVINO, TorchScript or TensorRT file checked against torch in its runtime",
         (ModelKeys, ExportTarget, ExportOptions, DeviceKey),
     ),
 }

@@ -13,9 +13,11 @@ from typing import Any, ClassVar
 from nas.errors import ConfigError
 
 __all__ = [
+    "BENCHMARK_VARIANTS",
     "EXPORT_FORMATS",
     "PREPROCESS_MODES",
     "PROTOCOLS",
+    "BenchmarkOptions",
     "ExportOptions",
     "ExportTarget",
     "InferenceOptions",
@@ -247,8 +249,72 @@ class LatencyOptions:
 
     hardware: str | None = HARDWARE
     measure: bool = False
+    clock: str | None = None
 
     HELP: ClassVar = {
         "hardware": InfoOptions.HELP["hardware"],
         "measure": "also measure it end to end on this machine (the target's runtime)",
+        "clock": "measure=true on this clock: wall or process (CPU time, one thread; default: the target's)",
     }
+
+    def __post_init__(self):
+        if self.clock is not None:
+            _one_of("clock", self.clock, ("wall", "process"))
+
+
+# `nas benchmark` rows: a name -> (export format, what differs from the default export); "torch" runs the fused
+# PyTorch network itself. nas.export.benchmark holds the same table (a test keeps the two equal).
+BENCHMARK_VARIANTS = (
+    "torch",
+    "onnx",
+    "onnx_int8",
+    "openvino",
+    "openvino_fp16",
+    "openvino_int8",
+    "openvino_int8_qdq",
+    "torchscript",
+    "engine",
+    "engine_fp16",
+)
+
+
+@dataclass(frozen=True)
+class BenchmarkOptions:
+    """`nas benchmark`: every format's file size, mAP on `data` and latency, interleaved with the FP32 ONNX."""
+
+    data: str = "synthetic"
+    split: str = "val"
+    formats: str = "all"
+    imgsz: int = IMGSZ
+    latency_imgsz: int | None = None
+    rounds: int = 20
+    calib: int = 32
+
+    HELP: ClassVar = {
+        "data": "dataset of the mAP: synthetic, a data YAML or a COCO JSON (INT8 calibrates on its train split)",
+        "split": "dataset split of the mAP",
+        "formats": f"comma-separated rows, or all: {', '.join(BENCHMARK_VARIANTS)}",
+        "imgsz": "export and validation size (multiple of 32)",
+        "latency_imgsz": "latency size (default: imgsz); other than imgsz, each format is exported at both",
+        "rounds": "timed runs per format and thread count (interleaved round after round)",
+        "calib": "INT8 calibration images (train split of data)",
+    }
+
+    def __post_init__(self):
+        check_imgsz(self.imgsz)
+        if self.latency_imgsz is not None:
+            check_imgsz(self.latency_imgsz)
+        _positive_int("rounds", self.rounds)
+        _positive_int("calib", self.calib)
+        self.variants  # noqa: B018 (checks the names)
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        if self.formats == "all":
+            return BENCHMARK_VARIANTS
+        names = tuple(s.strip() for s in self.formats.split(",") if s.strip())
+        for name in names:
+            _one_of("formats", name, BENCHMARK_VARIANTS)
+        if not names:
+            raise ConfigError(f"formats={self.formats!r}: expected all or some of {', '.join(BENCHMARK_VARIANTS)}")
+        return names

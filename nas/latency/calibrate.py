@@ -17,6 +17,7 @@ import datetime as _dt
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -100,6 +101,29 @@ def spread_networks(table: LatencyTable, space: Any, n: int, seed: int) -> list[
     return calibration_archs(space, n, seed)
 
 
+class NoisyMeasurementWarning(UserWarning):
+    """A calibration measured on a machine that looked busy: its timings disagree with each other."""
+
+
+# p90/p10 of one network's repeated timings on an idle machine stay within a few percent; another job competing
+# for the cores stretches them, and wall time runs ahead of this process's CPU time (one thread).
+MAX_SPREAD = 1.2
+MIN_CPU_SHARE = 0.8
+
+
+def load_signs(timings: Sequence[dict[str, Any]], seconds: float, cpu_seconds: float, hw: Hardware) -> dict[str, Any]:
+    """How busy the machine looked while measuring: the median p90/p10 of each network's repeated timings and,
+    for one thread on the wall clock, the share of the wall time this process spent on the CPU; `busy` when
+    either is past its bound (MAX_SPREAD, MIN_CPU_SHARE)."""
+    spreads = [t["p90_ms"] / t["p10_ms"] for t in timings if t.get("p10_ms") and t.get("p90_ms")]
+    spread = float(np.median(spreads)) if spreads else None
+    share = None
+    if hw.timing.clock == "wall" and hw.threads == 1 and seconds > 1.0:
+        share = cpu_seconds / seconds
+    busy = (spread is not None and spread > MAX_SPREAD) or (share is not None and share < MIN_CPU_SHARE)
+    return {"median_p90_over_p10": spread, "cpu_share": share, "busy": bool(busy)}
+
+
 def calibrate(
     hardware: Hardware | str,
     n: int = 8,
@@ -130,6 +154,7 @@ def calibrate(
     run = measure or (lambda a, h: measure_archs(a, h, progress, desc=f"{h.name} calibrate"))
     timings = run(archs, timing_hw)
     seconds, cpu_seconds = time.monotonic() - t0, time.process_time() - c0
+    load = load_signs(timings, seconds, cpu_seconds, timing_hw)
     y = np.array([t["median_ms"] for t in timings], dtype=float)
     x = np.stack([unit_features(decompose(a, hw.input_hw), table) for a in archs])
     cal, method = adapt(base, x, y)
@@ -150,6 +175,7 @@ def calibrate(
         "fit": cal.to_dict(),
         "measure_seconds": round(seconds, 1),
         "measure_cpu_seconds": round(cpu_seconds, 1),  # < wall time on a machine shared with other jobs
+        "load": load,
         "networks": [
             {
                 "name": a.name,
@@ -165,5 +191,17 @@ def calibrate(
     }
     out = user_calibration_path(hw, fp)
     write_text_atomic(out, json.dumps(record, indent=1) + "\n")
+    if load["busy"]:
+        spread = load["median_p90_over_p10"]
+        share = load["cpu_share"]
+        warnings.warn(
+            f"calibrate: the machine looked busy while measuring (repeated timings of a network spread "
+            f"p90/p10 = {'n/a' if spread is None else f'{spread:.2f}'}, bound {MAX_SPREAD}; this process had "
+            f"{'n/a' if share is None else f'{share:.0%}'} of the wall time on the CPU, bound {MIN_CPU_SHARE:.0%}): "
+            f"the calibration stored in {out} may be slower than this machine is. Re-run when it is idle, or with "
+            "clock=process (CPU time, what the network costs regardless of neighbours)",
+            NoisyMeasurementWarning,
+            stacklevel=2,
+        )
     record["path"] = str(out)
     return record

@@ -228,6 +228,11 @@ def finalize(session: Session, search_time_s: float, interrupted: bool, tracker:
 
 
 def _proxy_label(p: Any) -> str:
+    if list(p.proxies) == ["supernet"]:
+        return (
+            f"{p.name}(sub-network of {p.supernet}, BatchNorm on {p.supernet_bn_images} images; mAP50_95 at "
+            f"{p.train_imgsz}px on {p.train_data})"
+        )
     if p.combine == "raw" and set(p.proxies) <= {"short_train", "inherit"}:
         return (
             f"{p.name}({','.join(p.proxies)}; {p.train_epochs} epoch(s) at {p.train_imgsz}px on {p.train_data}; "

@@ -98,3 +98,39 @@ def test_cli_calibrate_measures_real_networks(tiny_table, tiny_files, capsys):
     assert "measured" in out and "fit on 3 networks" in out and str(user_dir()) in out
     assert main(["calibrate", f"hardware={hw}", "n=1"]) == 2
     assert "at least 2 networks" in capsys.readouterr().err
+
+
+def test_calibrate_warns_when_the_repeated_timings_disagree(tiny_table, tiny_files, monkeypatch):
+    from nas.latency.calibrate import NoisyMeasurementWarning
+
+    fake_machine(monkeypatch)
+    hw, space = tiny_table.hardware, str(tiny_files["space"])
+    pred = load_predictor(hw, space=space, warn=False)
+
+    def loaded(archs, hw):  # what a neighbour on the same cores does to each network's repeated timings
+        return [{"median_ms": 2 * (m := pred.predict(a)), "p10_ms": 1.2 * m, "p90_ms": 3.0 * m, "n": 9} for a in archs]
+
+    def idle(archs, hw):
+        return [{"median_ms": (m := pred.predict(a)), "p10_ms": 0.99 * m, "p90_ms": 1.02 * m, "n": 9} for a in archs]
+
+    with pytest.warns(NoisyMeasurementWarning, match=r"looked busy.*p90/p10 = 2\.50.*clock=process"):
+        r = calibrate(hw, n=3, space=space, progress=False, measure=loaded)
+    assert r["load"]["busy"] and json.loads(Path(r["path"]).read_text())["load"]["median_p90_over_p10"] == 2.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NoisyMeasurementWarning)
+        assert not calibrate(hw, n=3, space=space, progress=False, measure=idle)["load"]["busy"]
+
+
+def test_nas_latency_measures_on_the_clock_asked_so_a_process_calibration_can_be_checked(
+    tiny_table, tiny_files, capsys
+):
+    from nas.cli import main as nas_main
+
+    args = ["latency", f"model={tiny_files['arch']}", f"hardware={tiny_files['hardware']}", "measure=true"]
+    assert nas_main([*args, "clock=process"]) == 0
+    out = capsys.readouterr().out
+    assert "measuring on the process clock" in out and "prediction error" in out
+    assert nas_main(args) == 0
+    assert "measuring on the wall clock" in capsys.readouterr().out  # the target's own clock
+    assert nas_main([*args, "clock=cpu"]) == 2
+    assert "clock='cpu'; expected one of wall, process" in capsys.readouterr().err
