@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 # score key in a proxy's result file -> (table name, cost key)
 ZERO_COST_SCORES = {
-    "vote": ("zero-cost vote (search default)", "vote_s"),
+    "vote": ("zero-cost vote", "vote_s"),
     "synflow": ("synflow", "synflow_s"),
     "naswot": ("naswot", "naswot_s"),
     "snip": ("snip", "snip_s"),
@@ -180,21 +180,26 @@ def paired_difference(a, b, y, z, boot: int = 2000, seed: int = 0, a_costly=None
 # candidate's proxy may cost (300 - 46) / 57 = 4.5 CPU seconds. The proxies within it that the search offers as an
 # option, by table label (the training proxies cost 20-180 s a candidate and need a trained parent or minutes).
 DEFAULT_SEARCH_CPU_S_PER_CANDIDATE = 4.5
-INCUMBENT = "zero-cost vote (search default)"
+INCUMBENT = "zero-cost vote"
 SEARCH_OPTIONS = {
-    INCUMBENT: "proxy=zero_cost",
+    INCUMBENT: "proxy=zero_cost proxy.proxies=[synflow,naswot,snip,zen]",
     **{p: f"proxy=zero_cost proxy.proxies=[{p}]" for p in ("synflow", "naswot", "snip", "grad_norm", "zen")},
     "params": "proxy=params",
     "FLOPs": "proxy=flops",
 }
 
 
+# PLAN.md's symmetric rule: point regrets closer than this are a tie (broken by cost, then by overall rho)
+REGRET_TIE = 0.05
+
+
 def choose_default(table: list[dict[str, Any]], pairs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The search's default proxy from the evidence. What the search does with its proxy is pick the best under each
-    tier's latency budget, so the criterion is the budget regret; a proxy replaces the incumbent only where it is
-    within the default search's time budget and its paired-bootstrap regret difference is below zero with 95%
-    confidence (otherwise the evidence cannot tell them apart and the incumbent stays). Of several, the lowest
-    regret wins."""
+    """The search's default proxy from the evidence, by the rule PLAN.md declared before the equal-latency data:
+    among the proxies within the default search's time budget, the lowest point budget regret (what the search
+    does with its proxy is pick the best under each tier's budget); regrets within REGRET_TIE of the lowest are a
+    tie, broken by the lower cost per candidate, then by the higher overall Spearman. Symmetric: the incumbent has
+    no privilege. The paired-bootstrap interval of the chosen proxy against the incumbent is reported beside it
+    (`pairs`), not used to decide."""
     by = {r["proxy"]: r for r in table}
     eligible = [
         label
@@ -202,30 +207,36 @@ def choose_default(table: list[dict[str, Any]], pairs: dict[str, dict[str, Any]]
         if label in by
         and by[label].get("cost_s") is not None
         and by[label]["cost_s"] <= DEFAULT_SEARCH_CPU_S_PER_CANDIDATE
+        and (by[label].get("budget_regret") or {}).get("mean") is not None
     ]
-    better = [
-        label
-        for label in eligible
-        if label != INCUMBENT and (pairs.get(label) or {}).get("regret_ci") and pairs[label]["regret_ci"][1] < 0
-    ]
-    chosen = min(better, key=lambda label: by[label]["budget_regret"]["mean"]) if better else INCUMBENT
+    if not eligible:
+        return {"chosen": INCUMBENT, "search_option": SEARCH_OPTIONS[INCUMBENT], "incumbent": INCUMBENT,
+                "criterion": "no proxy with a measured regret within the search's time", "eligible": []}  # fmt: skip
+    lowest = min(by[label]["budget_regret"]["mean"] for label in eligible)
+    tied = [label for label in eligible if by[label]["budget_regret"]["mean"] <= lowest + REGRET_TIE]
+    chosen = min(tied, key=lambda label: (by[label]["cost_s"], -(by[label].get("spearman") or -2.0)))
     return {
         "chosen": chosen,
         "search_option": SEARCH_OPTIONS[chosen],
         "incumbent": INCUMBENT,
-        "criterion": "budget regret, paired bootstrap vs the incumbent (95% interval below 0 to replace it)",
+        "criterion": (
+            f"lowest point budget regret within the search's time (ties within {REGRET_TIE} mAP: lower cost, then "
+            "higher rho); PLAN.md, symmetric"
+        ),
         "cpu_s_per_candidate_budget": DEFAULT_SEARCH_CPU_S_PER_CANDIDATE,
         "eligible": eligible,
-        "significantly_better": better,
+        "regret": {label: by[label]["budget_regret"]["mean"] for label in eligible},
+        "vs_incumbent": pairs.get(chosen),
     }
 
 
 # (cheap pre-filter, costly ranker) pairs of the report's two-stage table
 TWO_STAGE = [
-    ("zero-cost vote (search default)", "inherit_bn (mAP50_95)"),
+    ("synflow", "short_train_e1 (tse)"),
+    ("zero-cost vote", "inherit_bn (mAP50_95)"),
     ("params", "inherit_bn (mAP50_95)"),
-    ("zero-cost vote (search default)", "short_train_e1 (mAP50_95)"),
-    ("zero-cost vote (search default)", "short_train_e1 (tse)"),
+    ("zero-cost vote", "short_train_e1 (mAP50_95)"),
+    ("zero-cost vote", "short_train_e1 (tse)"),
     ("params", "short_train_e1 (tse)"),
 ]
 
@@ -498,12 +509,17 @@ def _fmt(v: Any, ci: Any = None) -> str:
 
 def _choice_line(c: dict[str, Any]) -> str:
     """The default proxy chosen by `choose_default`, and why, in one sentence."""
-    why = (
-        f"its regret is lower than the incumbent's with 95% confidence ({', '.join(c['significantly_better'])})"
-        if c["significantly_better"]
-        else "no proxy within the default search's time (paired bootstrap) loses significantly less mAP under a"
-        " budget than it"
-    )
+    why = f"the lowest point budget regret within the default search's time ({c['criterion']})"
+    regret = c.get("regret", {}).get(c["chosen"])
+    if regret is not None:
+        why += f": {regret:.2f} mAP"
+    vs = c.get("vs_incumbent")
+    if vs and vs.get("regret_ci") and c["chosen"] != c["incumbent"]:
+        lo, hi = vs["regret_ci"]
+        why += (
+            f"; against the previous default {vs['regret']:+.2f} [{lo:.2f}, {hi:.2f}]"
+            f" ({'significant' if hi < 0 else 'not significant at this n'})"
+        )
     return f"Default by this evidence: **{c['chosen']}** (`{c['search_option']}`): {why}."
 
 
@@ -552,7 +568,8 @@ def markdown(res: dict[str, Any]) -> str:
         c = res["default_choice"]
         lines += [
             "",
-            f"Against the search's default ({c['incumbent']}), paired bootstrap over the same architectures: Δρ ="
+            f"Against the {c['incumbent']} (the search's default until PLAN.md's rule), paired bootstrap over the same"
+            " architectures: Δρ ="
             " ρ(proxy) − ρ(default); Δregret = budget regret(proxy) − regret(default), negative where the proxy loses"
             " less mAP under a budget; P: the fraction of resamples in which it does. Within the default search's"
             f" time: at most {c['cpu_s_per_candidate_budget']} CPU s a candidate (a 5-minute search on 2 cores).",

@@ -41,7 +41,10 @@ POOL_SEED, POOL_SIZE, WINDOW, PER_BLOCK = 1, 6000, 0.10, 6
 SEEDS = (0, 1, 2)  # training seeds of the S window
 SEARCH_SEEDS = {"yolo_nas_s": (0, 1, 2), "yolo_nas_m": (0, 1), "yolo_nas_l": (0, 1)}
 ML_SEEDS = (0, 1)  # training seeds of the M/L picks; the released M/L add seed 1 to results/gt's seed 0
-SIGNAL = "vote"  # the search default whose picks are trained (PLAN.md: today's default)
+SIGNAL = "vote"  # the search default whose picks are trained (PLAN.md: the default when the plan was written)
+# Each signal's search, spelled out (not "the default"), so that a later change of the default does not change it
+SIGNAL_OVERRIDES = {"vote": ["proxy=zero_cost", "proxy.proxies=[synflow,naswot,snip,zen]"],
+                    "synflow": ["proxy=zero_cost", "proxy.proxies=[synflow]"]}  # fmt: skip
 
 
 def _depth(arch) -> int:
@@ -139,7 +142,8 @@ def search_dir(signal: str, seed: int) -> Path:
 def search_command(signal: str, seed: int, overrides: list[str]) -> list[str]:
     d = search_dir(signal, seed)
     return [sys.executable, "-m", "nas.search", "+space=yolo_nas", f"seed={seed}", f"hydra.run.dir={d}",
-            "logger=none", "progress=false", f"name=window-{signal}-seed{seed}", *overrides]  # fmt: skip
+            "logger=none", "progress=false", f"name=window-{signal}-seed{seed}", "evidence_gate=false", *SIGNAL_OVERRIDES[signal],
+            *overrides]  # fmt: skip
 
 
 def record_search(signal: str, seed: int) -> None:
@@ -212,6 +216,25 @@ def train_command(name: str, seed: int) -> list[str]:
             "--out", str(result_path(name, seed)), "--run-name", f"win_{name}_s{seed}"]  # fmt: skip
 
 
+def _running_elsewhere(marker: str) -> bool:
+    """A process not started by this driver (an earlier driver's child) runs a command line containing `marker`."""
+    me = str(os.getpid())
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmdline.parent.name != me and any(marker.encode() == a for a in args):
+            return True
+    return False
+
+
+def _marker(key: str) -> str:
+    """The argument that identifies a unit's process: its run name (training) or study name (search)."""
+    what, _, arg = key.partition(":")
+    return f"name=window-{SIGNAL}-seed{arg}" if what == "search" else f"win_{what}_s{arg}"
+
+
 def _jobs(default: int) -> int:
     try:
         return max(1, int(JOBS_FILE.read_text().strip()))
@@ -242,11 +265,13 @@ def train(args) -> int:
                 break  # one search at a time: the next one waits for this one's picks
         queue += [(f"{n}:{s}", train_command(n, s)) for n, s in units(doc) if not done(n, s)]
         queue = [(key, cmd) for key, cmd in queue if key not in running and failed.get(key, 0) < 2]
-        if not queue and not running:
+        elsewhere = [key for key, _ in queue if _running_elsewhere(_marker(key))]  # a restarted driver's orphans
+        queue = [(key, cmd) for key, cmd in queue if key not in elsewhere]
+        if not queue and not running and not elsewhere:
             break
-        while queue and len(running) < _jobs(args.jobs):
+        while queue and len(running) + len(elsewhere) < _jobs(args.jobs):
             key, cmd = queue.pop(0)
-            if key.startswith("search:") and any(k.startswith("search:") for k in running):
+            if key.startswith("search:") and any(k.startswith("search:") for k in (*running, *elsewhere)):
                 continue
             print(time.strftime("%H:%M:%S"), "start:", key, flush=True)
             running[key] = subprocess.Popen(cmd, env=env, cwd=HERE.parents[1])
@@ -265,6 +290,27 @@ def train(args) -> int:
                 print(time.strftime("%H:%M:%S"), "done:", key, flush=True)
     lock.release()
     return 1 if failed else 0
+
+
+def proxies(args) -> int:
+    """Every requested proxy of every window architecture (the S window set and the recorded picks of all tiers),
+    one file per (proxy, architecture) as run.py's `proxies` writes them; resumable."""
+    sys.path.insert(0, str(HERE))
+    from window_report import window_names
+
+    doc = load_window()
+    names = window_names(doc) + [
+        t["unit"] for per in doc.get("search", {}).values() for rec in per.values() for t in rec["tiers"].values()
+    ]
+    names = [n for n in dict.fromkeys(names) if n not in run.RELEASED or not run.proxy_path("zero_cost", n).is_file()]
+    cmds = [
+        [sys.executable, str(HERE / "run.py"), "proxy-one", proxy, n]
+        for proxy in args.which.split(",")
+        for n in names
+        if not run.proxy_path(proxy, n).is_file()
+    ]
+    print(f"{len(cmds)} proxy units to compute")
+    return run._pool_run(cmds, args.jobs, 1)
 
 
 def status(args) -> int:
@@ -288,8 +334,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("train")
     p.add_argument("--jobs", type=int, default=2, help="units at a time (runs/window_jobs overrides it live)")
     sub.add_parser("status")
+    p = sub.add_parser("proxies")
+    p.add_argument("--which", default="zero_cost", help="comma-separated: zero_cost, short_train_e1, ...")
+    p.add_argument("--jobs", type=int, default=1)
     args = ap.parse_args(argv)
-    return {"select": select, "train": train, "status": status}[args.what](args)
+    return {"select": select, "train": train, "status": status, "proxies": proxies}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -216,6 +216,9 @@ def _group_values(group: str, name: str, seen: tuple[str, ...] = ()) -> dict[str
         elif isinstance(entry, str):
             merged.update(_group_values(group, entry, (*seen, name)))
         else:
+    # emit a tier's pick only where the committed ground truth shows it beats the released layout; else the released
+    # layout, with the pick beside it as <tier>.candidate.yaml (nas.search.evidence). false: emit the pick
+    evidence_gate: bool = True
             raise ConfigError(f"{path}: defaults entry {entry!r}: only options of the same group are supported here")
     return merged
 

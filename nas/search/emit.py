@@ -39,12 +39,13 @@ def write_selected(
     out_dir: str | os.PathLike,
     references: Mapping[str, ArchConfig],
     header: Mapping[str, object],
+    suffix: str = "",
 ) -> dict[str, Path]:
-    """`<out_dir>/<tier>.yaml` per tier with a selection; a stale file of a tier without one is removed."""
+    """`<out_dir>/<tier><suffix>.yaml` per tier with a selection; a stale file of a tier without one is removed."""
     out_dir = Path(out_dir)
     paths = {}
     for tier, sel in selections.items():
-        path = out_dir / f"{tier}.yaml"
+        path = out_dir / f"{tier}{suffix}.yaml"
         if sel.record is None:
             path.unlink(missing_ok=True)
             continue

@@ -180,6 +180,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                 f"| {tier} | {t['budget']:.4g} | {label} `{row['name']}` | {vals} | {row['trial']} | {row.get('path', '')} |"
             )
     lines += ["", *_candidate_lines(report)]
+    said = [t["evidence"]["sentence"] for t in report["tiers"].values() if t.get("evidence")]
+    if said:
+        lines += ["", "What each pick is worth (nas.search.evidence; experiments/proxy_correlation/PLAN.md):", ""]
+        lines += [f"- {line}" for line in said]
     if report.get("rerank"):
         r = report["rerank"]
         lines += [

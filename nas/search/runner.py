@@ -39,6 +39,7 @@ from nas.search.config import (
     replace,
 )
 from nas.search.select import Selection, TrialRecord, pareto_front, rerank_tiers, select_tiers
+from nas.search.evidence import gate, load_evidence, sentence, signal_key, tier_evidence
 from nas.search.storage import STORAGE_KINDS
 from nas.search.study import Session
 from nas.search.tiers import tier_counts, tier_windows
@@ -259,6 +260,14 @@ def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> S
     reranked: dict[str, list[dict[str, Any]]] = {}
     if ev.reranker is not None:  # two stages: the k best per tier re-scored by the costly proxy
         log.info("re-ranking the %d best candidates per tier by %s", cfg.rerank.k, _proxy_label(ev.reranker.proxy))
+    # what the committed ground truth says each pick is worth; without evidence that it beats the released layout,
+    # the released layout is emitted and the pick written beside it (nas.search.evidence)
+    evidence, key = load_evidence(), signal_key(cfg.proxy, cfg.rerank.k if ev.reranker is not None else 0)
+    picks = selections
+    if cfg.evidence_gate:
+        selections, withheld = gate(picks, evidence, session.space.name, key)
+    else:
+        withheld = {}
         selections, reranked = rerank_tiers(
             selections, records, ev.cost, session.objectives, session.directions, cfg.rerank.k, ev.rerank_score
         )
@@ -267,11 +276,20 @@ def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> S
     # the outputs depend on the trials and on how they are selected (a changed rerank.* re-selects)
     rerank = dataclasses.asdict(cfg.rerank) if ev.reranker is not None else None
     trials = [[r.number, r.arch.digest()] for r in records]
-    state = hashlib.sha256(json.dumps([trials, counts, *([rerank] if rerank else [])]).encode()).hexdigest()
+    # ... and on which picks the evidence gate withheld (the gate switched, or new evidence committed)
+    gated = [sorted(withheld)] if withheld else []
+    state = hashlib.sha256(json.dumps([trials, counts, *([rerank] if rerank else []), *gated]).encode()).hexdigest()
     mark = {"state": state[:16], "dir": str(out_dir.resolve()), "host": socket.gethostname()}
     marks = session.study.user_attrs.get(OUTPUTS_ATTR, [])
+        candidates_written = emit.write_selected(
+            withheld, out_dir / "selected", session.space.references, header, suffix=".candidate"
+        )
+        for tier in set(picks) - set(withheld):  # a stale candidate of an earlier state
+            (out_dir / "selected" / f"{tier}.candidate.yaml").unlink(missing_ok=True)
+        written.update({f"{t}.candidate": p for t, p in candidates_written.items()})
     write = mark not in marks or not (out_dir / "report.json").is_file()
     paths: dict[str, Path] = {}
+        written.update({f"{t}.candidate": out_dir / "selected" / f"{t}.candidate.yaml" for t in withheld})
     if write:
         written = emit.write_selected(selections, out_dir / "selected", session.space.references, header)
     else:
@@ -319,6 +337,19 @@ def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> S
             "candidates": candidates[tier],  # feasible evaluated architectures, see nas.search.tiers.tier_counts
             "reference": ref_row,
             "selected": sel_row,
+        pick = picks[tier].record
+        if pick is not None:
+            tier_ev = tier_evidence(evidence, session.space.name, key, tier)
+            name = emit.emitted_name(tier, pick.arch, session.space.references)
+            tiers[tier]["evidence"] = {
+                **tier_ev,
+                "pick": name,
+                "withheld": tier in withheld,
+                "sentence": sentence(tier, name, tier_ev, evidence, emits_pick=tier not in withheld),
+            }
+            if tier in withheld:
+                tiers[tier]["candidate"] = row(pick, paths.get(f"selected/{tier}.candidate"))
+                tiers[tier]["candidate"]["name"] = name
             "delta": delta,
         }
         if ev.reranker is not None:
