@@ -169,6 +169,9 @@ class SearchConfig:
     max_int8_drop: float | None = None
     int8_drop_table: str | None = None  # measured per-block drops behind int8_drop; None: nas/quant/block_drop.json
     enqueue_references: bool = True  # the space's references (released S/M/L) are the first trials
+    # emit a tier's pick only where the committed ground truth shows it beats the released layout; else the released
+    # layout, with the pick beside it as <tier>.candidate.yaml (nas.search.evidence). false: emit the pick
+    evidence_gate: bool = True
     # stratified: after the references, the first population has an equal share in each tier window
     # (nas.search.tiers), so every tier gets candidates; none: the strategy's own start (uniform draws)
     tier_start: str = "stratified"
@@ -216,9 +219,6 @@ def _group_values(group: str, name: str, seen: tuple[str, ...] = ()) -> dict[str
         elif isinstance(entry, str):
             merged.update(_group_values(group, entry, (*seen, name)))
         else:
-    # emit a tier's pick only where the committed ground truth shows it beats the released layout; else the released
-    # layout, with the pick beside it as <tier>.candidate.yaml (nas.search.evidence). false: emit the pick
-    evidence_gate: bool = True
             raise ConfigError(f"{path}: defaults entry {entry!r}: only options of the same group are supported here")
     return merged
 

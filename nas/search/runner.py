@@ -38,8 +38,8 @@ from nas.search.config import (
     group_option,
     replace,
 )
-from nas.search.select import Selection, TrialRecord, pareto_front, rerank_tiers, select_tiers
 from nas.search.evidence import gate, load_evidence, sentence, signal_key, tier_evidence
+from nas.search.select import Selection, TrialRecord, pareto_front, rerank_tiers, select_tiers
 from nas.search.storage import STORAGE_KINDS
 from nas.search.study import Session
 from nas.search.tiers import tier_counts, tier_windows
@@ -260,6 +260,10 @@ def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> S
     reranked: dict[str, list[dict[str, Any]]] = {}
     if ev.reranker is not None:  # two stages: the k best per tier re-scored by the costly proxy
         log.info("re-ranking the %d best candidates per tier by %s", cfg.rerank.k, _proxy_label(ev.reranker.proxy))
+        selections, reranked = rerank_tiers(
+            selections, records, ev.cost, session.objectives, session.directions, cfg.rerank.k, ev.rerank_score
+        )
+        header["rerank"] = f"best of {cfg.rerank.k} by {_proxy_label(ev.reranker.proxy)}"
     # what the committed ground truth says each pick is worth; without evidence that it beats the released layout,
     # the released layout is emitted and the pick written beside it (nas.search.evidence)
     evidence, key = load_evidence(), signal_key(cfg.proxy, cfg.rerank.k if ev.reranker is not None else 0)
@@ -268,10 +272,6 @@ def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> S
         selections, withheld = gate(picks, evidence, session.space.name, key)
     else:
         withheld = {}
-        selections, reranked = rerank_tiers(
-            selections, records, ev.cost, session.objectives, session.directions, cfg.rerank.k, ev.rerank_score
-        )
-        header["rerank"] = f"best of {cfg.rerank.k} by {_proxy_label(ev.reranker.proxy)}"
     counts = session.counts()
     # the outputs depend on the trials and on how they are selected (a changed rerank.* re-selects)
     rerank = dataclasses.asdict(cfg.rerank) if ev.reranker is not None else None
@@ -281,19 +281,19 @@ def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> S
     state = hashlib.sha256(json.dumps([trials, counts, *([rerank] if rerank else []), *gated]).encode()).hexdigest()
     mark = {"state": state[:16], "dir": str(out_dir.resolve()), "host": socket.gethostname()}
     marks = session.study.user_attrs.get(OUTPUTS_ATTR, [])
+    write = mark not in marks or not (out_dir / "report.json").is_file()
+    paths: dict[str, Path] = {}
+    if write:
+        written = emit.write_selected(selections, out_dir / "selected", session.space.references, header)
         candidates_written = emit.write_selected(
             withheld, out_dir / "selected", session.space.references, header, suffix=".candidate"
         )
         for tier in set(picks) - set(withheld):  # a stale candidate of an earlier state
             (out_dir / "selected" / f"{tier}.candidate.yaml").unlink(missing_ok=True)
         written.update({f"{t}.candidate": p for t, p in candidates_written.items()})
-    write = mark not in marks or not (out_dir / "report.json").is_file()
-    paths: dict[str, Path] = {}
-        written.update({f"{t}.candidate": out_dir / "selected" / f"{t}.candidate.yaml" for t in withheld})
-    if write:
-        written = emit.write_selected(selections, out_dir / "selected", session.space.references, header)
     else:
         written = {t: out_dir / "selected" / f"{t}.yaml" for t, sel in selections.items() if sel.record is not None}
+        written.update({f"{t}.candidate": out_dir / "selected" / f"{t}.candidate.yaml" for t in withheld})
     for tier, p in written.items():
         paths[f"selected/{tier}"] = p
     paths["trials_csv"], paths["pareto_csv"] = out_dir / "trials.csv", out_dir / "pareto.csv"
@@ -337,6 +337,10 @@ def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> S
             "candidates": candidates[tier],  # feasible evaluated architectures, see nas.search.tiers.tier_counts
             "reference": ref_row,
             "selected": sel_row,
+            "delta": delta,
+        }
+        if ev.reranker is not None:
+            tiers[tier]["rerank"] = reranked[tier]
         pick = picks[tier].record
         if pick is not None:
             tier_ev = tier_evidence(evidence, session.space.name, key, tier)
@@ -350,10 +354,6 @@ def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> S
             if tier in withheld:
                 tiers[tier]["candidate"] = row(pick, paths.get(f"selected/{tier}.candidate"))
                 tiers[tier]["candidate"]["name"] = name
-            "delta": delta,
-        }
-        if ev.reranker is not None:
-            tiers[tier]["rerank"] = reranked[tier]
     rep = {
         "study": cfg.study_name,
         "storage": session.storage_desc,
