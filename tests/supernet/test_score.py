@@ -45,8 +45,9 @@ def test_search_proxy_supernet_scores_caches_and_measures_int8_drop(
     assert not first.cached and set(first.values) >= {"proxy_score", "flops_g", "int8_drop"}
     again = ev.evaluate(arch)
     assert again.cached and again.values == first.values
-    direct = score(arch, checkpoint, data=tiny_data, imgsz=64, bn_images=8)
+    direct = score(arch, checkpoint, data=tiny_data, imgsz=64, bn_images=8, int8=True)
     assert first.values["proxy_score"] == pytest.approx(direct["mAP50_95"])
+    assert first.values["int8_drop"] == pytest.approx(direct["int8_drop"])  # measured, not the block table
     with pytest.raises(ConfigError, match=r"proxy\.supernet=PATH"):
         Evaluator(dataclasses.replace(cfg, proxy=dataclasses.replace(proxy, supernet=None)), tiny_space)
 
