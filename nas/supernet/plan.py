@@ -98,8 +98,9 @@ def _fields(node: Any) -> dict[str, Any]:
 def _pick(d, largest: bool) -> Any:
     numeric = all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in d.choices)
     if numeric:
-        if d.path.endswith("first_conv_group_size"):  # -1 (dense) is the largest, 0 (no conv) the smallest
-            return -1 if largest and -1 in d.choices else (0 if not largest and 0 in d.choices else d.choices[0])
+        if d.path.endswith("first_conv_group_size"):  # largest: -1 (dense), else the widest groups; smallest: 0
+            order = sorted(d.choices, key=lambda g: (g == -1, g > 0, g))  # 0 < 8 < 16 < -1 in weights
+            return order[-1] if largest else order[0]
         return max(d.choices) if largest else min(d.choices)
     if all(isinstance(c, bool) for c in d.choices):
         return largest if largest in d.choices else d.choices[0]
