@@ -9,6 +9,7 @@ median over the row's. A row that cannot run here (TensorRT without a GPU) keeps
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -117,9 +118,12 @@ def benchmark(
     options: BenchmarkOptions | None = None,
     *,
     log: Any = print,
+    timing_context: Any = contextlib.nullcontext,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Benchmark `model` (a YOLO-NAS module) in every format of `options.formats`; files go to `work_dir`.
+
+    `timing_context()` is entered around the timed runs only (e.g. to pause other work on the machine).
 
     Returns {"options", "fingerprint", "rows": [BenchmarkRow as dict], ...} and writes results.json/results.md there.
     """
@@ -154,7 +158,9 @@ def benchmark(
     for threads in thread_counts:
         timed = {n: _detector(n, p, fused, threads) for n, p in lat_files.items() if rows[n].error is None}
         log(f"timing {', '.join(timed)} at {threads} thread(s), {o.rounds} rounds interleaved ...")
-        for name, ms in _time(timed, x, threads, o.rounds).items():
+        with timing_context():
+            measured = _time(timed, x, threads, o.rounds)
+        for name, ms in measured.items():
             rows[name].ms[str(threads)] = round(ms, 2)
     for row in rows.values():
         ref = rows.get(REFERENCE)
