@@ -45,7 +45,10 @@ def test_parse_typed_values_and_defaults():
         (["val", "half=maybe"], "half='maybe': expected true or false"),
         (["val", "protocol=coco"], "protocol='coco': expected one of ultralytics, sg"),
         (["export", "opset"], "is not key=value"),
-        (["fit"], "unknown mode 'fit'; valid modes: predict, train, val, info, latency, benchmark, export, search, space, supernet, help"),
+        (
+            ["fit"],
+            "unknown mode 'fit'; valid modes: predict, train, val, info, latency, benchmark, export, search, space, supernet, help",
+        ),
         (["latency", "measure=sometimes"], "measure='sometimes': expected true or false"),
     ],
 )
