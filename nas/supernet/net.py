@@ -249,11 +249,18 @@ class SuperNet(nn.Module):
         return getattr(self.get_submodule(module), attr)
 
     # ---- running and extracting ------------------------------------------------------------------
-    def forward(self, x: Tensor, arch: ArchConfig | None = None):
+    def forward(self, x: Tensor, arch: ArchConfig | None = None, update_stats: bool = True):
+        """The network of `arch` (default: the largest) on `x`. In train mode BatchNorm normalizes by the batch and
+        updates the shared running statistics; `update_stats=False` leaves them as they are (the sandwich's other
+        sub-networks: the statistics stay the largest's, every scored sub-network re-estimates its own)."""
         arch = self.largest if arch is None else self.check(arch)
         tpl = _template(arch)
         tpl.train(self.training)
-        return functional_call(tpl, self.tensors(arch), (x,), strict=False)
+        tensors = self.tensors(arch)
+        if self.training and not update_stats:
+            stats = ("running_mean", "running_var", "num_batches_tracked")
+            tensors = {k: (v.clone() if k.rsplit(".", 1)[-1] in stats else v) for k, v in tensors.items()}
+        return functional_call(tpl, tensors, (x,), strict=False)
 
     @torch.no_grad()
     def extract(self, arch: ArchConfig | str) -> nn.Module:

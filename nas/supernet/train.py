@@ -6,6 +6,8 @@ Per optimizer step (`Sandwich`): the largest sub-network on the ground truth, th
 each on the ground-truth loss plus `distill` x a distillation loss towards the largest's predictions of the same
 batch (in-place distillation, BigNAS/once-for-all). The losses are summed and back-propagated once: the gradient of
 a shared weight is the sum over the sub-networks that use it. `distill=0` is the plain sandwich (the ablation).
+Only the largest updates the BatchNorm running statistics, so the per-epoch validation (of the largest) and best.pt
+see its own statistics; a scored sub-network re-estimates its own (`nas.supernet.score`).
 
     from nas.supernet import train_supernet
     result = train_supernet("yolo_nas", data="synthetic", epochs=20, imgsz=160, weights="runs/train/l/best.pt")
@@ -109,7 +111,7 @@ class Sandwich:
         teacher = (out[1][0].detach(), out[1][1].detach())
         for arch in others:
             with ctx():
-                out = net(x, arch)
+                out = net(x, arch, update_stats=False)
             loss, _ = ppyoloe_loss(out, batch.boxes, batch.labels, normalizer)
             if self.opts.distill:
                 loss = loss + self.opts.distill * distill_loss(out, teacher)

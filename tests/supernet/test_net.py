@@ -110,3 +110,18 @@ def test_a_space_the_supernet_cannot_express_is_an_error_naming_the_dimension(tm
     space = load_space(write_space(tmp_path, extra={"heads.reg_max": [16, 8]}))
     with pytest.raises(SpaceError, match=r"cannot express the dimension heads\.reg_max"):
         SuperNet(space)
+
+
+def test_update_stats_false_leaves_the_running_statistics(supernet):
+    supernet.train()
+    before = {k: v.clone() for k, v in supernet.state_dict().items() if "running" in k}
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        a = supernet(x, supernet.smallest, update_stats=False)
+    assert all(torch.equal(before[k], v) for k, v in supernet.state_dict().items() if "running" in k)
+    with torch.no_grad():
+        b = supernet(x, supernet.smallest)
+    assert torch.equal(a[0][1], b[0][1])  # the batch statistics normalize either way
+    assert any(not torch.equal(before[k], v) for k, v in supernet.state_dict().items() if "running" in k)
+    supernet.load_state_dict({**supernet.state_dict(), **before})
+    supernet.eval()
