@@ -9,6 +9,7 @@ samples. `EpochBatches` yields the batches of one process; rank r of w takes the
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -17,8 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from nas.data.dataset import DataWarning
 from nas.data.images import read_image
-from nas.errors import ConfigError
+from nas.errors import ConfigError, DataError
 from nas.train.augment import hflip, hsv, letterbox_square, mosaic4, random_affine
 from nas.train.options import TrainOptions
 
@@ -48,9 +50,22 @@ class TrainSet(Dataset):
         return self.n
 
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Image i (BGR) resized so that its long side is imgsz, with its boxes scaled alike."""
+        """Image i (BGR) resized so that its long side is imgsz, with its boxes scaled alike.
+
+        An image that no longer decodes (damaged after the split was loaded and checked) becomes a grey negative
+        with one DataWarning: the same in every epoch and on resume, and the run goes on.
+        """
         rec, boxes, labels = self.dataset[i]
-        img = read_image(rec.path)
+        try:
+            img = read_image(rec.path)
+        except DataError as e:
+            warnings.warn(
+                f"{e}; training on a grey image without objects in its place (replace the file; this warning once)",
+                DataWarning,
+                stacklevel=2,
+            )
+            s = self.size
+            return np.full((s, s, 3), 114, np.uint8), np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
         h, w = img.shape[:2]
         r = self.size / max(h, w)
         if r != 1:

@@ -233,3 +233,16 @@ def test_resume_takes_workers_and_verbose_from_the_run_not_from_the_defaults(fas
     _arch, _meta, state = read_train_state(result.last)
     assert state["epoch"] == 2 and state["options"]["workers"] == 0 and state["options"]["verbose"] is False
     assert lines == []  # verbose=false kept: nothing printed
+
+
+def test_an_image_damaged_after_loading_does_not_stop_training(tmp_path, fast):
+    from nas.train.run import load_train_split
+    from tests.data.test_images import photo, truncate_after_header
+
+    rows = {"a": "0 0.5 0.5 0.4 0.4\n", "b": "1 0.5 0.5 0.3 0.3\n", "c": "0 0.3 0.3 0.2 0.2\n", "d": ""}
+    data = _yolo_set(tmp_path / "set", rows)
+    ds = load_train_split(str(data))  # checked and clean at load
+    truncate_after_header(photo(tmp_path / "set" / "images" / "train" / "b.jpg", 64, 48))  # then damaged
+    with pytest.warns(DataWarning, match=r"b\.jpg.*grey image without objects"):
+        result = train(_model(2), fast.replace(val=False, mosaic=0.0, project=str(tmp_path / "r")), train_data=ds)
+    assert result.history[0]["steps"] == 2 and np.isfinite(result.history[0]["loss"])
