@@ -4,8 +4,9 @@ checkpoints and resume; only the step differs (the sandwich rule).
 Per optimizer step (`Sandwich`): the largest sub-network on the ground truth, then the smallest and
 `random_subnets` uniformly drawn ones (seeded by the run's seed and the step, so a resumed run draws the same),
 each on the ground-truth loss plus `distill` x a distillation loss towards the largest's predictions of the same
-batch (in-place distillation, BigNAS/once-for-all). The losses are summed and back-propagated once: the gradient of
-a shared weight is the sum over the sub-networks that use it. `distill=0` is the plain sandwich (the ablation).
+batch (in-place distillation, BigNAS/once-for-all). Each of the others is back-propagated as soon as its loss is
+known (memory: the largest's graph plus one other's), the largest's by the trainer: the gradient of a shared weight
+is the sum over the sub-networks that use it. `distill=0` is the plain sandwich (the ablation).
 Only the largest updates the BatchNorm running statistics, so the per-epoch validation (of the largest) and best.pt
 see its own statistics; a scored sub-network re-estimates its own (`nas.supernet.score`).
 
@@ -100,23 +101,31 @@ class Sandwich:
         randoms = [with_classes(net.space.random(rng), net.num_classes) for _ in range(self.opts.random_subnets)]
         return [net.largest, net.smallest, *randoms]
 
-    def __call__(self, net, x: Tensor, batch, normalizer, step: int, dtype) -> tuple[Tensor, dict[str, float]]:
+    def __call__(
+        self, net, x: Tensor, batch, normalizer, step: int, dtype, scaler=None
+    ) -> tuple[Tensor, dict[str, float]]:
         def ctx():
             return torch.autocast("cuda", dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
         largest, *others = self.archs(step)
         with ctx():
             out = net(x, largest)
-        total, parts = ppyoloe_loss(out, batch.boxes, batch.labels, normalizer)
+        largest_loss, parts = ppyoloe_loss(out, batch.boxes, batch.labels, normalizer)
         teacher = (out[1][0].detach(), out[1][1].detach())
+        others_loss = torch.zeros((), device=x.device)
         for arch in others:
             with ctx():
                 out = net(x, arch, update_stats=False)
             loss, _ = ppyoloe_loss(out, batch.boxes, batch.labels, normalizer)
             if self.opts.distill:
                 loss = loss + self.opts.distill * distill_loss(out, teacher)
-            total = total + loss
-        return total, parts  # the logged terms are the largest's; the loss is the sandwich's sum
+            if scaler is not None and torch.isfinite(loss):  # a non-finite one makes the sum non-finite: step skipped
+                scaler.scale(loss).backward()
+                loss = loss.detach()
+            others_loss = others_loss + loss
+            del out
+        # the logged terms are the largest's; the loss is the sandwich's sum (the others' parts already back-propagated)
+        return largest_loss + others_loss, parts
 
 
 def save_supernet(net: SuperNet, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:

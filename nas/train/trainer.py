@@ -68,8 +68,9 @@ class Run:
     on_epoch: Any = None
     resume_state: dict | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
-    # step_loss(net, x, batch, normalizer, global_step, amp_dtype) -> (loss, parts) replaces one forward + the
-    # loss (the supernet's sandwich rule); extra_meta goes into every checkpoint's meta
+    # step_loss(net, x, batch, normalizer, global_step, amp_dtype, scaler) -> (loss, parts) replaces one forward +
+    # the loss (the supernet's sandwich rule; it may back-propagate parts itself through `scaler`, the trainer
+    # back-propagates the returned loss); extra_meta goes into every checkpoint's meta
     step_loss: Any = None
     extra_meta: dict[str, Any] = field(default_factory=dict)
 
@@ -185,7 +186,7 @@ def run_epochs(run: Run) -> TrainResult:
                 g["lr"] = lr
             try:
                 if run.step_loss is not None:
-                    loss, parts = run.step_loss(net, x, batch, normalizer, global_step, dtype)
+                    loss, parts = run.step_loss(net, x, batch, normalizer, global_step, dtype, scaler)
                 else:
                     ctx = torch.autocast("cuda", dtype=dtype) if dtype is not None else contextlib.nullcontext()
                     with ctx:

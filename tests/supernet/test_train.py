@@ -59,3 +59,23 @@ def test_starting_weights_place_the_source_architecture_exactly(supernet, tiny_s
     want = source.state_dict()
     same = [k for k in want if "rbr_reparam" not in k and "running" not in k and "num_batches" not in k]
     assert all(torch.allclose(got[k], want[k], atol=1e-6) for k in same)
+
+
+def test_backward_per_sub_network_equals_one_backward_of_the_sum(supernet):
+    from types import SimpleNamespace
+
+    batch = SimpleNamespace(boxes=[torch.tensor([[4.0, 4.0, 40.0, 30.0]])] * 2, labels=[torch.tensor([1])] * 2)
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    sandwich = Sandwich(supernet, SupernetOptions(random_subnets=1), seed=0)
+    grads = []
+    for scaler in (None, torch.amp.GradScaler("cuda", enabled=False)):
+        state = {k: v.clone() for k, v in supernet.state_dict().items()}
+        supernet.train()
+        loss, _ = sandwich(supernet, x, batch, None, 0, None, scaler)
+        loss.backward()
+        grads.append({n: p.grad.clone() for n, p in supernet.named_parameters() if p.grad is not None})
+        supernet.zero_grad(set_to_none=True)
+        supernet.load_state_dict(state)
+    supernet.eval()
+    assert grads[0].keys() == grads[1].keys()
+    assert all(torch.allclose(grads[0][k], grads[1][k], atol=1e-6) for k in grads[0])
