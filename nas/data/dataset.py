@@ -168,6 +168,22 @@ class DetectionDataset:
             f"objects={self.num_objects}, classes={len(self.names)}, source={str(self.source)!r})"
         )
 
+    def subset(self, indices: list[int]) -> DetectionDataset:
+        """The images at `indices` (in that order) with their objects; the classes stay those of this dataset."""
+        return DetectionDataset(
+            name=self.name,
+            split=self.split,
+            source=self.source,
+            names=self.names,
+            category_ids=self.category_ids,
+            images=[self.images[i] for i in indices],
+            boxes_xywh=[self._boxes[i] for i in indices],
+            classes=[self._classes[i] for i in indices],
+            areas=[self._areas[i] for i in indices],
+            crowd=[self._crowd[i] for i in indices],
+            stats=self.stats,
+        )
+
     @property
     def num_objects(self) -> int:
         """Number of annotated objects, crowd regions included."""

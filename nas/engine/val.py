@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from nas.data.dataset import DataWarning
 from nas.data.images import read_image
 from nas.data.names import COCO80_NAMES
 from nas.data.transforms import Geometry, rect_batch_shapes, scale_boxes, sg_transform, to_tensor, val_transform
@@ -55,11 +57,26 @@ def _plan(
     return [(order[k * batch : (k + 1) * batch].tolist(), shape) for k, shape in enumerate(shapes)]
 
 
-def _load(dataset: Any, indices: list[int], input_hw: tuple[int, int], imgsz: int, protocol: str):
-    images, geometries = [], []
+def _load(
+    dataset: Any,
+    indices: list[int],
+    input_hw: tuple[int, int],
+    imgsz: int,
+    protocol: str,
+    skipped: list[tuple[int, str]] | None = None,
+):
+    """(indices read, images tensor or None, geometries); with `skipped`, an image that does not decode is recorded
+    there and left out instead of raising."""
+    images, geometries, kept = [], [], []
     for i in indices:
         rec = dataset.images[i]
-        bgr = read_image(rec.path)
+        try:
+            bgr = read_image(rec.path)
+        except DataError as e:
+            if skipped is None:
+                raise
+            skipped.append((i, str(e)))
+            continue
         if bgr.shape[:2] != (rec.height, rec.width):
             raise DataError(
                 f"{rec.path}: image is {bgr.shape[1]}x{bgr.shape[0]} (w x h) but its annotation record "
@@ -71,15 +88,23 @@ def _load(dataset: Any, indices: list[int], input_hw: tuple[int, int], imgsz: in
             out, geometry = val_transform(bgr, imgsz, input_hw)
         images.append(out)
         geometries.append(geometry)
-    return to_tensor(images), geometries
+        kept.append(i)
+    return kept, (to_tensor(images) if images else None), geometries
 
 
 def val_batches(
-    dataset: Any, imgsz: int, batch: int, protocol: str = "ultralytics", rect: bool = True, limit: int | None = None
+    dataset: Any,
+    imgsz: int,
+    batch: int,
+    protocol: str = "ultralytics",
+    rect: bool = True,
+    limit: int | None = None,
+    skipped: list[tuple[int, str]] | None = None,
 ) -> Iterator[tuple[list[int], torch.Tensor, list[Geometry]]]:
     """The validation inputs of `dataset`: (indices, images tensor, letterbox geometries) per batch, preprocessed
     as `validate` preprocesses them (rect=False: square inputs), the next batch decoded while this one runs;
-    `limit`: only the first that many images of the plan."""
+    `limit`: only the first that many images of the plan. `skipped`: images that do not decode are appended
+    there as (index, reason) and left out (without it they raise DataError)."""
     plan = _plan(dataset, imgsz, batch, protocol, rect)
     if limit is not None:
         kept, left = [], limit
@@ -89,17 +114,18 @@ def val_batches(
             kept.append((indices[:left], hw))
             left -= len(kept[-1][0])
         plan = kept
-    return _prefetch(plan, lambda indices, input_hw: _load(dataset, indices, input_hw, imgsz, protocol))
+    return _prefetch(plan, lambda indices, input_hw: _load(dataset, indices, input_hw, imgsz, protocol, skipped))
 
 
 def _prefetch(plan, load) -> Iterator[tuple[list[int], torch.Tensor, list[Geometry]]]:
     """Decode and letterbox the next batch in a thread while the current one runs (cv2 releases the GIL)."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         future = pool.submit(load, *plan[0]) if plan else None
-        for k, (indices, _) in enumerate(plan):
-            x, geometries = future.result()
+        for k in range(len(plan)):
+            indices, x, geometries = future.result()
             future = pool.submit(load, *plan[k + 1]) if k + 1 < len(plan) else None
-            yield indices, x, geometries
+            if x is not None:  # a batch whose every image was skipped has nothing to run
+                yield indices, x, geometries
 
 
 def _coco_rows(det: torch.Tensor, geometry: Geometry, image_id: Any, category_ids: list[int]) -> list[dict]:
@@ -149,7 +175,8 @@ def validate(
     detections: list[dict] = []
     t_forward = t_nms = 0.0
     t_start = time.perf_counter()
-    batches = val_batches(dataset, imgsz, batch, protocol, rect)
+    skipped: list[tuple[int, str]] = []  # images that stopped decoding since the split was loaded and checked
+    batches = val_batches(dataset, imgsz, batch, protocol, rect, skipped=skipped)
     bar = tqdm(batches, total=n_batches, desc=f"val ({protocol}, imgsz {imgsz})", disable=not verbose)
     for indices, x, geometries in bar:
         t0 = time.perf_counter()
@@ -164,9 +191,21 @@ def validate(
         t_forward, t_nms = t_forward + t1 - t0, t_nms + t2 - t1
         for i, det, geometry in zip(indices, dets, geometries):
             detections += _coco_rows(det.cpu(), geometry, dataset.images[i].id, dataset.category_ids)
+    if skipped:
+        warnings.warn(
+            f"{len(skipped)} of {len(dataset.images)} images no longer decode and were left out of the evaluation "
+            f"(their objects too); first: {skipped[0][1]}; replace the files",
+            DataWarning,
+            stacklevel=2,
+        )
+        dataset = dataset.subset(sorted(set(range(len(dataset.images))) - {i for i, _ in skipped}))
+        if not dataset.images:
+            raise DataError(f"none of the images decode (first: {skipped[0][1]}); replace the files")
     n = len(dataset.images)
     total = time.perf_counter() - t_start
     metrics = dict(coco_evaluate(dataset, detections))
+    if skipped:
+        metrics["skipped_images"] = [str(e) for _, e in skipped]
     metrics.update(
         protocol=protocol,
         # how images were letterboxed: per-batch rectangles (torch, dynamic ONNX) or imgsz squares (a fixed-shape

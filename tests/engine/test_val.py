@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -122,3 +123,20 @@ def test_val_rejects_mismatched_classes_and_bad_records(dataset, tmp_path):
     )
     with pytest.raises(DataError, match="width/height"):
         validate(tiny_model(len(dataset.category_ids)), wrong, imgsz=128, verbose=False)
+
+
+def test_an_image_damaged_after_loading_is_left_out_of_val_with_a_warning(dataset, tmp_path):
+    import dataclasses
+    import shutil
+
+    from nas.data import DataWarning
+    from tests.data.test_images import truncate_after_header
+
+    small = dataset.subset(list(range(6)))
+    small.images = [dataclasses.replace(r, path=Path(shutil.copy(r.path, tmp_path))) for r in small.images]
+    gt_model = GroundTruthModel(small, len(small.category_ids))
+    truncate_after_header(small.images[2].path)  # checked at load, damaged afterwards (mid-training, say)
+    with pytest.warns(DataWarning, match=r"1 of 6 images no longer decode.*left out"):
+        metrics = validate(gt_model, small, imgsz=320, batch=4, iou=1.0, verbose=False)
+    assert metrics["num_images"] == 5 and len(metrics["skipped_images"]) == 1
+    assert metrics["mAP50_95"] == pytest.approx(1.0, abs=1e-9)  # its objects are not counted as missed
