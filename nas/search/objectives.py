@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, SpaceError
 from nas.io import write_text_atomic
 from nas.latency import arch_cost, load_hardware, load_predictor
 from nas.proxy import zero_cost
@@ -36,6 +36,7 @@ from nas.search.config import ProxyConfig, RerankConfig, SearchConfig
 from nas.space import ArchConfig, SearchSpace
 from nas.supernet import score as supernet_score
 from nas.supernet import supernet_digest
+from nas.supernet.score import load_cached
 
 __all__ = ["OBJECTIVES", "DiskCache", "Evaluation", "Evaluator", "check_objectives", "default_cache_dir"]
 
@@ -236,6 +237,11 @@ class Evaluator:
             raise ConfigError(f"cost={self.cost!r} must be one of the minimized objectives {list(self.objectives)}")
         self.proxy: ProxyConfig = cfg.proxy
         _check_proxy_config(self.proxy)
+        if "supernet" in self.proxy.proxies:  # every candidate must be a sub-network: one line now, not mid-search
+            try:
+                load_cached(self.proxy.supernet).check_space(space)
+            except SpaceError as e:
+                raise ConfigError(f"proxy.supernet={self.proxy.supernet}: {e}") from None
         if "latency_ms" in self.objectives and self.hardware is None:
             raise ConfigError(
                 "objective latency_ms needs a hardware: add hardware=cpu_ort (or another nas.latency hardware)"

@@ -93,6 +93,17 @@ def _put(t: Tensor, view: View, value: Tensor) -> None:
         at += k
 
 
+def _field(tree: dict, path: str) -> Any:
+    for part in path.split("."):
+        tree = tree[int(part)] if part.isdigit() else tree[part]
+    return tree
+
+
+def _among(value: Any, choices: list) -> bool:
+    key = tuple(value) if isinstance(value, (list, tuple)) else value
+    return any((tuple(c) if isinstance(c, (list, tuple)) else c) == key for c in choices)
+
+
 class _Weights(nn.Module):
     """A slot of conv (or transposed-conv, bias, alpha) tensors, with the attribute names of the layer."""
 
@@ -167,6 +178,22 @@ class SuperNet(nn.Module):
         if arch.digest() not in self._plans:
             describe_mismatch(self.space, arch, self.num_classes)
         return arch
+
+    def check_space(self, space: SearchSpace) -> None:
+        """SpaceError naming the first dimension of `space` with an architecture that is not a sub-network (a
+        search over `space` scored by this supernet would fail there); every point of `space` is one otherwise."""
+        mine = {d.path: d for d in self.space.dimensions}
+        base = self.space.base.to_dict()
+        for d in space.dimensions:
+            theirs = mine.get(d.path)
+            allowed = list(theirs.choices) if theirs is not None else [_field(base, d.path)]
+            extra = [c for c in d.choices if not _among(c, allowed)]
+            if extra:
+                raise SpaceError(
+                    f"the supernet (space {self.space.name!r}) cannot express {d.path}={extra[0]!r} of space "
+                    f"{space.name!r}: its choices there are {allowed}; train a supernet of this space"
+                )
+        self.check(with_classes(space.base, self.num_classes))
 
     def contains(self, arch: ArchConfig) -> bool:
         try:

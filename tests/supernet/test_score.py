@@ -76,3 +76,15 @@ def test_nas_takes_supernet_weights_for_an_architecture(checkpoint, tiny_space, 
     model = NAS(str(yaml), weights=f"supernet:{checkpoint}")
     assert model.arch == with_classes(arch, 8) and model.inherited.exact and model.inherited.fraction == 1.0
     assert str(checkpoint) in model.inherited.source
+
+
+def test_a_search_space_beyond_the_supernet_is_refused_naming_the_dimension(checkpoint, tiny_data, tmp_path):
+    from nas.space import load_space
+    from tests.supernet.tiny import write_space
+
+    wider = write_space(tmp_path, extra={"backbone.stem.out_channels": [8, 16, 32]})
+    proxy = dataclasses.replace(group_option("proxy", "supernet", ProxyConfig), supernet=str(checkpoint),
+                                train_data=tiny_data, cache_dir=str(tmp_path))  # fmt: skip
+    cfg = SearchConfig(space=SpaceConfig(name=str(wider)), proxy=proxy)
+    with pytest.raises(ConfigError, match=r"cannot express backbone\.stem\.out_channels=32"):
+        Evaluator(cfg, load_space(wider))
