@@ -277,6 +277,11 @@ class Evaluator:
         proxy = dataclasses.asdict(self.proxy)
         proxy.pop("cache_dir")
         proxy.pop("name")  # a label: the preset's values are what the score depends on
+        if proxy.get("supernet"):  # the supernet's content, not its path (a retrained file at the same path)
+            proxy["supernet_digest"] = supernet_digest(self.proxy.supernet)
+        else:  # fields added with proxy=supernet: the fingerprints of earlier studies stay valid
+            proxy.pop("supernet", None)
+            proxy.pop("supernet_bn_images", None)
         return {
             "space": self.space.name,
             "dimensions": _hash([[d.path, list(map(str, d.choices))] for d in self.space.dimensions]),

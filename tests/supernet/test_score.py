@@ -88,3 +88,13 @@ def test_a_search_space_beyond_the_supernet_is_refused_naming_the_dimension(chec
     cfg = SearchConfig(space=SpaceConfig(name=str(wider)), proxy=proxy)
     with pytest.raises(ConfigError, match=r"cannot express backbone\.stem\.out_channels=32"):
         Evaluator(cfg, load_space(wider))
+
+
+def test_fingerprint_names_the_supernet_content_and_is_unchanged_without_one(checkpoint, tiny_space_path, tiny_space):
+    from nas.supernet import supernet_digest
+
+    plain = Evaluator(SearchConfig(space=SpaceConfig(name=str(tiny_space_path))), tiny_space).fingerprint()
+    assert not any(k.startswith("supernet") for k in plain["proxy"])  # resumed older studies still match
+    proxy = dataclasses.replace(group_option("proxy", "supernet", ProxyConfig), supernet=str(checkpoint))
+    cfg = SearchConfig(space=SpaceConfig(name=str(tiny_space_path)), proxy=proxy)
+    assert Evaluator(cfg, tiny_space).fingerprint()["proxy"]["supernet_digest"] == supernet_digest(checkpoint)
