@@ -1,13 +1,16 @@
 """Structured configuration of a search: plain dataclasses (the library's input) that are also the
 Hydra schemas in the ConfigStore, so that a typo in `proxy.inpt_hw=...` fails when the config is composed.
 
-Library functions take these dataclasses; the Hydra entry point converts its DictConfig with
-`OmegaConf.to_object` at the edge. Nothing here imports Hydra (`register_configs` does, when called).
+Each group checks its own values in `__post_init__` (what is allowed is answered here, with the user's key in
+the error), whether built by Hydra, `from_dict` or in Python. Library functions take these dataclasses; the Hydra
+entry point converts its DictConfig with `OmegaConf.to_object` at the edge. Nothing here imports Hydra
+(`register_configs` does, when called).
 `group_option` reads a group's YAML (`proxy=flops`) the way Hydra composes it, for callers without Hydra.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,8 +21,27 @@ from nas.options import replace as replace
 
 T = TypeVar("T")
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+STRATEGIES = ("nsga2", "tpe", "random", "gp")  # samplers: nas.search.strategies.make_sampler
+STORAGE_KINDS = ("sqlite", "postgres", "journal", "memory")  # nas.search.storage.make_storage
+LOGGERS = ("none", "wandb")  # nas.search.tracking.make_tracker
+LOGGER_MODES = ("offline", "online", "disabled")
+TIER_STARTS = ("stratified", "none")
+# how a directed draw (see nas.search.tiers.target_tier) aims at its tier: mutate a good candidate of the window,
+# or only judge the trial's feasibility by the window (the sampler proposes it without knowing the target); none:
+# no targets
+TIER_TARGETS = ("mutate", "constraint", "none")
+
+
+def _whole(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
 
 __all__ = [
+    "LOGGERS",
+    "STORAGE_KINDS",
+    "STRATEGIES",
+    "TIER_STARTS",
+    "TIER_TARGETS",
     "DataConfig",
     "LoggerConfig",
     "ProxyConfig",
@@ -50,7 +72,7 @@ class ProxyConfig:
     score depends on the other fields only."""
 
     name: str = "zero_cost"
-    proxies: list[str] = field(default_factory=lambda: ["synflow", "naswot", "snip", "zen"])
+    proxies: list[str] = field(default_factory=lambda: ["synflow"])  # nas.proxy.zero_cost.DEFAULT_PROXIES (a test)
     combine: str = "zscore"  # zscore | rank | raw (one proxy's own value; see nas.proxy.zero_cost.combine)
     imgsz: int = 96  # square proxy batch resolution in pixels (multiple of 32)
     batch_size: int = 4
@@ -105,6 +127,12 @@ class StrategyConfig:
     n_startup_trials: int = 10  # tpe, gp
     multivariate: bool = True  # tpe
 
+    def __post_init__(self) -> None:
+        if self.name not in STRATEGIES:
+            raise ConfigError(f"unknown strategy {self.name!r}; available strategies: {', '.join(STRATEGIES)}")
+        if self.name == "nsga2" and self.population_size < 2:
+            raise ConfigError(f"strategy.population_size={self.population_size}: NSGA-II needs at least 2")
+
 
 @dataclass
 class DataConfig:
@@ -128,6 +156,20 @@ class StorageConfig:
     grace_period_s: int | None = 40
     retry_s: float = 60.0  # how long a worker retries a lost database connection before it stops
 
+    def __post_init__(self) -> None:
+        if self.kind not in STORAGE_KINDS:
+            raise ConfigError(f"unknown storage {self.kind!r}; available storages: {', '.join(STORAGE_KINDS)}")
+        if self.retry_s < 0:
+            raise ConfigError(f"storage.retry_s={self.retry_s}: must be >= 0 (seconds to retry a lost connection)")
+        hb, grace = self.heartbeat_interval_s, self.grace_period_s
+        if hb is not None and hb < 1:
+            raise ConfigError(f"storage.heartbeat_interval_s={hb}: must be >= 1 or null (off)")
+        if hb and (grace is None or grace <= hb):
+            raise ConfigError(
+                f"storage.grace_period_s={grace}: must be larger than storage.heartbeat_interval_s={hb} (a trial is "
+                "declared dead after this many seconds without a heartbeat)"
+            )
+
 
 @dataclass
 class LoggerConfig:
@@ -139,6 +181,12 @@ class LoggerConfig:
     mode: str = "offline"  # offline | online | disabled
     group: str | None = None
     tags: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.name not in LOGGERS:
+            raise ConfigError(f"unknown logger {self.name!r}; available loggers: {', '.join(LOGGERS)}")
+        if self.mode not in LOGGER_MODES:
+            raise ConfigError(f"logger.mode={self.mode!r}; choose offline, online or disabled")
 
 
 @dataclass
@@ -186,6 +234,35 @@ class SearchConfig:
     # little on a quiet machine and is many times faster than several on a busy one. Restored afterwards.
     threads: int | None = 1
     candidate: str | None = None  # sweeper jobs: evaluate this ArchConfig YAML and return its objectives
+
+    def __post_init__(self) -> None:
+        """The top-level keys' checks; each group checks its own (objectives, tiers and the proxy depend on the
+        space and hardware, and are checked by nas.search.objectives and nas.search.study)."""
+        if self.n_trials < 0:
+            raise ConfigError(f"n_trials={self.n_trials}: must be >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads={self.threads}: must be >= 1 (or null for torch's default)")
+        if self.max_int8_drop is not None and not (math.isfinite(self.max_int8_drop) and self.max_int8_drop >= 0):
+            raise ConfigError(f"max_int8_drop={self.max_int8_drop}: must be a non-negative number of mAP points")
+        if self.constrain and self.max_cost is not None and not (math.isfinite(self.max_cost) and self.max_cost > 0):
+            raise ConfigError(
+                f"max_cost={self.max_cost}: must be a positive {self.cost or 'cost (of the first minimized objective)'}"
+            )
+        if self.tier_start not in TIER_STARTS:
+            raise ConfigError(f"tier_start={self.tier_start!r}; choose one of {', '.join(TIER_STARTS)}")
+        if self.tier_target not in TIER_TARGETS:
+            raise ConfigError(f"tier_target={self.tier_target!r}; choose one of {', '.join(TIER_TARGETS)}")
+        k = self.tier_target_every
+        if not _whole(k) or k < 1:
+            raise ConfigError(
+                f"tier_target_every={k!r}: a whole number >= 1 (1: every sampled trial aims at a tier; 3: one in three)"
+            )
+        n = self.tier_start_trials
+        if n is not None and (not _whole(n) or n < 0):
+            raise ConfigError(
+                f"tier_start_trials={n!r}: a number of trials >= 0, or null for the strategy's first population "
+                "less the references"
+            )
 
     @property
     def study_name(self) -> str:

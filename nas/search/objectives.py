@@ -16,7 +16,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -246,8 +245,6 @@ class Evaluator:
             raise ConfigError(
                 "objective latency_ms needs a hardware: add hardware=cpu_ort (or another nas.latency hardware)"
             )
-        if cfg.max_int8_drop is not None and not (math.isfinite(cfg.max_int8_drop) and cfg.max_int8_drop >= 0):
-            raise ConfigError(f"max_int8_drop={cfg.max_int8_drop}: must be a non-negative number of mAP points")
         self.int8_drop_table = cfg.int8_drop_table
         # int8_drop is computed when it is an objective or a constraint
         self.wants_int8_drop = "int8_drop" in self.objectives or cfg.max_int8_drop is not None

@@ -30,6 +30,7 @@ from nas.errors import ConfigError
 from nas.io import write_text_atomic
 from nas.search import emit, report
 from nas.search.config import (
+    STORAGE_KINDS,
     ProxyConfig,
     SearchConfig,
     SpaceConfig,
@@ -40,7 +41,6 @@ from nas.search.config import (
 )
 from nas.search.evidence import gate, load_evidence, sentence, signal_key, tier_evidence
 from nas.search.select import Selection, TrialRecord, pareto_front, rerank_tiers, select_tiers
-from nas.search.storage import STORAGE_KINDS
 from nas.search.study import Session
 from nas.search.tiers import tier_counts, tier_windows
 from nas.search.tracking import Tracker, make_tracker
@@ -88,8 +88,6 @@ def torch_threads(n: int | None) -> Iterator[None]:
         return
     import torch
 
-    if n < 1:
-        raise ConfigError(f"threads={n}: must be >= 1 (or null for torch's default)")
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
@@ -156,8 +154,6 @@ def run_search(cfg: SearchConfig, out_dir: str | os.PathLike, space: SearchSpace
 
 def _run_search(cfg: SearchConfig, out_dir: str | os.PathLike, space: SearchSpace | None) -> SearchResult:
     t0 = time.perf_counter()
-    if cfg.n_trials < 0:
-        raise ConfigError(f"n_trials={cfg.n_trials}: must be >= 0")
     session = Session(cfg, out_dir, space)
     done = session.n_complete()
     log.info(

@@ -19,12 +19,11 @@ import optuna
 from filelock import FileLock
 
 from nas.errors import ConfigError, NasError
-from nas.search.config import StorageConfig
+from nas.search.config import STORAGE_KINDS, StorageConfig
 from nas.search.signals import SIGNALS
 
 __all__ = ["STORAGE_KINDS", "StorageUnavailableError", "StudyStorage", "make_storage", "redact"]
 
-STORAGE_KINDS = ("sqlite", "postgres", "journal", "memory")
 log = logging.getLogger("nas.search")
 T = TypeVar("T")
 _MEMORY_LOCKS: dict[str, threading.Lock] = {}
@@ -191,21 +190,8 @@ def _rdb(cfg: StorageConfig, url: str, engine_kwargs: dict) -> optuna.storages.R
     raise AssertionError("unreachable")
 
 
-def _check_storage_config(cfg: StorageConfig) -> None:
-    if cfg.retry_s < 0:
-        raise ConfigError(f"storage.retry_s={cfg.retry_s}: must be >= 0 (seconds to retry a lost connection)")
-    if cfg.heartbeat_interval_s is not None and cfg.heartbeat_interval_s < 1:
-        raise ConfigError(f"storage.heartbeat_interval_s={cfg.heartbeat_interval_s}: must be >= 1 or null (off)")
-    if cfg.heartbeat_interval_s and (cfg.grace_period_s is None or cfg.grace_period_s <= cfg.heartbeat_interval_s):
-        raise ConfigError(
-            f"storage.grace_period_s={cfg.grace_period_s}: must be larger than storage.heartbeat_interval_s="
-            f"{cfg.heartbeat_interval_s} (a trial is declared dead after this many seconds without a heartbeat)"
-        )
-
-
 def make_storage(cfg: StorageConfig, out_dir: str | os.PathLike) -> StudyStorage:
     """The storage of `cfg`, a printable description of where it is (password redacted) and its study lock."""
-    _check_storage_config(cfg)
     out_dir = Path(out_dir)
     kind = cfg.kind
     if kind == "memory":

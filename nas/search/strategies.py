@@ -20,7 +20,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.errors import ConfigError
-from nas.search.config import StrategyConfig
+from nas.search.config import STRATEGIES, StrategyConfig
 
 __all__ = [
     "CONSTRAINT_KEY",
@@ -32,7 +32,6 @@ __all__ = [
     "trial_seed",
 ]
 
-STRATEGIES = ("nsga2", "tpe", "random", "gp")
 CONSTRAINT_KEY = "cost_over_budget"  # trial constraint: cost - max_cost (<= 0 is feasible), see Session.store
 INT8_CONSTRAINT_KEY = "int8_drop_over"  # trial constraint: int8_drop - max_int8_drop, under `max_int8_drop`
 
@@ -49,8 +48,6 @@ def make_sampler(cfg: StrategyConfig, seed: int) -> optuna.samplers.BaseSampler:
     """The sampler of `cfg.name`, seeded."""
     name = cfg.name
     if name == "nsga2":
-        if cfg.population_size < 2:
-            raise ConfigError(f"strategy.population_size={cfg.population_size}: NSGA-II needs at least 2")
         return optuna.samplers.NSGAIISampler(
             population_size=cfg.population_size,
             crossover_prob=cfg.crossover_prob,

@@ -29,7 +29,6 @@ from nas.search.storage import make_storage
 from nas.search.strategies import CONSTRAINT_KEY, INT8_CONSTRAINT_KEY, TrialSeededSampler
 from nas.search.tiers import (
     TierDirector,
-    check_tier_start,
     start_count,
     stratified_start,
     tier_windows,
@@ -94,7 +93,6 @@ class Session:
 
     def __init__(self, cfg: SearchConfig, out_dir: str | os.PathLike, space: SearchSpace | None = None):
         self.cfg = cfg
-        check_tier_start(cfg)
         self.out_dir = Path(out_dir)
         _check_writable(self.out_dir)  # before any storage file is created in it
         self.space = space if space is not None else load_space(cfg.space.name)
@@ -192,9 +190,7 @@ class Session:
     def _max_cost(self) -> float | None:
         if not self.cfg.constrain:
             return None
-        if self.cfg.max_cost is not None:
-            if not math.isfinite(self.cfg.max_cost) or self.cfg.max_cost <= 0:
-                raise ConfigError(f"max_cost={self.cfg.max_cost}: must be a positive {self.evaluator.cost}")
+        if self.cfg.max_cost is not None:  # a positive number (SearchConfig)
             return float(self.cfg.max_cost)
         return max(self.budgets.values()) if self.budgets else None
 

@@ -22,8 +22,8 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.errors import ConfigError
 from nas.search import optuna_compat
+from nas.search.config import TIER_STARTS, TIER_TARGETS
 from nas.search.select import TrialRecord
 from nas.space import ArchConfig, SearchSpace
 
@@ -31,7 +31,6 @@ __all__ = [
     "TIER_STARTS",
     "TIER_TARGETS",
     "TierDirector",
-    "check_tier_start",
     "directed_mutation",
     "mutation_rng",
     "start_count",
@@ -43,10 +42,6 @@ __all__ = [
     "window_constraint",
 ]
 
-TIER_STARTS = ("stratified", "none")
-# how a directed draw (see target_tier) aims at its tier: mutate a good candidate of the window, or only judge
-# the trial's feasibility by the window (the sampler proposes it without knowing the target); none: no targets
-TIER_TARGETS = ("mutate", "constraint", "none")
 _SALT = 0x7153  # separates the start population's random stream from the samplers' (seeded by the same seed)
 _MUTATE_SALT = 0x7154
 
@@ -165,29 +160,9 @@ def start_size(strategy: Any) -> int:
     return int(strategy.population_size if strategy.name == "nsga2" else strategy.n_startup_trials)
 
 
-def check_tier_start(cfg: Any) -> None:
-    """Checks `tier_start`, `tier_start_trials`, `tier_target` and `tier_target_every` of a SearchConfig."""
-    if cfg.tier_start not in TIER_STARTS:
-        raise ConfigError(f"tier_start={cfg.tier_start!r}; choose one of {', '.join(TIER_STARTS)}")
-    if cfg.tier_target not in TIER_TARGETS:
-        raise ConfigError(f"tier_target={cfg.tier_target!r}; choose one of {', '.join(TIER_TARGETS)}")
-    k = cfg.tier_target_every
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ConfigError(
-            f"tier_target_every={k!r}: a whole number >= 1 (1: every sampled trial aims at a tier; 3: one in three)"
-        )
-    n = cfg.tier_start_trials
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
-        raise ConfigError(
-            f"tier_start_trials={n!r}: a number of trials >= 0, or null for the strategy's first population "
-            "less the references"
-        )
-
-
 def start_count(cfg: Any, n_references: int, n_tiers: int) -> int:
     """How many stratified start trials a SearchConfig plans (at least one per tier); a study runs those it has
     room for (see nas.search.study.Session.enqueue_tier_start)."""
-    check_tier_start(cfg)
     if cfg.tier_start == "none":
         return 0
     n = cfg.tier_start_trials

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
@@ -13,8 +14,9 @@ from omegaconf.errors import ValidationError
 
 import nas.search.__main__ as app
 from nas.errors import ConfigError
+from nas.options import from_dict
 from nas.search import ProxyConfig, SearchConfig, StrategyConfig
-from nas.search.config import group_option, group_options, register_configs
+from nas.search.config import LoggerConfig, StorageConfig, group_option, group_options, register_configs
 
 CONF = Path(app.__file__).resolve().parent.parent / "conf"
 GROUPS = ("proxy", "strategy", "data", "storage", "logger")
@@ -105,3 +107,49 @@ def test_slurm_overlay_selects_the_nas_sweeper_and_submitit():
     assert cfg.hydra.sweeper._target_ == "hydra_plugins.nas_sweeper.nas_sweeper.NasSweeper"
     assert cfg.hydra.sweeper.n_jobs == 32
     assert "SlurmLauncher" in cfg.hydra.launcher._target_ and cfg.hydra.launcher.partition == "gpu"
+
+
+BAD_VALUES = [
+    ("storage.kind=mysql", r"unknown storage 'mysql'; available storages: sqlite, postgres, journal, memory"),
+    ("storage.retry_s=-1", r"storage\.retry_s=-1\.0: must be >= 0"),
+    ("storage.heartbeat_interval_s=0", r"storage\.heartbeat_interval_s=0: must be >= 1 or null"),
+    ("storage.grace_period_s=5", r"storage\.grace_period_s=5: must be larger than storage\.heartbeat_interval_s=10"),
+    ("strategy.name=cmaes", r"unknown strategy 'cmaes'; available strategies: nsga2, tpe, random, gp"),
+    ("strategy.population_size=1", r"strategy\.population_size=1: NSGA-II needs at least 2"),
+    ("logger.name=mlflow", r"unknown logger 'mlflow'; available loggers: none, wandb"),
+    ("logger.mode=loud", r"logger\.mode='loud'; choose offline, online or disabled"),
+    ("n_trials=-1", r"n_trials=-1: must be >= 0"),
+    ("threads=0", r"threads=0: must be >= 1"),
+    ("max_int8_drop=-1", r"max_int8_drop=-1\.0: must be a non-negative number"),
+    ("max_cost=0", r"max_cost=0\.0: must be a positive cost"),
+    ("tier_start=uniform", r"tier_start='uniform'; choose one of stratified, none"),
+    ("tier_target=window", r"tier_target='window'; choose one of mutate, constraint, none"),
+    ("tier_target_every=0", r"tier_target_every=0: a whole number >= 1"),
+    ("tier_start_trials=-1", r"tier_start_trials=-1: a number of trials >= 0"),
+]
+
+
+@pytest.mark.parametrize(("override", "match"), BAD_VALUES)
+def test_a_bad_value_fails_where_the_config_is_built_naming_its_key(compose_cfg, override, match):
+    """Each group's dataclass checks its values (nas.search.config): the Hydra config fails when it becomes a
+    SearchConfig, before any run directory or study exists, and so does the same mapping without Hydra."""
+    cfg = compose_cfg("+space=yolo_nas", override)
+    with pytest.raises(ConfigError, match=match):
+        OmegaConf.to_object(cfg)
+    key, value = override.split("=")
+    tree: dict = {"space": {"name": "yolo_nas"}}
+    *groups, leaf = key.split(".")
+    node = tree
+    for g in groups:
+        node = node.setdefault(g, {})
+    node[leaf] = yaml.safe_load(value)
+    with pytest.raises(ConfigError, match=match):
+        from_dict(SearchConfig, tree)
+
+
+def test_the_defaults_and_every_group_option_pass_their_checks():
+    SearchConfig()
+    for group, cls in (("strategy", StrategyConfig), ("storage", StorageConfig), ("logger", LoggerConfig)):
+        for option in group_options(group):
+            group_option(group, option, cls)
+    assert StorageConfig(heartbeat_interval_s=None, grace_period_s=None).grace_period_s is None  # heartbeat off
