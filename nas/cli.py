@@ -21,7 +21,6 @@ A new mode is one more `Mode` entry in `MODES`.
 
 from __future__ import annotations
 
-import errno
 import json
 import runpy
 import sys
@@ -42,7 +41,7 @@ from nas.engine.options import (
     ValOptions,
 )
 from nas.errors import ConfigError, DataError, NasError
-from nas.io import NO_SPACE, increment_dir, os_error
+from nas.io import increment_dir, machine_error_text
 from nas.options import check_name, describe, keys_of, parse_text, pick, split_args
 from nas.train.options import TrainOptions
 
@@ -421,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return 130  # 128 + SIGINT, as a shell reports a process Ctrl-C stopped
     except Exception as e:
-        text = _os_error_text(e)
+        text = machine_error_text(e)
         if text is None:
             raise
         print(f"nas {mode_name}: error: {text}", file=sys.stderr)
@@ -432,21 +431,3 @@ _KEPT = {
     "train": "last.pt of the last finished epoch is kept: continue with `nas train resume=<run dir>/last.pt`",
     "predict": "the results so far are in the run directory's predictions.jsonl",
 }
-
-
-def _os_error_text(e: BaseException) -> str | None:
-    """One line for a failure of the machine rather than of the input (full disk, name too long, no permission)."""
-    cause = os_error(e)
-    if cause is None:
-        return None
-    where = f" writing {cause.filename}" if cause.filename else ""
-    if cause.errno in NO_SPACE:
-        return (
-            f"no space left on the device{where} ({cause.strerror}); free some space or write elsewhere "
-            "(project=...); files written before are kept"
-        )
-    if cause.errno == errno.ENAMETOOLONG:
-        return f"a file name is too long{where.replace(' writing', ':')}; shorten name= / project= (255 bytes per name)"
-    if cause.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"cannot write{where}: {cause.strerror}; choose a writable folder (project=...)"
-    return None

@@ -19,6 +19,7 @@ __all__ = [
     "atomic_path",
     "dump_yaml",
     "increment_dir",
+    "machine_error_text",
     "os_error",
     "parse_yaml",
     "read_text",
@@ -65,6 +66,39 @@ def os_error(e: BaseException | None) -> OSError | None:
 
 
 NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+_SQLITE_FULL = "database or disk is full"  # sqlite3.OperationalError's text for SQLITE_FULL (no errno)
+
+
+def _chain(e: BaseException | None) -> list[BaseException]:
+    out: list[BaseException] = []
+    while e is not None and all(e is not x for x in out):
+        out.append(e)
+        e = e.__cause__ or e.__context__
+    return out
+
+
+def machine_error_text(e: BaseException) -> str | None:
+    """One line for a failure of the machine rather than of the input (full disk, name too long, no permission)
+    anywhere in `e`'s chain, naming the cause and the fix; None for anything else (a bug keeps its traceback)."""
+    cause = os_error(e)
+    if cause is None:
+        if any(_SQLITE_FULL in str(x) for x in _chain(e)):  # a full disk under sqlite (an Optuna study's database)
+            return (
+                "no space left on the device (the SQLite database reports it full); free some space or write "
+                "elsewhere (a search: hydra.run.dir=PATH); what was written before is kept"
+            )
+        return None
+    where = f" writing {cause.filename}" if cause.filename else ""
+    if cause.errno in NO_SPACE:
+        return (
+            f"no space left on the device{where} ({cause.strerror}); free some space or write elsewhere "
+            "(project=...); files written before are kept"
+        )
+    if cause.errno == errno.ENAMETOOLONG:
+        return f"a file name is too long{where.replace(' writing', ':')}; shorten name= / project= (255 bytes per name)"
+    if cause.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write{where}: {cause.strerror}; choose a writable folder (project=...)"
+    return None
 
 
 def read_text(path: str | os.PathLike, error: type[Exception] = ConfigError) -> str:

@@ -227,14 +227,14 @@ def test_a_run_name_over_255_bytes_is_refused_before_anything_runs(tmp_path, cap
 def test_errors_of_the_machine_are_one_line_naming_cause_and_fix():
     import errno
 
-    from nas.cli import _os_error_text
+    from nas.io import machine_error_text
 
     full = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
     full.__context__ = OSError(errno.ENOSPC, "No space left on device", "runs/train/exp/last.pt")
-    assert _os_error_text(full).startswith("no space left on the device writing runs/train/exp/last.pt")
+    assert machine_error_text(full).startswith("no space left on the device writing runs/train/exp/last.pt")
     long = OSError(errno.ENAMETOOLONG, "File name too long", "runs/x")
-    assert "shorten name= / project=" in _os_error_text(long)
-    assert _os_error_text(ValueError("a bug")) is None  # anything else keeps its traceback
+    assert "shorten name= / project=" in machine_error_text(long)
+    assert machine_error_text(ValueError("a bug")) is None  # anything else keeps its traceback
 
 
 def test_bare_val_picks_a_dataset_of_the_models_classes(tmp_path, ckpt, capsys):

@@ -20,12 +20,17 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from nas.errors import ConfigError, NasError
+from nas.io import machine_error_text
+from nas.options import MAX_NAME_BYTES
 from nas.search.config import SearchConfig, register_configs
 from nas.search.runner import run_search
 from nas.search.storage import StorageUnavailableError
 from nas.search.sweep import evaluate_candidate
 
 log = logging.getLogger("nas.search")
+# Optuna's relational storages hold a study name in VARCHAR(512) (optuna.storages._rdb.models): PostgreSQL refuses a
+# longer one mid-run, SQLite silently keeps it, so a study could not move between them. Refused up front everywhere.
+MAX_STUDY_NAME = 512
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 register_configs()
@@ -65,6 +70,14 @@ class RunDirCheck(Callback):
     """Refuses an unwritable run (or sweep) directory before Hydra writes anything: one line, exit status 2."""
 
     def _check(self, folder: str, key: str) -> None:
+        long = [part for part in Path(folder).parts if len(part.encode()) > MAX_NAME_BYTES]
+        if long:
+            print(
+                f"error: a folder name in the run directory is {len(long[0].encode())} bytes (at most "
+                f"{MAX_NAME_BYTES}): {long[0][:40]}...; shorten name= (or set {key}=PATH)",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
         reason = unwritable_reason(Path(folder).expanduser())
         if reason is not None:
             print(f"error: cannot write the run directory {folder}: {reason}; set {key}=PATH", file=sys.stderr)
@@ -90,6 +103,11 @@ def _task(cfg: DictConfig) -> Any:
     if OmegaConf.is_missing(cfg.space, "name"):
         _missing_space(out_dir)
     search_cfg = to_search_config(cfg)
+    if len(search_cfg.study_name) > MAX_STUDY_NAME:
+        raise ConfigError(
+            f"name: the study name is {len(search_cfg.study_name)} characters; Optuna's storages hold at most "
+            f"{MAX_STUDY_NAME} (PostgreSQL refuses a longer one): shorten name="
+        )
     if search_cfg.candidate is not None:
         return evaluate_candidate(search_cfg, search_cfg.candidate, out_dir)
     import optuna
@@ -115,6 +133,12 @@ def main(cfg: DictConfig) -> Any:
         # A clear message instead of a traceback; exit status 2 like other usage errors.
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    except Exception as e:  # a full disk under the study's database (Optuna's StorageInternalError), ...
+        text = machine_error_text(e)
+        if text is None:
+            raise
+        print(f"error: {text}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 MULTIRUN_FLAGS = ("-m", "--multirun")

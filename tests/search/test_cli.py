@@ -217,3 +217,36 @@ def test_nas_sweeper_refuses_setting_sweeps(tmp_path, tiny_space_path, proxy_cac
         f"hydra.sweep.dir={tmp_path}",
     )
     assert p.returncode != 0 and "does not sweep ['seed=0,1']" in p.stderr
+
+
+def test_names_too_long_for_a_folder_or_a_study_are_one_line(tmp_path, tiny_space_path, proxy_cache):
+    args = tiny_args(tiny_space_path, proxy_cache)
+    p = nas_search(*args, "name=" + "n" * 300)  # the run directory runs/${name}: over 255 bytes
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "a folder name in the run directory is 300 bytes (at most 255)" in p.stderr and "shorten name=" in p.stderr
+    p = nas_search(*args, "name=" + "s" * 600, f"hydra.run.dir={tmp_path / 'run'}")  # PostgreSQL's limit: 512
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "the study name is 600 characters; Optuna's storages hold at most 512" in p.stderr
+
+
+def test_a_full_disk_during_a_search_is_one_line(tmp_path, tiny_space_path, proxy_cache):
+    """A real full disk: the run directory on a 192 KiB tmpfs (private mount namespace); the study's SQLite
+    database fills it (it was Optuna's 137-line StorageInternalError)."""
+    import shlex
+    import shutil
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare (util-linux) to mount a small tmpfs")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    probe = subprocess.run(["unshare", "-rm", "mount", "-t", "tmpfs", "-o", "size=192k", "tmpfs", str(disk)],
+                           capture_output=True, text=True)  # fmt: skip
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (user namespaces off?): {probe.stderr.strip()}")
+    cmd = [sys.executable, "-m", "nas.search", *tiny_args(tiny_space_path, proxy_cache), "n_trials=20",
+           f"hydra.run.dir={disk / 'run'}"]  # fmt: skip
+    script = f"mount -t tmpfs -o size=192k tmpfs {shlex.quote(str(disk))} && exec {shlex.join(cmd)}"
+    p = subprocess.run(["unshare", "-rm", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 1, p.stderr[-3000:]
+    assert "Traceback" not in p.stderr and "StorageInternalError" not in p.stderr, p.stderr[-3000:]
+    assert "error: no space left on the device" in p.stderr
