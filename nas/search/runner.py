@@ -387,7 +387,11 @@ def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> S
         write_text_atomic(paths["report_md"], report.render_markdown(rep))
         session.study.set_user_attr(OUTPUTS_ATTR, [*[m for m in marks if m["dir"] != mark["dir"]][-15:], mark])
     else:
-        log.info("outputs of this study state are already in %s (written by another worker)", out_dir)
+        log.info(
+            "outputs of this study state are already in %s (written by an earlier run of this command or by "
+            "another worker of the study; the study has not changed since, so they are kept as they are)",
+            out_dir,
+        )
     if tracker is not None:
         rows = [{"trial": r.number, "name": r.arch.name, **r.values} for r in front]
         tracker.log_summary(rep, rows, paths.get("pareto_png"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import logging
 import subprocess
 import sys
 
@@ -70,14 +71,17 @@ def test_same_seed_same_search(tiny_cfg, tmp_path):
 
 
 @pytest.mark.parametrize("storage", ["sqlite", "journal"])
-def test_resume_continues_without_re_evaluating(tiny_cfg, tmp_path, storage):
+def test_resume_continues_without_re_evaluating(tiny_cfg, tmp_path, storage, caplog):
     cfg = dataclasses.replace(tiny_cfg, storage=StorageConfig(kind=storage), n_trials=4)
     first = run_search(cfg, tmp_path)
     second = run_search(dataclasses.replace(cfg, n_trials=7), tmp_path)
     assert len(second.trials) == 7 and [t.number for t in second.trials] == list(range(7))
     assert _values(second)[:4] == _values(first)
-    again = run_search(dataclasses.replace(cfg, n_trials=7), tmp_path)  # nothing left to do
+    with caplog.at_level(logging.INFO, logger="nas.search"):
+        again = run_search(dataclasses.replace(cfg, n_trials=7), tmp_path)  # nothing left to do
     assert _values(again) == _values(second)
+    # the user's own earlier run, not a stranger: the message says so (it said "written by another worker")
+    assert "written by an earlier run of this command or by another worker" in caplog.text
 
 
 def test_resume_with_other_objective_settings_is_refused(tiny_cfg, tmp_path):
