@@ -509,7 +509,7 @@ def _fmt(v: Any, ci: Any = None) -> str:
 
 def _choice_line(c: dict[str, Any]) -> str:
     """The default proxy chosen by `choose_default`, and why, in one sentence."""
-    why = f"the lowest point budget regret within the default search's time ({c['criterion']})"
+    why = c["criterion"]
     regret = c.get("regret", {}).get(c["chosen"])
     if regret is not None:
         why += f": {regret:.2f} mAP"

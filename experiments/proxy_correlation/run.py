@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from report import TRAINED_PROXIES  # this folder (the script's own): the proxies the report ranks
 
 from nas.io import write_text_atomic
+from nas.proxy.zero_cost import VOTE_PROXIES
 
 HERE = Path(__file__).resolve().parent
 ARCHS, RESULTS, RUNS = HERE / "archs", HERE / "results", HERE / "runs"
@@ -65,7 +66,7 @@ RECIPE = {
     "val_period": 5,
 }
 PARENT = "yolo_nas_l"
-VOTE = ("synflow", "naswot", "snip", "zen")  # the zero-cost vote of the `vote` column
+VOTE = VOTE_PROXIES  # the zero-cost vote of the `vote` column
 # Trained with the same recipe but outside the sample (results/extra/): the S layout with every QARepVGG block a
 # plain RepVGG block, the pair of the released (all-QARepVGG) S in experiments/int8's INT8 comparison.
 EXTRA_ARCHS = {"yolo_nas_s_repvgg": HERE.parent / "int8" / "archs" / "yolo_nas_s_repvgg.yaml"}

@@ -313,6 +313,61 @@ def proxies(args) -> int:
     return run._pool_run(cmds, args.jobs, 1)
 
 
+LATENCY_JSON = run.RESULTS / "window_latency.json"
+
+
+def latency(args) -> int:
+    """Measured cpu_ort latency (onnxruntime FP32, 1 thread, 640 px, the process CPU clock: robust to a shared
+    machine) of every window architecture and every recorded pick, each round in a shuffled order with the released
+    S measured right before each one; the ratio to that S is the number that carries across machines. One file."""
+    import dataclasses as dc
+    import random
+
+    from nas.latency import hardware as hwmod
+    from nas.latency.modules import deployed_model
+    from nas.latency.runtimes import make_runtime, measure
+    from nas.space import load_arch
+
+    doc = load_window()
+    names = [u["name"] for u in doc["units"]]
+    for per in doc.get("search", {}).values():
+        names += [t["unit"] for rec in per.values() for t in rec["tiers"].values()]
+    names = list(dict.fromkeys(names))
+    hw = hwmod.load_hardware("cpu_ort")
+    hw = dc.replace(hw, timing=dc.replace(hw.timing, clock="process", warmup=2, repeats=args.repeats, min_time_s=0.0))
+    runtime = make_runtime(hw)
+    models = {n: deployed_model(load_arch(unit_arch_path(n)), hw.input_hw, hw.batch) for n in names}
+    rows: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    rng = random.Random(0)
+    for r in range(args.rounds):
+        order = list(names)
+        rng.shuffle(order)
+        for n in order:
+            s = measure(*models["yolo_nas_s"], runtime, hw.timing).median_ms
+            m = measure(*models[n], runtime, hw.timing).median_ms
+            rows[n].append({"ms": round(m, 3), "s_ms": round(s, 3)})
+        print(f"round {r + 1} of {args.rounds} done", flush=True)
+    out = {
+        "what": "measured latency of the window's architectures and the searches' picks (window.py latency)",
+        "hardware": "cpu_ort (onnxruntime FP32, 1 thread, 640 px), clock=process",
+        "machine": run._machine("cpu"),
+        "rounds": args.rounds,
+        "repeats": args.repeats,
+        "units": {
+            n: {
+                "median_ms": round(float(np.median([x["ms"] for x in v])), 3),
+                "ratio_to_released_s": round(float(np.median([x["ms"] / x["s_ms"] for x in v])), 4),
+                "rounds": v,
+            }
+            for n, v in rows.items()
+        },
+    }
+    write_text_atomic(LATENCY_JSON, json.dumps(out, indent=1) + "\n")
+    for n, u in out["units"].items():
+        print(f"{n:>22} {u['median_ms']:9.1f} ms  x{u['ratio_to_released_s']:.3f} of the released S")
+    return 0
+
+
 def status(args) -> int:
     doc = load_window()
     rows = [(n, s, done(n, s)) for n, s in units(doc)]
@@ -334,11 +389,15 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("train")
     p.add_argument("--jobs", type=int, default=2, help="units at a time (runs/window_jobs overrides it live)")
     sub.add_parser("status")
+    p = sub.add_parser("latency", help="measured latency of every window architecture and pick")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
     p = sub.add_parser("proxies")
     p.add_argument("--which", default="zero_cost", help="comma-separated: zero_cost, short_train_e1, ...")
     p.add_argument("--jobs", type=int, default=1)
     args = ap.parse_args(argv)
-    return {"select": select, "train": train, "status": status, "proxies": proxies}[args.what](args)
+    commands = {"select": select, "train": train, "status": status, "proxies": proxies, "latency": latency}
+    return commands[args.what](args)
 
 
 if __name__ == "__main__":

@@ -239,9 +239,11 @@ def build(results: Path = RESULTS, boot: int = 2000) -> dict[str, Any]:
     names = window_names(window)
     lat = _latency(window, results)
     rows = report._load(results / "window")  # this experiment's trainings (the released M/L's seed 0 is results/gt's)
+    import run  # this folder's runner: the recipe every unit trains with
+
     return {
         "what": "the equal-latency ground truth of the S window (PLAN.md) and the redone truth test",
-        "recipe": rows[0].get("recipe") if rows else None,
+        "recipe": rows[0].get("recipe") if rows else run.RECIPE,
         "units": {n: values[n] for n in sorted(values)},
         "n_trainings": len(rows),
         "cpu_hours": round(sum(float(r.get("cpu_s_this_process") or 0.0) for r in rows) / 3600, 2),

@@ -50,6 +50,7 @@ __all__ = [
     "BATCH_KINDS",
     "COMBINE_METHODS",
     "DEFAULT_PROXIES",
+    "VOTE_PROXIES",
     "PROXIES",
     "PROXY_VERSION",
     "ProxyBatch",
@@ -64,7 +65,10 @@ __all__ = [
 # Bump when a proxy's definition changes: it is part of every cache key of proxy values.
 # 2: `flops` counts the deployed network from the ArchConfig (was: the unfused convs, by forward hooks).
 PROXY_VERSION = 2
-DEFAULT_PROXIES = ("synflow", "naswot", "snip", "zen")
+# The search's default proxy (nas/conf/proxy/zero_cost.yaml; chosen by experiments/proxy_correlation/PLAN.md's
+# rule) and the four-proxy vote that was the default before it (nas/conf/proxy/vote.yaml, the ground truth's `vote`)
+DEFAULT_PROXIES = ("synflow",)
+VOTE_PROXIES = ("synflow", "naswot", "snip", "zen")
 COMBINE_METHODS = ("zscore", "rank", "raw")
 _Z_CLIP = 10.0  # one non-finite or extreme proxy must not dominate the vote
 

@@ -4,9 +4,10 @@ it says the difference is not established (issue 23, experiments/proxy_correlati
 `evidence.json` beside this module is written by `experiments/proxy_correlation/window_report.py` from the
 committed trainings (a test keeps them equal). Per accuracy signal (a proxy configuration, `signal_key`): how often
 it orders two trained architectures of the same latency right, and per tier the truth test of its searches' picks
-against the released layout (pick - released trained mAP, its interval, the decision). A search whose space and
-proxy configuration the evidence covers emits its pick for a tier only where the truth test says "better"; elsewhere
-it emits the released layout and writes its pick beside it (`<tier>.candidate.yaml`), saying why in one line.
+against the released layout (pick - released trained mAP, its interval, the decision). A search of a space the
+evidence covers emits its pick for a tier only where the truth test of its proxy configuration says "better"
+(another configuration, or none measured yet: not shown better); elsewhere it emits the released layout and writes
+its pick beside it (`<tier>.candidate.yaml`), saying why in one line.
 `evidence_gate=false` emits the pick regardless.
 """
 
@@ -44,28 +45,33 @@ def load_evidence(path: Path = EVIDENCE_PATH) -> dict[str, Any] | None:
 
 
 def tier_evidence(evidence: Mapping[str, Any] | None, space: str, key: str | None, tier: str) -> dict[str, Any]:
-    """{"covered": bool, "signal": {...} | None, "truth": {...} | None} for one tier."""
-    if not evidence or key is None or evidence.get("space") != space or key not in evidence.get("signals", {}):
+    """{"covered": bool, "signal": {...} | None, "truth": {...} | None} for one tier. The space is covered when the
+    evidence is about it; `signal` and `truth` are None where this proxy configuration was not measured."""
+    if not evidence or evidence.get("space") != space:
         return {"covered": False, "signal": None, "truth": None}
-    truth = (evidence.get("truth_test", {}).get(key) or {}).get(tier)
-    return {"covered": True, "signal": evidence["signals"][key], "truth": truth}
+    signal = evidence.get("signals", {}).get(key) if key else None
+    truth = (evidence.get("truth_test", {}).get(key) or {}).get(tier) if key else None
+    return {"covered": True, "signal": signal, "truth": truth}
 
 
 def sentence(tier: str, name: str, ev: Mapping[str, Any], evidence: Mapping[str, Any] | None, emits_pick: bool) -> str:
     """The report's one line on what the tier's pick is worth."""
     if not ev["covered"]:
         return (
-            f"{tier}: `{name}` is untested: no committed ground truth covers this space and proxy configuration"
+            f"{tier}: `{name}` is untested: no committed ground truth covers this space"
             " (experiments/proxy_correlation); its proxy score is an estimate, not measured accuracy."
         )
-    s = ev["signal"]
-    lo, hi = s.get("pairs_right_ci") or (None, None)
-    ci = f" [{lo:.2f}, {hi:.2f}]" if lo is not None else ""
-    head = (
-        f"{tier}: by the committed evidence ({evidence.get('data', 'the synthetic set')}), this proxy orders"
-        f" {s['pairs_right']:.2f}{ci} of same-latency pairs of trained networks right ({s['pairs']} pairs; 0.5 is a coin)"
-    )
-    t = ev["truth"]
+    s, t = ev["signal"], ev["truth"]
+    data = evidence.get("data", "the synthetic set") if evidence else "the synthetic set"
+    if s is None:
+        head = f"{tier}: this proxy configuration has no committed ground truth ({data})"
+    else:
+        lo, hi = s.get("pairs_right_ci") or (None, None)
+        ci = f" [{lo:.2f}, {hi:.2f}]" if lo is not None else ""
+        head = (
+            f"{tier}: by the committed evidence ({data}), this proxy orders {s['pairs_right']:.2f}{ci} of"
+            f" same-latency pairs of trained networks right ({s['pairs']} pairs; 0.5 is a coin)"
+        )
     if t is None or t.get("diff") is None:
         tail = "; its picks have no truth test yet"
     else:
@@ -85,8 +91,9 @@ def sentence(tier: str, name: str, ev: Mapping[str, Any], evidence: Mapping[str,
 def gate(
     selections: Mapping[str, Selection], evidence: Mapping[str, Any] | None, space: str, key: str | None
 ) -> tuple[dict[str, Selection], dict[str, Selection]]:
-    """(what to emit per tier, the withheld picks): a covered tier whose pick is not the released layout emits the
-    released layout unless its truth test decided "better"."""
+    """(what to emit per tier, the withheld picks): in a space the evidence covers, a tier whose pick is not the
+    released layout emits the released layout unless the truth test of this proxy configuration's picks decided
+    "better" (no truth test: not shown better)."""
     emit, withheld = dict(selections), {}
     for tier, sel in selections.items():
         if sel.record is None or sel.reference is None or sel.record.arch == sel.reference.arch:

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from tests.proxy.test_proxy_correlation import HERE, _load
+from tests.proxy.test_proxy_correlation import HERE, _load, pc  # noqa: F401 (pc: the experiment's fixture)
 
 
 def _roundtrip(obj):
@@ -34,6 +34,8 @@ def _first_difference(a, b, path="") -> str | None:
             if d:
                 return d
         return None
+    if isinstance(a, float) and isinstance(b, float):  # BLAS's last bit differs between CPUs (AVX2 vs AVX-512)
+        return None if math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) else f"{path}: committed {a!r}, recomputed {b!r}"
     return None if a == b else f"{path}: committed {a!r}, recomputed {b!r}"
 
 
@@ -124,3 +126,87 @@ def test_the_window_signal_table_scores_a_size_only_signal_at_zero_given_latency
     assert rows["oracle"]["budget_regret"]["mean"] == 0 and rows["oracle"]["vs_baseline"]["regret"] < 0
     assert rows["FLOPs"]["partial_spearman_given_latency"]["value"] is None  # a monotone function of latency
     assert math.isclose(rows["oracle"]["cost_s"], 1.0)
+
+
+def test_the_window_set_is_fixed_within_the_window_and_balanced_over_block_types():
+    from nas.latency import arch_cost, load_predictor
+    from nas.space import load_arch
+
+    win = _load("window")
+    doc = json.loads((HERE / "window.json").read_text())
+    pred = load_predictor("cpu_ort", warn=False)
+    ref = pred.predict(load_arch(HERE / "archs" / "yolo_nas_s.yaml"))
+    rows = {u["name"]: u for u in doc["units"]}
+    for name, u in rows.items():
+        arch = load_arch(win.unit_arch_path(name))
+        assert arch.digest() == u["digest"], f"{name}: the committed architecture changed after the draw"
+        assert pred.predict(arch) == pytest.approx(u["latency_ms"], abs=0.06)
+        assert arch_cost(arch, 640).gflops == pytest.approx(u["gflops"], abs=1e-3)
+        if u["role"] == "window":
+            assert abs(u["latency_ms"] / ref - 1) <= win.WINDOW + 1e-9, name
+    window = [u for u in rows.values() if u["role"] == "window"]
+    assert len(window) >= 12 and {u["blocks"] for u in window} == {"qarepvgg", "repvgg"}
+    assert sum(u["blocks"] == "qarepvgg" for u in window) == sum(u["blocks"] == "repvgg" for u in window)
+    assert len({u["depth"] for u in window}) >= 5, "depth is traded against width across the set"
+    assert rows["flops_s"]["latency_ms"] <= ref + 0.05 and rows["flops_s"]["gflops"] >= max(
+        u["gflops"] for u in window if u["latency_ms"] <= ref
+    )
+    # every recorded search pick has its architecture, at or under its tier's budget
+    for per_seed in doc["search"].values():
+        for rec in per_seed.values():
+            for tier, t in rec["tiers"].items():
+                assert t["equals_released"] or win.unit_arch_path(t["unit"]).is_file(), t["unit"]
+                assert t["selected"]["latency_ms"] <= t["budget_ms"] + 1e-6, (tier, t["unit"])
+
+
+def test_the_driver_queues_every_unit_seed_major_and_knows_what_is_done(tmp_path, monkeypatch):
+    win = _load("window")
+    doc = json.loads((HERE / "window.json").read_text())
+    order = win.units(doc)
+    s_names = set(_load("window_report").window_names(doc))  # the S window set: seed-major, then M/L
+    k = len(s_names)
+    for i, seed in enumerate(win.SEEDS):
+        assert set(order[i * k : (i + 1) * k]) == {(n, seed) for n in s_names}
+    assert all(n not in s_names for n, _ in order[len(win.SEEDS) * k :])
+    assert order[0] == ("yolo_nas_s", 0) and ("flops_s", 2) in order and ("w11", 2) in order
+    assert ("yolo_nas_m", 1) in order and ("yolo_nas_m", 0) not in order  # seed 0 is results/gt's
+    picks = [rec["tiers"]["yolo_nas_s"]["unit"] for rec in doc["search"].get("vote", {}).values()]
+    assert all((p, s) in order for p in picks for s in win.SEEDS)
+    assert len(order) == len(set(order))
+    monkeypatch.setattr(win, "WINDOW_RESULTS", tmp_path)
+    assert not win.done("w00", 0)
+    (tmp_path / "w00_s0.json").write_text("{}")
+    assert win.done("w00", 0) and win.done("yolo_nas_m", 0)  # the latter from results/gt
+    cmd = win.train_command("w00", 1)
+    assert cmd[cmd.index("--out") + 1] == str(tmp_path / "w00_s1.json") and "win_w00_s1" in cmd
+
+
+@pytest.mark.slow
+def test_the_supernet_signal_trains_resumes_and_scores_into_the_proxy_files(pc, tmp_path, monkeypatch):  # noqa: F811
+    """supernet.py end to end on the tiny elastic space: one epoch, then a resumed second, then a score file that
+    the report reads as the signal `supernet (mAP50_95)`."""
+    import argparse
+
+    from nas.space import load_space
+    from tests.supernet.tiny import write_space
+
+    sn = _load("supernet")
+    monkeypatch.setattr(sn, "run", pc)
+    monkeypatch.setattr(sn, "SUPERNET_RUN", tmp_path / "runs" / "supernet" / "gt")
+    monkeypatch.setattr(sn, "TRAIN_JSON", tmp_path / "results" / "supernet_train.json")
+    space_path = write_space(tmp_path / "space")
+    args = dict(device="cpu", workers=0, threads=1, random_subnets=1, distill=1.0, space=str(space_path))
+    assert sn.train(argparse.Namespace(epochs=1, **args)) == 0
+    first = json.loads(sn.TRAIN_JSON.read_text())
+    assert not first["resumed"] and first["epochs"] == 1 and first["cpu_s_this_process"] > 0
+    assert sn.train(argparse.Namespace(epochs=1, **args)) == 0  # a second call resumes (here: nothing left)
+    assert json.loads(sn.TRAIN_JSON.read_text())["resumed"] and (sn.SUPERNET_RUN / "last.pt").is_file()
+    space = load_space(space_path)
+    arch = space.decode({d.path: d.choices[0] for d in space.dimensions})  # a sub-network of the supernet
+    (pc.ARCHS / "sub.yaml").write_text(arch.replace(name="sub").to_yaml())
+    monkeypatch.setenv("NAS_THREADS", "1")
+    assert sn.score_one(argparse.Namespace(name="sub")) == 0
+    row = json.loads(pc.proxy_path("supernet", "sub").read_text())
+    assert 0 <= row["mAP50_95"] <= 100 and row["cpu_s"] > 0 and "int8_drop" in row
+    rep = _load("report")
+    assert "supernet (mAP50_95)" in rep.proxy_scores(pc.RESULTS)

@@ -16,6 +16,9 @@ from tests.search.tiny import tiny_arch
 
 
 def test_signal_keys_cover_only_the_settings_the_ground_truth_used():
+    from nas.proxy.zero_cost import DEFAULT_PROXIES
+
+    assert ProxyConfig().proxies == list(DEFAULT_PROXIES)  # one default, declared for the config without torch
     assert evmod.signal_key(ProxyConfig()) == "zero_cost[synflow]"  # the search's default
     vote = ProxyConfig(proxies=["synflow", "naswot", "snip", "zen"])
     assert evmod.signal_key(vote) == "zero_cost[synflow,naswot,snip,zen]"
@@ -51,9 +54,14 @@ def test_the_gate_emits_the_pick_only_on_a_truth_test_that_says_better(decision,
     emit, withheld = evmod.gate(sel, _evidence("sp", decision), "sp", "k")
     assert (emit["t_s"].record is sel["t_s"].record) is emits_pick
     assert (emit["t_s"].record is sel["t_s"].reference) is not emits_pick and ("t_s" in withheld) is not emits_pick
-    # not covered: another space, another proxy configuration, no evidence at all -> the pick, untouched
-    for args in ((_evidence("other", decision), "sp", "k"), (_evidence("sp", decision), "sp", None), (None, "sp", "k")):
+    # not covered: another space, no evidence at all -> the pick, untouched
+    for args in ((_evidence("other", decision), "sp", "k"), (None, "sp", "k")):
         assert evmod.gate(sel, *args) == (sel, {})
+    # a proxy configuration the evidence has not measured, in a covered space: not shown better
+    emit, withheld = evmod.gate(sel, _evidence("sp", "better"), "sp", None)
+    assert emit["t_s"].record is sel["t_s"].reference and "t_s" in withheld
+    line = evmod.sentence("t_s", "p", evmod.tier_evidence(_evidence("sp", "better"), "sp", None, "t_s"), {}, False)
+    assert "no committed ground truth" in line and "no truth test yet" in line
     line = evmod.sentence("t_s", "p", evmod.tier_evidence(_evidence("sp", decision), "sp", "k", "t_s"), {}, emits_pick)
     assert "0.61 [0.50, 0.70]" in line and ("emitting the released layout" in line) is not emits_pick
     if decision:
