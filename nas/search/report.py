@@ -161,6 +161,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"- objectives: {', '.join(f'{o} ({d})' for o, d in zip(objectives, report['directions']))}; tier cost: `{report['cost']}`",
         f"- trials: {report['trials']['complete']} complete ({report['trials']}); Pareto front: {report['pareto_size']}",
         f"- search time: {report['search_time_s']:.1f} s this session; evaluation time over all trials: {report['eval_time_s']:.1f} s",
+        f"- proxy: `{report.get('proxy_label', report['proxy'].get('name'))}`",
         f"- storage: `{report['storage']}`"
         + (" (interrupted: resume with the same command)" if report["interrupted"] else ""),
         "",

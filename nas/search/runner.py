@@ -224,7 +224,8 @@ def finalize(session: Session, search_time_s: float, interrupted: bool, tracker:
         return session.db(_finalize, session, interrupted, tracker)
 
 
-def _proxy_label(p: Any) -> str:
+def _proxy_label(p: Any, data: Any = None) -> str:
+    """What scored the candidates, with the data it used (the report names it: a search on your own data says so)."""
     if list(p.proxies) == ["supernet"]:
         return (
             f"{p.name}(sub-network of {p.supernet}, BatchNorm on {p.supernet_bn_images} images; mAP50_95 at "
@@ -235,7 +236,14 @@ def _proxy_label(p: Any) -> str:
             f"{p.name}({','.join(p.proxies)}; {p.train_epochs} epoch(s) at {p.train_imgsz}px on {p.train_data}; "
             f"{p.train_score})"
         )
-    return f"{p.name}({','.join(p.proxies)}; {p.combine}; {p.imgsz}px)"
+    if data is None:
+        return f"{p.name}({','.join(p.proxies)}; {p.combine}; {p.imgsz}px)"
+    batch = (
+        f"{p.batch_size} images of {data.name} ({data.split} split)"
+        if p.batch_source == "synthetic"
+        else f"{p.batch_size} seeded noise images"
+    )
+    return f"{p.name}({','.join(p.proxies)}; {p.combine}; {p.imgsz}px; batch: {batch})"
 
 
 def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> SearchResult:
@@ -249,7 +257,7 @@ def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> S
         "space": session.space.name,
         "hardware": ev.hardware,
         "cost": ev.cost,
-        "proxy": _proxy_label(cfg.proxy),
+        "proxy": _proxy_label(cfg.proxy, cfg.data),
     }
     if cfg.proxy.supernet:  # the scores are sub-networks of this supernet: their weights too (docs/supernet.md)
         header["weights"] = f"supernet:{cfg.proxy.supernet}"
@@ -375,6 +383,7 @@ def _finalize(session: Session, interrupted: bool, tracker: Tracker | None) -> S
         "pareto_size": len(front),
         "tiers": tiers,
         "proxy": dataclasses.asdict(cfg.proxy),
+        "proxy_label": header["proxy"],  # what scored the candidates and on which data, in words
         "rerank": rerank,
         "fingerprint": ev.fingerprint(),
         "versions": _versions(),

@@ -36,6 +36,8 @@ def test_outputs_of_a_tiny_search(tiny_cfg, tmp_path):
     assert [r["name"] for r in rows[:3]] == ["tiny_s", "tiny_m", "tiny_l"]
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["trials"]["complete"] == tiny_cfg.n_trials and report["pareto_size"] == len(res.pareto) > 0
+    assert report["proxy_label"].endswith("64px; batch: 2 seeded noise images)")  # the data the proxy used, named
+    assert "batch: 2 seeded noise images" in (tmp_path / "report.md").read_text()
     assert set(report["tiers"]) == {"tiny_s", "tiny_m", "tiny_l"}
     for tier, t in report["tiers"].items():
         # default budget = the reference's own cost, so every tier has a selection at least as good
