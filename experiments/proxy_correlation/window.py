@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run  # this folder's ground-truth runner: the recipe, the pool of draws, train-one
+from window_report import window_names  # the S window set (the units and every recorded S pick)
 
 from nas.io import write_text_atomic
 
@@ -41,7 +42,9 @@ POOL_SEED, POOL_SIZE, WINDOW, PER_BLOCK = 1, 6000, 0.10, 6
 SEEDS = (0, 1, 2)  # training seeds of the S window
 SEARCH_SEEDS = {"yolo_nas_s": (0, 1, 2), "yolo_nas_m": (0, 1), "yolo_nas_l": (0, 1)}
 ML_SEEDS = (0, 1)  # training seeds of the M/L picks; the released M/L add seed 1 to results/gt's seed 0
-SIGNAL = "vote"  # the search default whose picks are trained (PLAN.md: the default when the plan was written)
+# The search defaults whose picks are trained (PLAN.md): the vote (the default when the plan was written) and the
+# default its rule chose at the end of the round (synflow alone)
+SIGNALS = ("vote", "synflow")
 # Each signal's search, spelled out (not "the default"), so that a later change of the default does not change it
 SIGNAL_OVERRIDES = {"vote": ["proxy=zero_cost", "proxy.proxies=[synflow,naswot,snip,zen]"],
                     "synflow": ["proxy=zero_cost", "proxy.proxies=[synflow]"]}  # fmt: skip
@@ -192,17 +195,20 @@ def result_path(name: str, seed: int) -> Path:
 def units(doc: dict[str, Any]) -> list[tuple[str, int]]:
     """(name, seed) in training order: the S window set seed-major (released S, the search's S picks, the FLOPs
     baseline, then w00..), then the M/L truth test (released second seeds, then the picks)."""
-    picks = doc.get("search", {}).get(SIGNAL, {})
-    s_picks = [picks[str(k)]["tiers"]["yolo_nas_s"]["unit"] for k in SEARCH_SEEDS["yolo_nas_s"] if str(k) in picks]
+    searches = [doc.get("search", {}).get(signal, {}) for signal in SIGNALS]
+    s_picks = [
+        p[str(k)]["tiers"]["yolo_nas_s"]["unit"] for p in searches for k in SEARCH_SEEDS["yolo_nas_s"] if str(k) in p
+    ]
     window = [u["name"] for u in doc["units"] if u["role"] == "window"]
     s_names = list(dict.fromkeys(["yolo_nas_s", *s_picks, "flops_s", *window]))
     out = [(n, s) for s in SEEDS for n in s_names]
     ml: list[tuple[str, int]] = [("yolo_nas_m", 1), ("yolo_nas_l", 1)]
-    for tier in ("yolo_nas_m", "yolo_nas_l"):
-        for k in SEARCH_SEEDS[tier]:
-            if str(k) in picks:
-                u = picks[str(k)]["tiers"][tier]["unit"]
-                ml += [(u, s) for s in ML_SEEDS if u not in ("yolo_nas_m", "yolo_nas_l")]
+    for picks in searches:
+        for tier in ("yolo_nas_m", "yolo_nas_l"):
+            for k in SEARCH_SEEDS[tier]:
+                if str(k) in picks:
+                    u = picks[str(k)]["tiers"][tier]["unit"]
+                    ml += [(u, s) for s in ML_SEEDS if u not in ("yolo_nas_m", "yolo_nas_l")]
     return out + [u for u in dict.fromkeys(ml) if u not in out]
 
 
@@ -232,7 +238,19 @@ def _running_elsewhere(marker: str) -> bool:
 def _marker(key: str) -> str:
     """The argument that identifies a unit's process: its run name (training) or study name (search)."""
     what, _, arg = key.partition(":")
-    return f"name=window-{SIGNAL}-seed{arg}" if what == "search" else f"win_{what}_s{arg}"
+    if what == "search":
+        signal, _, seed = arg.partition(":")
+        return f"name=window-{signal}-seed{seed}"
+    return f"win_{what}_s{arg}"
+
+
+def _finished(signal: str, seed: int) -> bool:
+    """The search has written its report over all its trials (report.json, 60 complete)."""
+    path = search_dir(signal, seed) / "report.json"
+    try:
+        return json.loads(path.read_text())["trials"]["complete"] >= 60
+    except (OSError, ValueError, KeyError):
+        return False
 
 
 def _jobs(default: int) -> int:
@@ -257,13 +275,26 @@ def train(args) -> int:
     failed: dict[str, int] = {}
     while True:
         doc = load_window()
-        searched = doc.get("search", {}).get(SIGNAL, {})
         queue: list[tuple[str, list[str]]] = []
-        for k in sorted({k for v in SEARCH_SEEDS.values() for k in v}):
-            if str(k) not in searched:
-                queue.append((f"search:{k}", search_command(SIGNAL, k, [])))
-                break  # one search at a time: the next one waits for this one's picks
-        queue += [(f"{n}:{s}", train_command(n, s)) for n, s in units(doc) if not done(n, s)]
+        pending = [
+            (signal, k)
+            for signal in SIGNALS
+            for k in sorted({k for v in SEARCH_SEEDS.values() for k in v})
+            if str(k) not in doc.get("search", {}).get(signal, {})
+        ]
+        for signal, k in pending:
+            if _finished(signal, k):  # finished under an earlier driver: its report is the record
+                record_search(signal, k)
+                print(time.strftime("%H:%M:%S"), f"recorded the picks of search:{signal}:{k}", flush=True)
+                doc = load_window()
+        pending = [(signal, k) for signal, k in pending if str(k) not in doc.get("search", {}).get(signal, {})]
+        todo = [(f"{n}:{s}", train_command(n, s)) for n, s in units(doc) if not done(n, s)]
+        first = [item for item in todo if item[0].endswith(":0")][: len(window_names(doc))]
+        queue += first  # the S window's seed 0 first: the searches of later signals wait behind it
+        if pending:  # one search at a time: the next one waits for this one's picks
+            signal, k = pending[0]
+            queue.append((f"search:{signal}:{k}", search_command(signal, k, [])))
+        queue += [item for item in todo if item not in first]
         queue = [(key, cmd) for key, cmd in queue if key not in running and failed.get(key, 0) < 2]
         elsewhere = [key for key, _ in queue if _running_elsewhere(_marker(key))]  # a restarted driver's orphans
         queue = [(key, cmd) for key, cmd in queue if key not in elsewhere]
@@ -284,7 +315,8 @@ def train(args) -> int:
                 failed[key] = failed.get(key, 0) + 1
                 print(time.strftime("%H:%M:%S"), f"failed ({p.returncode}):", key, flush=True)
             elif key.startswith("search:"):
-                record_search(SIGNAL, int(key.split(":")[1]))
+                _, signal, seed = key.split(":")
+                record_search(signal, int(seed))
                 print(time.strftime("%H:%M:%S"), "recorded the picks of", key, flush=True)
             else:
                 print(time.strftime("%H:%M:%S"), "done:", key, flush=True)
@@ -295,9 +327,6 @@ def train(args) -> int:
 def proxies(args) -> int:
     """Every requested proxy of every window architecture (the S window set and the recorded picks of all tiers),
     one file per (proxy, architecture) as run.py's `proxies` writes them; resumable."""
-    sys.path.insert(0, str(HERE))
-    from window_report import window_names
-
     doc = load_window()
     names = window_names(doc) + [
         t["unit"] for per in doc.get("search", {}).values() for rec in per.values() for t in rec["tiers"].values()
