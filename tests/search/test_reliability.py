@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from nas.errors import ConfigError
 from nas.search import StorageConfig, StrategyConfig, run_search
+from nas.search.optuna_compat import trial_id
 from nas.search.study import Session
 from tests.search.tiny import tiny_config
 
@@ -124,7 +125,7 @@ def test_a_trial_killed_before_its_worker_named_itself_is_retried(tiny_cfg, tmp_
     with session.storage.engine.begin() as db:  # the clock, not a sleep: the trial started 10 s ago
         db.execute(
             text("UPDATE trials SET datetime_start = :t WHERE trial_id = :i"),
-            {"t": start - timedelta(seconds=10), "i": trial._trial_id},
+            {"t": start - timedelta(seconds=10), "i": trial_id(trial)},
         )
     res = run_search(dataclasses.replace(cfg, n_trials=6), tmp_path)
     assert session.study.trials[trial.number].state == TrialState.FAIL
@@ -253,7 +254,7 @@ def test_a_trial_failed_by_another_worker_while_it_runs_is_left_to_its_retry(tin
     def store_after_another_worker_failed_it(self, trial, arch, ev):
         if not taken:
             taken.append(trial.number)
-            self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)  # as fail_stale_trials does
+            self.storage.set_trial_state_values(trial_id(trial), TrialState.FAIL)  # as fail_stale_trials does
         return store(self, trial, arch, ev)
 
     monkeypatch.setattr(Session, "store", store_after_another_worker_failed_it)
