@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from nas.errors import ConfigError, SpaceError
+from nas.errors import CheckpointError, ConfigError, SpaceError
 from nas.io import write_text_atomic
 from nas.latency import arch_cost, load_hardware, load_predictor
+from nas.models import read_checkpoint
 from nas.proxy import zero_cost
 from nas.proxy.train import SCORES as TRAINED_SCORES
 from nas.proxy.train import TrainedProxy, inherit_score, short_train_score
@@ -172,6 +173,10 @@ def _check_proxy_config(p: ProxyConfig) -> None:
             )
         if not Path(p.inherit_from).is_file():
             raise ConfigError(f"proxy.inherit_from={p.inherit_from}: no such file (a trained checkpoint, e.g. last.pt)")
+        try:  # read now (restricted unpickler, checksum): a malicious or damaged parent is refused before the search,
+            read_checkpoint(p.inherit_from)  # not after it when the two-stage re-rank first opens it
+        except CheckpointError as e:
+            raise ConfigError(f"proxy.inherit_from={p.inherit_from}: {e}") from None
         if p.train_score != "mAP50_95" and p.train_epochs == 0:
             raise ConfigError("proxy=inherit with train_epochs=0 has no training loss: set proxy.train_score=mAP50_95")
     if "supernet" in names:

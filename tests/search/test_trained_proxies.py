@@ -160,3 +160,27 @@ def test_two_stage_settings_are_checked_before_the_search(tiny_space_path, tiny_
     with pytest.raises(ConfigError, match=r"rerank.k=-1"):
         check(k=-1)
     assert Evaluator(cfg, tiny_space).reranker is None  # k=0: one stage
+
+
+def test_a_malicious_inherit_parent_is_refused_before_the_search(tiny_space_path, tiny_space, tiny_set, tmp_path):
+    import os
+    import pickle
+
+    from nas.search.config import RerankConfig
+    from nas.search.objectives import Evaluator as _Evaluator
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    evil = tmp_path / "last.pt"
+    evil.write_bytes(pickle.dumps({"arch": {}, "state_dict": Payload(), "meta": {}}))
+    cfg = _trained_cfg(tiny_space_path, tmp_path, tiny_set, "short_train")
+    cfg = dataclasses.replace(cfg, rerank=RerankConfig(k=2, proxy="inherit", inherit_from=str(evil), train_epochs=0,
+                                                       train_score="mAP50_95"))  # fmt: skip
+    refused = rf"rerank.inherit_from=.*last.pt: .*refused to unpickle global .{os.system.__module__}\.system"
+    with pytest.raises(ConfigError, match=refused):
+        _Evaluator(cfg, tiny_space)  # at start, not when the re-rank first opens the file after the search
+    assert not marker.exists()
