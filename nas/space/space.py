@@ -239,8 +239,10 @@ class SearchSpace:
         for path, v in values.items():
             self._by_path[path].index(v)  # raises when not a choice
             _set(tree, _split(path), v)
-        tree["name"] = name or f"{self.name}_{_short_hash(tree)}"
-        return ArchConfig.from_dict(tree)
+        tree["name"] = name or self.name
+        arch = ArchConfig.from_dict(tree)
+        # the digest's first 8 hex digits: the same suffix the search's report gives the network (nas.search.emit)
+        return arch if name else arch.replace(name=f"{self.name}_{arch.digest()[:8]}")
 
     def values_of(self, arch: ArchConfig, what: str = "architecture") -> dict[str, Any]:
         """{path: value} of an architecture that lies in the space (error naming the first field that does not)."""
@@ -336,15 +338,6 @@ class SearchSpace:
             lines.append(f"  {d.path:<{width}}  [{choices}]  {' '.join(marks)}")
         lines.append(f"{len(self.dimensions)} dimensions, {self.size:,} points (10^{self.log10_size:.2f})")
         return "\n".join(lines)
-
-
-def _short_hash(tree: dict) -> str:
-    import hashlib
-    import json
-
-    t = dict(tree)
-    t.pop("name", None)
-    return hashlib.sha256(json.dumps(t, sort_keys=True).encode()).hexdigest()[:8]
 
 
 _EXAMPLE_PATHS = "backbone.stem.out_channels, backbone.stages.0.num_blocks, neck.up.1.hidden_channels"

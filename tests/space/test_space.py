@@ -144,3 +144,15 @@ def test_space_imports_no_torch_or_optuna():
     code = "import sys, nas.space; s = nas.space.load_space('yolo_nas'); print('torch' in sys.modules, 'optuna' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_a_sampled_architecture_is_named_by_its_digest_as_the_search_report_names_it():
+    import numpy as np
+
+    from nas.space import load_space
+
+    space = load_space("yolo_nas")
+    arch = space.random(np.random.default_rng(3))
+    # trials.csv's name; the report's is <tier>_<digest[:8]> (nas.search.emit.emitted_name): the same 8 hex digits
+    assert arch.name == f"{space.name}_{arch.digest()[:8]}"
+    assert space.random(np.random.default_rng(3), name="mine").name == "mine"
