@@ -47,9 +47,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         # torch.save on a full disk raises RuntimeError("... unexpected pos ...") over the OSError: surface the
         # OSError itself, with the file it was writing, so that the caller (and the CLI) can name the cause
         cause = os_error(e)
-        if cause is not None and not (cause is e and cause.filename):
+        if cause is not None and cause.errno in NO_SPACE and not (cause is e and cause.filename):
             raise OSError(cause.errno, os.strerror(cause.errno), str(path)) from e
-        raise
+        raise  # anything else as it was (an OSError handled inside the block must not relabel another error)
     finally:
         tmp.unlink(missing_ok=True)
 

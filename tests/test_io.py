@@ -78,3 +78,26 @@ def test_a_recent_temp_file_of_a_dead_writer_is_kept(tmp_path):
     tmp.write_bytes(b"")
     assert remove_stale_temps(tmp_path / "x.json") == [] and tmp.exists()
     assert remove_stale_temps(tmp_path / "x.json", min_age_s=0) == [tmp] and not tmp.exists()
+
+
+def test_atomic_path_relabels_only_a_full_disk(tmp_path):
+    import errno
+
+    import pytest
+
+    from nas.io import atomic_path
+
+    # an OSError handled inside the block stays in the chain only
+    with pytest.raises(ValueError, match="a bug"), atomic_path(tmp_path / "a.txt"):
+        try:
+            (tmp_path / "missing").read_text()
+        except FileNotFoundError:
+            raise ValueError("a bug") from None
+    # torch.save's RuntimeError over ENOSPC: the OSError, with the file
+    with pytest.raises(OSError) as e, atomic_path(tmp_path / "b.pt"):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos") from None
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "b.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no temp file left either way
