@@ -204,10 +204,12 @@ def test_run_takes_a_proxy_group_option_by_name_as_the_cli_does(tiny_cfg, tiny_s
     ev = Evaluator(dataclasses.replace(tiny_cfg, proxy=dataclasses.replace(tiny_cfg.proxy, name="flops")), tiny_space)
     assert ev.fingerprint()["proxy"] == Evaluator(tiny_cfg, tiny_space).fingerprint()["proxy"]  # a label only
     with pytest.raises(
-        ConfigError, match=r"unknown proxy .flopz.; available: flops, inherit, params, short_train, vote, zero_cost"
+        ConfigError,
+        match=r"unknown proxy .flopz.; available: flops, inherit, params, short_train, supernet, vote, zero_cost",
     ):
         nas.search.run(tiny_space, proxy="flopz", storage="memory", out_dir=tmp_path)
-    assert group_option("proxy", "vote", ProxyConfig).combine == "rank"
+    vote = group_option("proxy", "vote", ProxyConfig)
+    assert vote.combine == "rank" and vote.proxies == ["synflow", "naswot", "snip", "zen"]  # the four-proxy vote
 
 
 def test_int8_drop_constraint_rules_out_what_the_drop_table_says(tiny_cfg, tmp_path):
