@@ -18,6 +18,7 @@ from nas.errors import ConfigError, SpaceError
 __all__ = [
     "atomic_path",
     "dump_yaml",
+    "file_lock",
     "increment_dir",
     "machine_error_text",
     "os_error",
@@ -52,6 +53,47 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise  # anything else as it was (an OSError handled inside the block must not relabel another error)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
+    """A cross-process mutex on `path` (flock) that leaves no file behind: the holder removes the file before it
+    lets go, and a waiter that then wakes on the removed file retries on the current one, so two holders never
+    overlap (the check-the-inode-after-locking pattern). Released by the OS when a holder dies. Without fcntl
+    (Windows): filelock's FileLock, whose file stays."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        from filelock import FileLock
+
+        with FileLock(os.fspath(path)):
+            yield
+        return
+    path = os.fspath(path)
+    for _ in range(10_000):  # each retry means another holder came and went: bounded all the same
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            mine = os.fstat(fd)
+            try:
+                now = os.stat(path)
+                current = (mine.st_ino, mine.st_dev) == (now.st_ino, now.st_dev)
+            except FileNotFoundError:
+                current = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if current:
+            break
+        os.close(fd)  # we locked a file its holder had already removed: take the one at `path` now
+    else:
+        raise OSError(errno.EAGAIN, "could not take the lock: its file kept being replaced", path)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # while still holding it: whoever waits on this file will retry
+        os.close(fd)
 
 
 def os_error(e: BaseException | None) -> OSError | None:

@@ -101,3 +101,27 @@ def test_atomic_path_relabels_only_a_full_disk(tmp_path):
             raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos") from None
     assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "b.pt")
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no temp file left either way
+
+
+def _count_under_lock(args: tuple[str, int, object]) -> None:
+    from nas.io import file_lock
+
+    folder, n, barrier = args
+    barrier.wait()
+    counter = Path(folder) / "count"
+    for _ in range(n):
+        with file_lock(Path(folder) / ".count.lock"):
+            value = int(counter.read_text()) if counter.exists() else 0
+            time.sleep(0.0005)  # widen the window a lost update needs
+            counter.write_text(str(value + 1))
+
+
+def test_file_lock_excludes_other_processes_and_leaves_no_file(tmp_path):
+    ctx = mp.get_context("fork")
+    procs, n = 4, 40
+    with ctx.Manager() as manager:
+        barrier = manager.Barrier(procs)
+        with ctx.Pool(procs) as pool:
+            pool.map(_count_under_lock, [(str(tmp_path), n, barrier)] * procs)
+    assert int((tmp_path / "count").read_text()) == procs * n  # no update lost: never two holders at once
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["count"]  # the lock file is gone

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import optuna
-from filelock import FileLock
 
 from nas.errors import ConfigError, NasError
+from nas.io import file_lock
 from nas.search.config import STORAGE_KINDS, StorageConfig
 from nas.search.signals import SIGNALS
 
@@ -108,7 +108,7 @@ class StudyStorage:
             return
         if self.lock_file is not None:
             path = self.lock_file.with_name(f"{self.lock_file.name}.{hashlib.sha256(key.encode()).hexdigest()[:12]}")
-            with FileLock(path):
+            with file_lock(path):  # leaves no lock file behind (a search left one per lock name)
                 yield
             return
         with _MEMORY_LOCKS.setdefault(key, threading.Lock()):
@@ -203,7 +203,7 @@ def make_storage(cfg: StorageConfig, out_dir: str | os.PathLike) -> StudyStorage
         db = Path(url[len("sqlite:///") :])
         db.parent.mkdir(parents=True, exist_ok=True)
         lock_file = db.with_name(f".{db.name}.lock")
-        with FileLock(lock_file):  # processes started together would race to create the tables
+        with file_lock(lock_file):  # processes started together would race to create the tables
             # sqlite serializes writers; wait instead of failing when another process holds the lock.
             storage = _rdb(cfg, url, {"connect_args": {"timeout": 60}})
         return StudyStorage(storage, redact(url), lock_file=lock_file, retry_s=cfg.retry_s)

@@ -29,6 +29,7 @@ def test_outputs_of_a_tiny_search(tiny_cfg, tmp_path):
     res = run_search(tiny_cfg, tmp_path)
     for name in ("trials.csv", "pareto.csv", "pareto.png", "report.md", "report.json", "study.db"):
         assert (tmp_path / name).is_file(), name
+    assert not list(tmp_path.glob(".study.db.lock*"))  # the study's locks leave no files (it left one per lock name)
     rows = list(csv.DictReader((tmp_path / "trials.csv").read_text().splitlines()))
     assert len(rows) == tiny_cfg.n_trials == len(res.trials)
     # the released references are the first trials, under their names
