@@ -69,9 +69,12 @@ def field_error(error: type[NasError], name: str, message: str) -> NasError:
 
 
 def check(ok: bool, name: str, value: Any, expected: str, error: type[NasError] = ConfigError) -> None:
-    """`__post_init__` helper: raise "name: got VALUE; expected EXPECTED" unless `ok`."""
+    """`__post_init__` helper: raise "name: got VALUE; expected EXPECTED" unless `ok` (`.expected` on the error, for
+    a caller that names the key as its user wrote it)."""
     if not ok:
-        raise field_error(error, name, f"got {value!r}; expected {expected}")
+        e = field_error(error, name, f"got {value!r}; expected {expected}")
+        e.expected = expected  # type: ignore[attr-defined]
+        raise e
 
 
 MAX_NAME_BYTES = 255  # a file or folder name on ext4, XFS, APFS, NTFS

@@ -241,7 +241,8 @@ TWO_STAGE = [
 ]
 
 
-# Training proxies: name -> (kind, TrainedProxy fields). `inherit_*` start from the trained L (seed 0).
+# Training proxies: name -> (kind, nas.proxy.train.proxy_options fields; bn_images: inherit_score's). `inherit_*` start
+# from the trained L (seed 0).
 TRAINED_PROXIES = {
     "short_train_e1": ("short", {"epochs": 1, "imgsz": 160}),
     "short_train_e2": ("short", {"epochs": 2, "imgsz": 160}),

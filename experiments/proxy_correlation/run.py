@@ -39,8 +39,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from report import TRAINED_PROXIES  # this folder (the script's own): the proxies the report ranks
 
+from nas.errors import ConfigError
 from nas.io import write_text_atomic
+from nas.options import parse_text, split_args
 from nas.proxy.zero_cost import VOTE_PROXIES
+from nas.train.options import TrainOptions
 
 HERE = Path(__file__).resolve().parent
 ARCHS, RESULTS, RUNS = HERE / "archs", HERE / "results", HERE / "runs"
@@ -390,17 +393,12 @@ def train(args) -> int:
 
 
 def _overrides(pairs: list[str]) -> dict[str, Any]:
-    """`key=value` pairs over RECIPE's fields, each value parsed as JSON (numbers) or kept as a string."""
-    out: dict[str, Any] = {}
-    for kv in pairs:
-        key, sep, value = kv.partition("=")
-        if not sep or key not in RECIPE:
-            raise SystemExit(f"--set {kv!r}: expected key=value with key one of {', '.join(RECIPE)}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+    """`key=value` pairs over RECIPE's fields, typed as TrainOptions types them (nas.options)."""
+    try:
+        texts = split_args(pairs, RECIPE, "--set", prog="run.py train-one")
+        return {key: parse_text(TrainOptions, key, text) for key, text in texts.items()}
+    except ConfigError as e:
+        raise SystemExit(f"--set: {e}") from None
 
 
 def _cpu_seconds() -> float:
@@ -414,7 +412,6 @@ def train_one(args) -> int:
     import torch
 
     from nas.models import build
-    from nas.train.options import TrainOptions
     from nas.train.run import train as run_training
 
     torch.set_num_threads(int(os.environ.get("NAS_THREADS", "1")))
@@ -526,15 +523,17 @@ def proxy_one(args) -> int:
     if proxy == "zero_cost":
         values = _zero_cost(space_arch(name))
     else:
-        from nas.proxy.train import TrainedProxy, inherit_score, short_train_score
+        from nas.proxy.train import inherit_score, proxy_options, short_train_score
 
         kind, fields = TRAINED_PROXIES[proxy]
+        fields = dict(fields)
+        bn_images = fields.pop("bn_images", 0)  # inherit_bn's BatchNorm re-estimation; the rest are TrainOptions keys
         # workers=0: data loading in this process, so its CPU seconds are the whole cost
-        cfg = TrainedProxy(data=RECIPE["data"], batch=RECIPE["batch"], device=args.device, workers=0, **fields)
+        opts = proxy_options(data=RECIPE["data"], batch=RECIPE["batch"], device=args.device, workers=0, **fields)
         if kind == "short":
-            values = short_train_score(space_arch(name), cfg)
+            values = short_train_score(space_arch(name), opts)
         else:
-            values = inherit_score(space_arch(name), _parent_checkpoint(), cfg)
+            values = inherit_score(space_arch(name), _parent_checkpoint(), opts, bn_images=bn_images)
     out = {
         "proxy": proxy,
         "name": name,

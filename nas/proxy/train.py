@@ -10,10 +10,11 @@ trained mAP. Every score is "larger is better":
   after one epoch already, when the mAP of a detector trained from scratch is still near 0;
 - `loss`: minus the last epoch's mean training loss.
 
-    from nas.proxy.train import SHORT, TrainedProxy, inherit_score, short_train_score, train
+    from nas.proxy.train import SHORT, inherit_score, proxy_options, short_train_score, train
     ema_model, history = train(model, "synthetic", SHORT.replace(epochs=10, imgsz=256), val_data="synthetic")
-    short_train_score(arch, TrainedProxy(epochs=2, imgsz=128))      # {"mAP50_95": ..., "tse": ..., "seconds": ...}
-    inherit_score(arch, "runs/l/last.pt", TrainedProxy(epochs=1))   # inherited from a trained L, 1 epoch of tuning
+    short_train_score(arch, proxy_options(epochs=2, imgsz=128))     # {"mAP50_95": ..., "tse": ..., "seconds": ...}
+    inherit_score(arch, "runs/l/last.pt", proxy_options(epochs=1))  # inherited from a trained L, 1 epoch of tuning
+    inherit_score(arch, "runs/l/last.pt", proxy_options(epochs=0), bn_images=64)  # as inherited, BatchNorm re-estimated
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -39,7 +39,7 @@ from nas.space.schema import ArchConfig
 from nas.train.options import TrainOptions
 from nas.train.run import train as run
 
-__all__ = ["SCORES", "SHORT", "TrainedProxy", "inherit_score", "recalibrate_bn", "short_train_score", "train"]
+__all__ = ["PROXY", "SCORES", "SHORT", "inherit_score", "proxy_options", "recalibrate_bn", "short_train_score", "train"]
 
 # A few epochs at a small size; workers 0 keeps many short runs in one process cheap.
 SHORT = TrainOptions(epochs=10, imgsz=320, batch=8, lr0=2e-3, warmup_epochs=1.0, workers=0, verbose=False)
@@ -70,63 +70,37 @@ def train(
 SCORES = ("mAP50_95", "tse", "loss")
 
 
-@dataclass(frozen=True)
-class TrainedProxy:
-    """Settings of a training proxy. `epochs=0` (inherit only) evaluates the inherited weights as they are."""
+# The training proxies' preset (the search's proxy.train_* and rerank.train_* and experiments/proxy_correlation set
+# data, epochs, imgsz and seed): a few epochs at a small size on the CPU, validated once, at the end.
+PROXY = TrainOptions(
+    epochs=2, imgsz=128, batch=8, lr0=1e-3, warmup_epochs=1.0, close_mosaic=0, workers=0, device="cpu", val_period=2,
+    verbose=False, plots=False,
+)  # fmt: skip
 
-    data: str = "synthetic"
-    epochs: int = 2
-    imgsz: int = 128
-    batch: int = 8
-    lr0: float = 1e-3
-    seed: int = 0
-    workers: int = 0
-    device: str | None = "cpu"
-    limit: int | None = None  # train on the first N images only
-    # inherit with epochs=0: re-estimate every BatchNorm's statistics on this many train images (no gradient step)
-    # before evaluating, as once-for-all does for sliced sub-networks; 0: evaluate the inherited statistics as-is
-    bn_images: int = 0
 
-    def __post_init__(self):
-        if self.epochs < 0:
-            raise ConfigError(f"proxy epochs={self.epochs}: must be >= 0")
-        if self.imgsz < 32 or self.imgsz % 32:
-            raise ConfigError(f"proxy imgsz={self.imgsz}: must be a positive multiple of 32")
-        if self.bn_images < 0:
-            raise ConfigError(f"proxy bn_images={self.bn_images}: must be >= 0 (0: keep the inherited statistics)")
+def proxy_options(**changes: Any) -> TrainOptions:
+    """PROXY with `changes` (TrainOptions keys); the warm-up (half the epochs, at most one) and the one validation at
+    the end follow `epochs`. `epochs=0` is inherit_score's mode: the inherited weights evaluated as they are."""
+    epochs = max(1, changes.get("epochs", PROXY.epochs))
+    return PROXY.replace(**{"warmup_epochs": min(1.0, epochs / 2), "val_period": epochs, **changes})
 
-    def options(self) -> TrainOptions:
-        return TrainOptions(
-            data=self.data,
-            epochs=max(1, self.epochs),
-            imgsz=self.imgsz,
-            batch=self.batch,
-            lr0=self.lr0,
-            warmup_epochs=min(1.0, max(1, self.epochs) / 2),
-            close_mosaic=0,
-            seed=self.seed,
-            workers=self.workers,
-            device=self.device,
-            limit=self.limit,
-            val_period=max(1, self.epochs),  # validate once, at the end
-            verbose=False,
-            plots=False,
-        )
+
+_TUNE = proxy_options(epochs=1)  # inherit_score's default: one epoch of fine-tuning
 
 
 def _with_classes(arch: ArchConfig, nc: int) -> ArchConfig:
     return arch if arch.num_classes == nc else arch.replace(heads=dataclasses.replace(arch.heads, num_classes=nc))
 
 
-def _run(model: torch.nn.Module, cfg: TrainedProxy, train_ds: Any, t0: float) -> dict[str, Any]:
-    val_ds = load_dataset(cfg.data, "val")
-    if cfg.epochs == 0:
-        if cfg.bn_images:
-            recalibrate_bn(model, train_ds, cfg.imgsz, cfg.bn_images, cfg.batch)
+def _run(model: torch.nn.Module, opts: TrainOptions, train_ds: Any, t0: float, bn_images: int = 0) -> dict[str, Any]:
+    val_ds = load_dataset(opts.data, "val")
+    if opts.epochs == 0:
+        if bn_images:
+            recalibrate_bn(model, train_ds, opts.imgsz, bn_images, opts.batch)
         model.eval()
-        m = validate(model, val_ds, imgsz=cfg.imgsz, batch=cfg.batch, verbose=False)
+        m = validate(model, val_ds, imgsz=opts.imgsz, batch=opts.batch, verbose=False)
         return {"mAP50_95": 100 * float(m["mAP50_95"]), "tse": None, "loss": None, "seconds": time.perf_counter() - t0}
-    result = run(model, cfg.options(), train_data=train_ds, val_data=val_ds, save=False, log=None)
+    result = run(model, opts, train_data=train_ds, val_data=val_ds, save=False, log=None)
     losses = [r["loss"] for r in result.history]
     finite = [v for v in losses if math.isfinite(v)]
     return {
@@ -163,37 +137,46 @@ def recalibrate_bn(model: nn.Module, dataset: Any, imgsz: int, n_images: int, ba
     return used
 
 
-def short_train_score(arch: ArchConfig, cfg: TrainedProxy = TrainedProxy()) -> dict[str, Any]:
-    """Train `arch` from a `cfg.seed` initialization for `cfg.epochs` on `cfg.data`; its scores and seconds."""
+def short_train_score(arch: ArchConfig, opts: TrainOptions = PROXY) -> dict[str, Any]:
+    """Train `arch` from an `opts.seed` initialization for `opts.epochs` on `opts.data`; its scores and seconds."""
+    if opts.epochs < 1:  # epochs=0 would score the random initialization
+        raise ConfigError(f"short training: epochs={opts.epochs}; it trains from scratch, so epochs >= 1")
     t0 = time.perf_counter()
-    train_ds = load_dataset(cfg.data, "train")
+    train_ds = load_dataset(opts.data, "train")
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(opts.seed)
         model = build(_with_classes(arch, len(train_ds.category_ids)))
-        return _run(model, dataclasses.replace(cfg, epochs=max(1, cfg.epochs)), train_ds, t0)
+        return _run(model, opts, train_ds, t0)
 
 
 def inherit_score(
-    arch: ArchConfig, parent: str | os.PathLike | tuple[ArchConfig, dict], cfg: TrainedProxy = TrainedProxy(epochs=1)
+    arch: ArchConfig,
+    parent: str | os.PathLike | tuple[ArchConfig, dict],
+    opts: TrainOptions = _TUNE,
+    *,
+    bn_images: int = 0,
 ) -> dict[str, Any]:
     """`arch` with weights inherited from a trained `parent` (checkpoint path, or (ArchConfig, state_dict)) by
-    `nas.models.inherit`, evaluated after `cfg.epochs` of fine-tuning (0: as inherited); scores, seconds and the
-    inherited fraction."""
+    `nas.models.inherit`, evaluated after `opts.epochs` of fine-tuning (0: as inherited); scores, seconds and the
+    inherited fraction. With epochs=0, `bn_images` > 0 re-estimates every BatchNorm's statistics on that many
+    train images first (no gradient step), as once-for-all does for sliced sub-networks; 0: as inherited."""
+    if bn_images < 0:
+        raise ConfigError(f"bn_images={bn_images}: must be >= 0 (0: keep the inherited statistics)")
     t0 = time.perf_counter()
-    train_ds = load_dataset(cfg.data, "train")
+    train_ds = load_dataset(opts.data, "train")
     nc = len(train_ds.category_ids)
     if isinstance(parent, (str, os.PathLike)):
         ckpt = read_checkpoint(parent)
         parent = (ckpt.arch, ckpt.state_dict)
     if parent[0].num_classes != nc:
         raise ConfigError(
-            f"inherit proxy: the parent has {parent[0].num_classes} classes but {cfg.data!r} has {nc}; train the "
+            f"inherit proxy: the parent has {parent[0].num_classes} classes but {opts.data!r} has {nc}; train the "
             "parent on the same data"
         )
     target = _with_classes(arch, nc)
-    sd, report = inherit_weights(target, parent, seed=cfg.seed)
+    sd, report = inherit_weights(target, parent, seed=opts.seed)
     model = build(target)
     model.load_state_dict(sd)
-    out = _run(model, cfg, train_ds, t0)
+    out = _run(model, opts, train_ds, t0, bn_images)
     out["inherited"] = report.fraction
     return out

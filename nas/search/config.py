@@ -50,6 +50,7 @@ __all__ = [
     "SpaceConfig",
     "StorageConfig",
     "StrategyConfig",
+    "TrainingProxyConfig",
     "group_option",
     "group_options",
     "register_configs",
@@ -64,7 +65,24 @@ class SpaceConfig:
 
 
 @dataclass
-class ProxyConfig:
+class TrainingProxyConfig:
+    """The training proxies' settings, the same keys in `proxy.*` and `rerank.*` (nas.proxy.train: a few epochs on
+    train_data from nas.proxy.train.PROXY, the trainer's preset). Checked, with the user's key in the error, by
+    nas.search.objectives (`train_options`) through the trainer's own TrainOptions checks."""
+
+    # epochs of training from scratch (short_train) or of fine-tuning (inherit; 0: evaluated as inherited)
+    train_epochs: int = 2
+    train_imgsz: int = 160  # the training and val size (TrainOptions.imgsz)
+    train_data: str = "synthetic"  # a nas.data dataset: trained on its train split, scored on its val split
+    train_score: str = "tse"  # tse: minus the mean training loss; mAP50_95 on the val split; loss: the last epoch's
+    inherit_from: str | None = None  # `inherit`: a checkpoint trained on train_data (e.g. a trained L's last.pt)
+    # `inherit` with train_epochs=0: re-estimate BatchNorm statistics on this many train images before scoring
+    # (sliced weights keep the parent's statistics and score near 0 without it); 0: as inherited
+    inherit_bn_images: int = 0
+
+
+@dataclass
+class ProxyConfig(TrainingProxyConfig):
     """The accuracy-proxy objective (`proxy_score`): zero-cost proxies combined against a reference population, or
     one training proxy's own value (`proxy=short_train`, `proxy=inherit`).
 
@@ -80,16 +98,7 @@ class ProxyConfig:
     seed: int = 0  # weight init and random batch; part of the objective, not of the search seed
     n_reference: int = 10  # seeded random architectures added to the space's references to normalize the score
     cache_dir: str | None = None  # proxy values cached by arch digest; None: $NAS_CACHE_DIR or ~/.cache/...
-    # The training proxies (`short_train`, `inherit` in `proxies`; nas.proxy.train): a few epochs on train_data,
-    # scored by train_score (tse: minus the mean training loss; mAP50_95 on its val split; loss: the last epoch's)
-    train_epochs: int = 2
-    train_imgsz: int = 160
-    train_data: str = "synthetic"
-    train_score: str = "tse"
-    inherit_from: str | None = None  # `inherit`: a checkpoint trained on train_data (e.g. a trained L's last.pt)
-    # `inherit` with train_epochs=0: re-estimate BatchNorm statistics on this many train images before scoring
-    # (sliced weights keep the parent's statistics and score near 0 without it); 0: as inherited
-    inherit_bn_images: int = 0
+    # The training proxies (`short_train`, `inherit` in `proxies`): the train_* fields of TrainingProxyConfig
     # `supernet` (proxy=supernet): a trained supernet checkpoint (`nas supernet train`); each candidate is its
     # extracted sub-network, BatchNorm re-estimated on supernet_bn_images train images, scored by mAP50_95 on
     # train_data's val split at train_imgsz; int8_drop / max_int8_drop then use the candidate's measured INT8 drop
@@ -98,9 +107,9 @@ class ProxyConfig:
 
 
 @dataclass
-class RerankConfig:
+class RerankConfig(TrainingProxyConfig):
     """Two stages: the search's proxy pre-filters, a costlier one picks. Per tier, the `k` best candidates by
-    `proxy_score` under the tier's budget are scored by a training proxy (ProxyConfig's train fields) and the best
+    `proxy_score` under the tier's budget are scored by a training proxy (TrainingProxyConfig's fields) and the best
     of them is selected. k=0: off. The default ranker is the one with the lowest two-stage regret in
     experiments/proxy_correlation (results.json `rerank_choice`, checked by tests/proxy): one epoch of training
     from scratch, scored by its training speed (tse). `proxy=inherit` takes weights from `inherit_from`; with
@@ -108,11 +117,7 @@ class RerankConfig:
 
     k: int = 0
     proxy: str = "short_train"  # short_train | inherit
-    train_epochs: int = 1
-    train_imgsz: int = 160
-    train_data: str = "synthetic"
-    train_score: str = "tse"
-    inherit_from: str | None = None
+    train_epochs: int = 1  # the defaults that differ from proxy.*'s
     inherit_bn_images: int = 64
 
 

@@ -20,7 +20,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,13 +30,16 @@ from nas.latency import arch_cost, load_hardware, load_predictor
 from nas.models import read_checkpoint
 from nas.proxy import zero_cost
 from nas.proxy.train import SCORES as TRAINED_SCORES
-from nas.proxy.train import TrainedProxy, inherit_score, short_train_score
+from nas.proxy.train import inherit_score, proxy_options, short_train_score
 from nas.quant.estimate import int8_drop_estimate, load_block_drop
-from nas.search.config import ProxyConfig, RerankConfig, SearchConfig
+from nas.search.config import ProxyConfig, RerankConfig, SearchConfig, TrainingProxyConfig
 from nas.space import ArchConfig, SearchSpace
 from nas.supernet import score as supernet_score
 from nas.supernet import supernet_digest
 from nas.supernet.score import load_cached
+
+if TYPE_CHECKING:
+    from nas.train.options import TrainOptions
 
 __all__ = ["OBJECTIVES", "DiskCache", "Evaluation", "Evaluator", "check_objectives", "default_cache_dir"]
 
@@ -146,7 +149,25 @@ def _parent_key(path: str | None) -> str | None:
     return f"{Path(path).resolve()}:{st.st_size}:{int(st.st_mtime)}"
 
 
-def _check_proxy_config(p: ProxyConfig) -> None:
+# TrainOptions' keys as a TrainingProxyConfig names them
+_TRAIN_KEYS = {"data": "train_data", "epochs": "train_epochs", "imgsz": "train_imgsz"}
+
+
+def train_options(t: TrainingProxyConfig, seed: int, group: str = "proxy") -> TrainOptions:
+    """The trainer's options of a training proxy: nas.proxy.train's preset with `group`'s train_data, train_epochs,
+    train_imgsz and `seed`, checked by TrainOptions; an error names the user's key (`rerank.train_imgsz=100: ...`)."""
+    try:
+        return proxy_options(data=t.train_data, epochs=t.train_epochs, imgsz=t.train_imgsz, seed=seed)
+    except ConfigError as e:
+        key = _TRAIN_KEYS.get(getattr(e, "field_name", ""))
+        if key is None:
+            raise
+        raise ConfigError(f"{group}.{key}={getattr(t, key)!r}: expected {e.expected}") from None  # type: ignore[attr-defined]
+
+
+def _check_proxy_config(p: ProxyConfig, group: str = "proxy") -> None:
+    """The proxy's checks; `group` is where its training settings came from (`proxy`, or `rerank` for the re-rank)."""
+    sel = "proxy" if group == "proxy" else f"{group}.proxy"  # the key that chose the training proxy
     names = list(p.proxies)
     zero_cost.check_proxies([n for n in names if n not in TRAINED] or ["params"])
     if not names:
@@ -160,25 +181,28 @@ def _check_proxy_config(p: ProxyConfig) -> None:
             "(a z-score vote would train the whole reference population first); use proxy=short_train or proxy=inherit"
         )
     if p.train_score not in TRAINED_SCORES:
-        raise ConfigError(f"proxy.train_score={p.train_score!r}; choose one of {', '.join(TRAINED_SCORES)}")
+        raise ConfigError(f"{group}.train_score={p.train_score!r}; choose one of {', '.join(TRAINED_SCORES)}")
     if p.train_epochs < (0 if "inherit" in names else 1):
-        raise ConfigError(f"proxy.train_epochs={p.train_epochs}: must be >= 1 (>= 0 for inherit)")
-    if p.train_imgsz < 32 or p.train_imgsz % 32:
-        raise ConfigError(f"proxy.train_imgsz={p.train_imgsz}: must be a positive multiple of 32")
+        raise ConfigError(f"{group}.train_epochs={p.train_epochs}: must be >= 1 (>= 0 for inherit)")
+    train_options(p, p.seed, group)
     if "inherit" in names:
         if not p.inherit_from:
             raise ConfigError(
-                "proxy=inherit needs proxy.inherit_from=PATH: a checkpoint trained on proxy.train_data, e.g. "
-                "`nas train model=yolo_nas_l.yaml data=synthetic` then proxy.inherit_from=runs/train/exp/last.pt"
+                f"{sel}=inherit needs {group}.inherit_from=PATH: a checkpoint trained on {group}.train_data, e.g. "
+                f"`nas train model=yolo_nas_l.yaml data=synthetic` then {group}.inherit_from=runs/train/exp/last.pt"
             )
         if not Path(p.inherit_from).is_file():
-            raise ConfigError(f"proxy.inherit_from={p.inherit_from}: no such file (a trained checkpoint, e.g. last.pt)")
+            raise ConfigError(
+                f"{group}.inherit_from={p.inherit_from}: no such file (a trained checkpoint, e.g. last.pt)"
+            )
         try:  # read now (restricted unpickler, checksum): a malicious or damaged parent is refused before the search,
             read_checkpoint(p.inherit_from)  # not after it when the two-stage re-rank first opens it
         except CheckpointError as e:
-            raise ConfigError(f"proxy.inherit_from={p.inherit_from}: {e}") from None
+            raise ConfigError(f"{group}.inherit_from={p.inherit_from}: {e}") from None
         if p.train_score != "mAP50_95" and p.train_epochs == 0:
-            raise ConfigError("proxy=inherit with train_epochs=0 has no training loss: set proxy.train_score=mAP50_95")
+            raise ConfigError(
+                f"{sel}=inherit with train_epochs=0 has no training loss: set {group}.train_score=mAP50_95"
+            )
     if "supernet" in names:
         if not p.supernet:
             raise ConfigError(
@@ -207,23 +231,13 @@ def rerank_proxy(cfg: SearchConfig) -> ProxyConfig:
         raise ConfigError(f"rerank.k={r.k}: the number of candidates per tier to re-rank, >= 1 (0 turns it off)")
     if r.proxy not in TRAINED[:2]:
         raise ConfigError(f"rerank.proxy={r.proxy!r}; choose one of {', '.join(TRAINED[:2])} (a training proxy)")
+    training = {f.name: getattr(r, f.name) for f in dataclasses.fields(TrainingProxyConfig)}
+    if not (r.proxy == "inherit" and r.train_epochs == 0):
+        training["inherit_bn_images"] = 0  # BatchNorm re-estimation applies to inherited weights as they are only
     p = ProxyConfig(
-        name="rerank",
-        proxies=[r.proxy],
-        combine="raw",
-        seed=cfg.proxy.seed,
-        cache_dir=cfg.proxy.cache_dir,
-        train_epochs=r.train_epochs,
-        train_imgsz=r.train_imgsz,
-        train_data=r.train_data,
-        train_score=r.train_score,
-        inherit_from=r.inherit_from,
-        inherit_bn_images=r.inherit_bn_images if r.proxy == "inherit" and r.train_epochs == 0 else 0,
+        name="rerank", proxies=[r.proxy], combine="raw", seed=cfg.proxy.seed, cache_dir=cfg.proxy.cache_dir, **training
     )
-    try:
-        _check_proxy_config(p)
-    except ConfigError as e:  # the same checks as proxy=inherit / short_train, named as the rerank fields
-        raise ConfigError(str(e).replace("proxy.", "rerank.").replace("proxy=", "rerank.proxy=")) from None
+    _check_proxy_config(p, "rerank")  # the same checks as proxy=inherit / short_train, naming the rerank keys
     return p
 
 
@@ -324,17 +338,15 @@ class Evaluator:
 
     def _trained(self, name: str, arch: ArchConfig) -> float:
         p = self.proxy
-        cfg = TrainedProxy(
-            data=p.train_data, epochs=p.train_epochs, imgsz=p.train_imgsz, seed=p.seed, bn_images=p.inherit_bn_images
-        )
+        opts = train_options(p, p.seed)
         if name == "short_train":
-            out = short_train_score(arch, cfg)
+            out = short_train_score(arch, opts)
         elif name == "supernet":
             out = supernet_score(
                 arch, p.supernet, data=p.train_data, imgsz=p.train_imgsz, bn_images=p.supernet_bn_images, seed=p.seed
             )
         else:
-            out = inherit_score(arch, p.inherit_from, cfg)
+            out = inherit_score(arch, p.inherit_from, opts, bn_images=p.inherit_bn_images)
         v = out[p.train_score]
         return float(v) if v is not None else float("-inf")
 

@@ -71,7 +71,7 @@ class TrainOptions:
 
     HELP: ClassVar = {
         "data": "dataset: synthetic, a shipped config, a data YAML or a COCO JSON",
-        "epochs": "number of epochs",
+        "epochs": "number of epochs (0, for the inherit proxy only: evaluate the weights untrained)",
         "imgsz": "square training and validation size (multiple of 32)",
         "batch": "global batch size (split over the processes under torchrun)",
         "device": "cpu, cuda, cuda:N or N (default: cuda if available, else cpu)",
@@ -123,8 +123,9 @@ class TrainOptions:
         if isinstance(self.resume, str) and self.resume.lower() in ("true", "false", "1", "0", "yes", "no", ""):
             object.__setattr__(self, "resume", self.resume.lower() in ("true", "1", "yes"))  # key=value text
         check(self.imgsz >= 32 and self.imgsz % 32 == 0, "imgsz", self.imgsz, "a positive multiple of 32 (e.g. 640)")
-        for key in ("epochs", "batch", "max_bad_steps", "val_period", "qat_calib"):
+        for key in ("batch", "max_bad_steps", "val_period", "qat_calib"):
             check(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
+        check(self.epochs >= 0, "epochs", self.epochs, "an integer >= 1 (0: evaluate the weights without training)")
         check(self.workers is None or self.workers >= 0, "workers", self.workers, "an integer >= 0 or none (auto)")
         for key in ("freeze_epochs", "close_mosaic", "save_period_steps"):
             check(getattr(self, key) >= 0, key, getattr(self, key), "an integer >= 0")

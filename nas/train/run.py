@@ -92,6 +92,8 @@ def train(
     class-layer re-initialization when the dataset's classes differ from the model's. `save=False` writes nothing
     (no run directory). `on_epoch(row, ema_model)` is called on rank 0 after every epoch."""
     opts = merge(TrainOptions, opts, overrides, "nas.train.run.train")
+    if opts.epochs == 0:  # an option value of the training proxies (nas.proxy.train), which then skip the trainer
+        raise ConfigError("epochs=0: nothing to train; set epochs >= 1, or evaluate the weights with `nas val`")
     if opts.qat:
         opts = qat_recipe(opts)
     resume_state, run_dir, qat_images = None, None, None

@@ -10,7 +10,8 @@ from nas.data import load_dataset
 from nas.data.synthetic import SyntheticSpec, ensure_synthetic
 from nas.errors import ConfigError
 from nas.models import build
-from nas.proxy.train import TrainedProxy, recalibrate_bn
+from nas.proxy.train import inherit_score, proxy_options, recalibrate_bn
+from nas.train.run import train as nas_train
 from tests.zoo_helpers import tiny_arch
 
 
@@ -36,4 +37,18 @@ def test_recalibrate_bn_replaces_stale_statistics_from_forward_passes_only(tmp_p
 
 def test_bn_images_must_not_be_negative():
     with pytest.raises(ConfigError, match="bn_images"):
-        TrainedProxy(epochs=0, bn_images=-1)
+        inherit_score(tiny_arch(2, "tiny"), "never-read.pt", proxy_options(epochs=0), bn_images=-1)
+
+
+def test_the_proxy_preset_is_the_trainers_options_with_epochs_0_as_a_mode():
+    opts = proxy_options(epochs=0, imgsz=160, seed=3)
+    assert (opts.epochs, opts.imgsz, opts.seed, opts.batch, opts.lr0, opts.workers, opts.device) == (
+        0, 160, 3, 8, 1e-3, 0, "cpu",
+    )  # fmt: skip
+    assert (opts.warmup_epochs, opts.val_period, opts.close_mosaic) == (0.5, 1, 0)  # as the proxy's one epoch
+    four = proxy_options(epochs=4)
+    assert (four.warmup_epochs, four.val_period) == (1.0, 4), "the warm-up and the one validation follow epochs"
+    with pytest.raises(ConfigError, match="imgsz"):
+        proxy_options(imgsz=100)  # the trainer's own check
+    with pytest.raises(ConfigError, match="epochs=0: nothing to train"):
+        nas_train(None, opts)  # the trainer itself does not run epochs=0
