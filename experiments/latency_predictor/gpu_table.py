@@ -24,6 +24,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -33,6 +34,7 @@ import numpy as np  # noqa: E402
 
 from nas.io import write_text_atomic  # noqa: E402
 from nas.latency.device import current_fingerprint, describe, device_slug  # noqa: E402
+from nas.options import from_args  # noqa: E402
 
 SEED_T4_TRT_MS = {"yolo_nas_s": 3.21, "yolo_nas_m": 5.85, "yolo_nas_l": 7.87}
 
@@ -59,10 +61,17 @@ def sml_eager_vs_graphs(hw, out: Path) -> dict:
     return res
 
 
+@dataclass(frozen=True)
+class Options:
+    budget_s: float = 540.0  # seconds of the lease this script may use
+    n_cal: int = 20  # calibration networks
+    n_val: int = 20  # held-out validation networks
+
+
 def main(argv: list[str]) -> int:
-    opts = dict(a.split("=", 1) for a in argv)
-    budget = float(opts.get("budget_s", 540))
-    n_cal, n_val = int(opts.get("n_cal", 20)), int(opts.get("n_val", 20))
+    opts = from_args(Options, argv, "gpu_table.py")
+    budget = opts.budget_s
+    n_cal, n_val = opts.n_cal, opts.n_val
     t_start = time.monotonic()
     fp = current_fingerprint("cuda")
     slug = device_slug(fp)

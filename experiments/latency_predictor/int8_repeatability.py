@@ -16,6 +16,7 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -26,7 +27,16 @@ from nas.latency.device import current_fingerprint, describe  # noqa: E402
 from nas.latency.hardware import load_hardware  # noqa: E402
 from nas.latency.modules import deployed_model  # noqa: E402
 from nas.latency.runtimes import make_runtime  # noqa: E402
+from nas.options import from_args  # noqa: E402
 from nas.space.io import load_arch  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Options:
+    sessions: int = 6  # fresh onnxruntime sessions per network and precision
+    rounds: int = 15  # timed rounds over every session
+    nets: str = "yolo_nas_s"  # comma-separated architecture names
+    machine: str = "machine_b_idle"  # results/<machine>/int8_repeatability.json
 
 
 def spread(medians: list[float]) -> dict[str, float]:
@@ -40,9 +50,9 @@ def spread(medians: list[float]) -> dict[str, float]:
 
 
 def main(argv: list[str]) -> int:
-    opts = dict(a.split("=", 1) for a in argv if "=" in a)
-    k, rounds = int(opts.get("sessions", 6)), int(opts.get("rounds", 15))
-    nets = opts.get("nets", "yolo_nas_s").split(",")
+    opts = from_args(Options, argv, "int8_repeatability.py")
+    k, rounds = opts.sessions, opts.rounds
+    nets = opts.nets.split(",")
     out: dict = {"sessions": k, "rounds": rounds, "load_avg_start": os.getloadavg()[0], "networks": {}}
     fp = current_fingerprint("cpu")
     out["machine"] = describe(fp)
@@ -88,7 +98,7 @@ def main(argv: list[str]) -> int:
             flush=True,
         )
     out["load_avg_end"] = os.getloadavg()[0]
-    dest = HERE / "results" / opts.get("machine", "machine_b_idle") / "int8_repeatability.json"
+    dest = HERE / "results" / opts.machine / "int8_repeatability.json"
     write_text_atomic(dest, json.dumps(out, indent=1) + "\n")
     print(f"-> {dest}")
     return 0

@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -29,7 +30,16 @@ sys.path.insert(0, str(HERE.parents[1]))
 from nas.io import write_text_atomic  # noqa: E402
 from nas.latency.device import current_fingerprint, describe  # noqa: E402
 from nas.latency.hardware import Hardware, load_hardware  # noqa: E402
+from nas.options import from_args  # noqa: E402
 from nas.space.io import load_arch  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Options:
+    """The `key=value` arguments; the others are stages."""
+
+    machine: str = "machine_b"  # results/<machine>/
+    rounds: int = 5  # pairs: interleaved rounds per network
 
 
 def target(name: str) -> tuple[Hardware, str]:
@@ -56,9 +66,9 @@ def archs_of(table_name: str, which: str, n: int) -> list:
 
 
 def main(argv: list[str]) -> int:
-    opts = dict(a.split("=", 1) for a in argv if "=" in a)
+    opts = from_args(Options, [a for a in argv if "=" in a], "measure_here.py")
     stages = [a for a in argv if "=" not in a]
-    root = HERE / "results" / opts.get("machine", "machine_b")
+    root = HERE / "results" / opts.machine
     root.mkdir(parents=True, exist_ok=True)
     os.environ["NAS_LATENCY_DIR"] = str(root / "calibrations")
     fp = current_fingerprint("cpu")
@@ -83,7 +93,7 @@ def main(argv: list[str]) -> int:
             which, n = rest[0], int(rest[1])
             archs = archs_of(table_name, which, n)
             out = root / hw.name / which
-            measure_pairs(archs, hw, s, rounds=int(opts.get("rounds", 5)), warmup=1, out_dir=out, progress=False)
+            measure_pairs(archs, hw, s, rounds=opts.rounds, warmup=1, out_dir=out, progress=False)
             print(f"{stage}: {len(archs)} networks", flush=True)
         else:
             raise SystemExit(f"unknown stage {stage!r}")

@@ -23,6 +23,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -32,6 +33,7 @@ import numpy as np  # noqa: E402
 
 from nas.io import write_text_atomic  # noqa: E402
 from nas.latency.device import describe  # noqa: E402
+from nas.options import from_args  # noqa: E402
 
 KINDS = ("conv", "upsample", "csp_in", "bottlenecks", "concat_conv", "spp", "decode")
 LABELS = {
@@ -293,20 +295,28 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Options:
+    machine: str = "machine_b"  # results/<machine>/: measure_here.py's measurements
+    targets: str = "cpu_ort,cpu_torch,cpu_ort_2t,cpu_ort_int8"  # comma-separated
+    note: str = ""  # written into results.json
+    here: bool = True  # false: write only results/<machine>/, not the latest run beside this script
+
+
 def main(argv: list[str]) -> int:
-    opts = dict(a.split("=", 1) for a in argv)
-    machine = HERE / "results" / opts.get("machine", "machine_b")
+    opts = from_args(Options, argv, "run.py")
+    machine = HERE / "results" / opts.machine
     os.environ["NAS_LATENCY_DIR"] = tempfile.mkdtemp()  # the shipped calibrations, not this machine's
     from nas.latency.tables import LatencyTable
 
     fp = json.loads((machine / "fingerprint.json").read_text())
-    targets = opts.get("targets", "cpu_ort,cpu_torch,cpu_ort_2t,cpu_ort_int8").split(",")
+    targets = opts.targets.split(",")
     results: dict = {
         "fingerprint": fp,
         "table_device": describe(LatencyTable.load("cpu_ort").data.get("fingerprint")),
         "table_fingerprint": LatencyTable.load("cpu_ort").data.get("fingerprint"),
         "targets": {},
-        "note": opts.get("note", ""),
+        "note": opts.note,
         "command": "python experiments/latency_predictor/run.py " + " ".join(argv),
         "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
@@ -320,7 +330,7 @@ def main(argv: list[str]) -> int:
             if r is not None:
                 results["targets"][t] = r
     # the latest run beside this script (here=false: only the machine's folder), each machine's in its folder
-    for folder in (HERE, machine) if opts.get("here", "true") != "false" else (machine,):
+    for folder in (HERE, machine) if opts.here else (machine,):
         write_text_atomic(folder / "results.json", json.dumps(results, indent=1) + "\n")
         write_text_atomic(folder / "results.md", markdown(results))
     print(markdown(results))

@@ -104,11 +104,13 @@ def test_scatter_rows_are_consistent(tiny_table, tiny_files, tmp_path):
 
 def _predictor_benchmark():
     import importlib.util
+    import sys
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[2] / "experiments" / "latency_predictor" / "run.py"
     spec = importlib.util.spec_from_file_location("latency_predictor_run", path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclass (Options) looks its module up while the class is built
     spec.loader.exec_module(mod)
     return mod
 
