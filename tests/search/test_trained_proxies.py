@@ -155,6 +155,8 @@ def test_two_stage_settings_are_checked_before_the_search(tiny_space_path, tiny_
         check(k=3, proxy="inherit", inherit_from="nope.pt")
     with pytest.raises(ConfigError, match=r"rerank.train_epochs=0: must be >= 1"):
         check(k=3, train_epochs=0)  # short training needs an epoch
+    with pytest.raises(ConfigError, match=r"^rerank.train_imgsz=100: expected a positive multiple of 32"):
+        check(k=3, train_imgsz=100)  # TrainOptions' own check, named as the user wrote the key
     with pytest.raises(ConfigError, match=r"rerank.proxy='synflow'; choose one of short_train, inherit"):
         check(k=3, proxy="synflow")
     with pytest.raises(ConfigError, match=r"rerank.k=-1"):
