@@ -38,7 +38,7 @@ def _qat_section(r: dict[str, Any]) -> list[str]:
     ptq = [fp32 - v for v in r["ptq"].values()]
     qat = [fp32 - v["mAP50_95"] for v in r["qat"].values()]
     lines = [
-        f"### {r['weights']} weights ({Path(r['checkpoint']).parent.name}, {r['imgsz']} px)",
+        f"### {r['weights']} weights ({Path(r['checkpoint']).name}, {r['imgsz']} px)",
         "",
         f"FP32 ONNX mAP50-95 **{fp32:.2f}**. PTQ: onnxruntime static QDQ, min-max, {r['weights']} s8 weights, one "
         f"row per calibration draw ({r.get('calib', 32)} train images each). QAT: `qat=true` from the same checkpoint "
@@ -80,7 +80,11 @@ def build_report(here: Path) -> str:
         r = json.loads(f.read_text())
         lines += ["", f"## Formats ({f.stem.removeprefix('formats_')})", "", format_table(r)]
         epoch = r.get("checkpoint", {}).get("train", {}).get("epoch")
-        lines += ["", f"Checkpoint epoch {epoch}; libraries: {json.dumps(r['fingerprint']['libs'])}."]
+        lines += [
+            "",
+            f"Checkpoint epoch {epoch}; libraries: {json.dumps(r['fingerprint']['libs'])}; 1-minute load average when "
+            f"each thread count's timing began (2 cores): {r.get('load_avg_1min_while_timing')}.",
+        ]
     qat_files = sorted((here / "results").glob("qat_*.json"))
     if qat_files:
         lines += ["", "## QAT vs PTQ", ""]

@@ -44,6 +44,9 @@ ROOT = HERE.parents[1]
 PAUSE_PATTERN = "run.py train-one"
 
 
+LOAD: list[float] = []  # 1-minute load average at the start of each timed block (2.0 = both cores busy)
+
+
 @contextlib.contextmanager
 def paused_trainings(extra_pids: list[int]):
     """SIGSTOP the background trainings (and `extra_pids`) while timing; SIGCONT them afterwards, always."""
@@ -56,6 +59,7 @@ def paused_trainings(extra_pids: list[int]):
                 os.kill(pid, signal.SIGSTOP)
                 stopped.append(pid)
         time.sleep(1.0)
+        LOAD.append(round(os.getloadavg()[0], 2))
         yield
     finally:
         for pid in stopped:
@@ -70,6 +74,8 @@ def formats(args) -> None:
     )
     with tempfile.TemporaryDirectory(prefix="nas-bench-", dir=ROOT / "runs") as work:
         out = benchmark(model.model, model.names, work, opts, timing_context=lambda: paused_trainings(args.pause_pid))
+    out["load_avg_1min_while_timing"] = LOAD
+    out["paused"] = PAUSE_PATTERN
     out["checkpoint"] = {"path": str(args.ckpt), "train": model.model.checkpoint_meta.get("train", {})}
     for row in out["rows"]:
         row["file"] = Path(row["file"]).name if row["file"] else None

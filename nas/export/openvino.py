@@ -9,7 +9,8 @@ INT8 has two routes (`ExportOptions.ov_int8`):
 - "nncf": OpenVINO's own post-training quantization (`nncf.quantize`, preset "mixed": symmetric weights, asymmetric
   activations, fast bias correction) of the FP32 IR, calibrated on the same images, with the same post-processing
   tail (every node after the last convolutions) left float.
-experiments/benchmark/results.md measures both on S; the default is the one that measured faster and more accurate.
+experiments/benchmark/results.md measures both on S (AMD EPYC Zen 4, AVX-512 VNNI, 640 px, 1 thread): qdq 99 ms and
+0.01 mAP below FP32, nncf 95 ms and 0.22 below; the default is qdq (as fast within the noise, more accurate).
 """
 
 from __future__ import annotations
