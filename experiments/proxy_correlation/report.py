@@ -211,7 +211,8 @@ def choose_default(table: list[dict[str, Any]], pairs: dict[str, dict[str, Any]]
     ]
     if not eligible:
         return {"chosen": INCUMBENT, "search_option": SEARCH_OPTIONS[INCUMBENT], "incumbent": INCUMBENT,
-                "criterion": "no proxy with a measured regret within the search's time", "eligible": []}  # fmt: skip
+                "criterion": "no proxy with a measured regret within the search's time", "eligible": [],
+                "cpu_s_per_candidate_budget": DEFAULT_SEARCH_CPU_S_PER_CANDIDATE}  # fmt: skip
     lowest = min(by[label]["budget_regret"]["mean"] for label in eligible)
     tied = [label for label in eligible if by[label]["budget_regret"]["mean"] <= lowest + REGRET_TIE]
     chosen = min(tied, key=lambda label: (by[label]["cost_s"], -(by[label].get("spearman") or -2.0)))
