@@ -39,3 +39,12 @@ def test_cli_benchmark_writes_json_and_markdown(tmp_path, capsys):
         assert "TensorRT engines need" in rows["engine"]["error"]
     assert result["fingerprint"]["cpu"]["isa"] and "| onnx_int8 |" in (work / "results.md").read_text()
     assert "speed-up" in out
+
+
+def test_committed_benchmark_report_is_recomputed_from_its_json():
+    from pathlib import Path
+
+    from experiments.benchmark.report import build_report
+
+    here = Path(__file__).resolve().parents[2] / "experiments" / "benchmark"
+    assert (here / "results.md").read_text() == build_report(here)
