@@ -248,7 +248,7 @@ def _run_latency(args: dict[str, Any]) -> int:
 def _run_export(args: dict[str, Any]) -> int:
     model = _model(args)
     opts = pick(ExportOptions, args)
-    steps = "fuse, trace, check against torch in onnxruntime" if opts.fuse else "trace, check in onnxruntime"
+    steps = "fuse, trace, check against torch in its runtime" if opts.fuse else "trace, check in its runtime"
     print(f"exporting {model.arch.name} to {args['format']} at {opts.imgsz}px ({steps}) ...", flush=True)
     model.export(args["format"], file=args["file"], options=pick(ExportOptions, args))
     return 0 if model.last_export.ok else 1
