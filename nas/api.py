@@ -146,11 +146,11 @@ class NAS:
     @property
     def is_exported(self) -> bool:
         """Loaded from an export (ONNX, OpenVINO, TorchScript, TensorRT): predict and val only."""
-        return isinstance(self.model, (ExportedDetector, OrtDetector))
+        return isinstance(self.model, ExportedDetector)
 
     def _torch_only(self, what: str) -> None:
         if self.is_exported:
-            kind = "an ONNX" if self.is_onnx else f"a {self.model.runtime}"  # OrtDetector predates `runtime`
+            kind = "an ONNX" if self.is_onnx else f"a {self.model.runtime}"
             raise ConfigError(
                 f"{what} needs the torch model; {self.ckpt_path} is {kind} export (predict and val only): "
                 "load the checkpoint it was exported from"
@@ -169,10 +169,10 @@ class NAS:
 
     def to(self, device: str | int | torch.device) -> NAS:
         dev = select_device(device)
-        if self.is_exported and getattr(self.model, "runtime", "onnxruntime") != "TorchScript":
+        if self.is_exported and self.model.runtime != "TorchScript":
             if dev.type != self.model.device.type:
                 where = self.model.device.type.upper() if self.model.device.type == "cuda" else "the CPU"
-                runtime = getattr(self.model, "runtime", "onnxruntime")
+                runtime = self.model.runtime
                 raise ConfigError(
                     f"device={device!r}: a {runtime} model runs on {where}; use device={self.model.device.type}"
                 )
