@@ -306,7 +306,7 @@ def train(args) -> int:
                 continue
             print(time.strftime("%H:%M:%S"), "start:", key, flush=True)
             running[key] = subprocess.Popen(cmd, env=env, cwd=HERE.parents[1])
-        time.sleep(2.0)
+        time.sleep(10.0)  # scanning /proc for orphans costs CPU: poll slowly
         for key, p in list(running.items()):
             if p.poll() is None:
                 continue
