@@ -18,7 +18,11 @@ def test_int8_speedup_is_the_measured_one_and_names_its_cpu_kind():
     assert int8["machine"]["avx512_vnni"] is False
     text = _readme()
     assert f"{speedup:.2f}× on AVX2 without VNNI" in text  # the number with the CPU kind it holds for
-    assert "3.35× on AVX-512 VNNI" in text
+    bench = json.loads(
+        (ROOT / "experiments" / "benchmark" / "results" / "formats_authenticamd_f25m17_vnni.json").read_text()
+    )
+    vnni = next(r for r in bench["rows"] if r["name"] == "onnx_int8")["speedup"]["1"]
+    assert f"{vnni:.2f}× on AVX-512 VNNI" in text  # measured interleaved on a VNNI machine (experiments/benchmark)
 
 
 def test_proxy_ranking_is_reported_from_proxy_correlation_not_as_unmeasured():
