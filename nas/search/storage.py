@@ -64,6 +64,14 @@ def _root_cause(exc: BaseException) -> BaseException:
 _DBAPI_KINDS = ("OperationalError", "InterfaceError", "DatabaseError")
 
 
+def _lost_connection(exc: BaseException) -> bool:
+    """A database server's connection-level failure (its driver's OperationalError: refused, "the database system is
+    starting up", a shut-down server): an outage even when the probe right after it already succeeds (the server
+    came back in between). sqlite's OperationalError (a full disk, a locked file) is not a lost connection."""
+    cause = _root_cause(exc)
+    return _dbapi_kind(cause) == "OperationalError" and not type(cause).__module__.startswith("sqlite3")
+
+
 def _error_kind(exc: BaseException) -> str:
     """The error's class name and its DB-API kind when they differ: psycopg2's AdminShutdown (a server shut down
     under an open connection) is shown as "AdminShutdown (OperationalError)"."""
@@ -142,10 +150,10 @@ class StudyStorage:
                 raise
             except Exception as e:
                 probe = self._reachable()
-                if probe is None:
+                if probe is None and not _lost_connection(e):
                     raise
                 now = time.monotonic()
-                cause = _root_cause(probe)
+                cause = _root_cause(probe if probe is not None else e)
                 reason = f"{_error_kind(cause)}: {str(cause).strip().splitlines()[0] if str(cause) else ''}"
                 if self._outage_since is None:
                     self._outage_since = now

@@ -266,3 +266,35 @@ def test_a_trial_failed_by_another_worker_while_it_runs_is_left_to_its_retry(tin
     assert [t.state for t in retries] == [TrialState.COMPLETE]
     assert retries[0].params == study.trials[taken[0]].params
     assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def test_a_lost_connection_is_retried_even_when_the_server_is_back_by_the_probe():
+    """CI's outage test: a write failed with "the database system is starting up" and the probe right after it
+    succeeded (the server came up in between), so the write's error was raised instead of retried."""
+    import sqlite3
+
+    import psycopg2
+    import sqlalchemy.exc
+
+    from nas.search.storage import StudyStorage
+
+    backend = StudyStorage(optuna.storages.InMemoryStorage(), "memory", retry_s=5.0)  # its probe always answers
+    calls = []
+
+    def write():
+        calls.append(1)
+        if len(calls) == 1:
+            orig = psycopg2.OperationalError("FATAL:  the database system is starting up")
+            try:
+                raise sqlalchemy.exc.OperationalError("COMMIT", {}, orig)
+            except sqlalchemy.exc.OperationalError as e:
+                raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from e
+        return "stored"
+
+    assert backend.call(write) == "stored" and len(calls) == 2 and backend.outages == 1
+
+    def full_disk():
+        raise sqlite3.OperationalError("database or disk is full")
+
+    with pytest.raises(sqlite3.OperationalError):  # sqlite's OperationalError is not a lost connection
+        backend.call(full_disk)
