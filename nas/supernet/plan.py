@@ -32,29 +32,22 @@ from nas.space.space import SearchSpace
 
 __all__ = ["ELASTIC_FIELDS", "Bounds", "View", "check_space", "extreme_archs", "plan", "with_classes"]
 
-# The leaf fields of an ArchConfig the supernet makes elastic, by config node.
+# The leaf fields of an ArchConfig the supernet makes elastic, by config node (the neck's up and down stages alike).
+_NECK_STAGE = (
+    "out_channels",
+    "num_blocks",
+    "hidden_channels",
+    "block",
+    "concat_intermediates",
+    "width_mult",
+    "depth_mult",
+)
 ELASTIC_FIELDS = {
     "stem": ("out_channels", "block"),
     "stages": ("out_channels", "num_blocks", "hidden_channels", "concat_intermediates", "block"),
     "context": ("out_channels", "pool_sizes"),
-    "up": (
-        "out_channels",
-        "num_blocks",
-        "hidden_channels",
-        "block",
-        "concat_intermediates",
-        "width_mult",
-        "depth_mult",
-    ),
-    "down": (
-        "out_channels",
-        "num_blocks",
-        "hidden_channels",
-        "block",
-        "concat_intermediates",
-        "width_mult",
-        "depth_mult",
-    ),
+    "up": _NECK_STAGE,
+    "down": _NECK_STAGE,
     "heads": ("inter_channels", "width_mult", "first_conv_group_size"),
 }
 _SHARED_KERNELS = {  # (block type, tensor inside the block) -> (shared slot inside the block, attribute)
