@@ -52,12 +52,14 @@ def test_ctrl_c_in_nas_train_is_one_line_and_exit_130(tiny_data, tmp_path):
 
     from tests.train.conftest import ROOT
 
-    proc = subprocess.Popen(_train_cmd(tiny_data, tmp_path, tmp_path / "runs", epochs=50), cwd=ROOT,
+    # epochs=2000: a tiny epoch takes under a second, so 50 could all finish before the signal lands (CI saw it)
+    proc = subprocess.Popen(_train_cmd(tiny_data, tmp_path, tmp_path / "runs", epochs=2000), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.monotonic() + 240
     while not (tmp_path / "runs" / "train" / "exp" / "last.pt").exists():  # training for real, an epoch written
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.2)
+    assert proc.poll() is None, "the training ended before the signal"
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
