@@ -188,6 +188,8 @@ def two_level_difference(a: dict[str, dict[int, float]], b: dict[int, float], bo
         ci = t.confidence_interval(0.95)
         welch = [float(ci.low), float(ci.high)]
     lo, hi = float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))
+    # no decision from a side without a spread (one training: its bootstrap interval is a point)
+    enough = len(ref) >= 2 and len(flat) >= 2 and welch is not None
     return {
         "diff": point,
         "ci": [lo, hi],
@@ -195,7 +197,13 @@ def two_level_difference(a: dict[str, dict[int, float]], b: dict[int, float], bo
         "n_picks": len(picks),
         "n_pick_trainings": len(flat),
         "n_reference_trainings": len(ref),
-        "decision": "better" if lo > 0 else "worse" if hi < 0 else "not distinguishable",
+        "decision": "too few trainings"
+        if not enough
+        else "better"
+        if lo > 0
+        else "worse"
+        if hi < 0
+        else "not distinguishable",
     }
 
 
@@ -203,6 +211,7 @@ DECISION_WORDS = {
     "better": "the search beats released at this tier: it emits its pick",
     "worse": "the released layout is better: the search emits the released layout",
     "not distinguishable": "not distinguishable at this evidence: the search emits the released layout",
+    "too few trainings": "too few trainings for a decision (each side needs 2 or more): the search emits the released layout",
 }
 
 

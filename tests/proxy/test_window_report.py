@@ -108,6 +108,9 @@ def test_the_truth_test_decides_only_when_the_interval_excludes_zero():
     assert d["decision"] == "not distinguishable" and d["ci"][0] < 0 < d["ci"][1]
     assert d["welch_ci"][0] < d["diff"] < d["welch_ci"][1]
     assert wr.two_level_difference({}, ref)["diff"] is None
+    # one training a side: its bootstrap interval is a point, not evidence: no decision
+    one = wr.two_level_difference({"p@0": {0: 12.0}}, {0: 10.0}, boot=100)
+    assert one["diff"] == 2.0 and one["decision"] == "too few trainings"
     assert "emits the released layout" in wr.DECISION_WORDS["not distinguishable"]
 
 
