@@ -53,8 +53,11 @@ def test_ctrl_c_in_nas_train_is_one_line_and_exit_130(tiny_data, tmp_path):
     from tests.train.conftest import ROOT
 
     # epochs=2000: a tiny epoch takes under a second, so 50 could all finish before the signal lands (CI saw it)
+    # A pytest-xdist worker ignores SIGINT and a child inherits that (Python then installs no KeyboardInterrupt):
+    # the child starts with the default disposition, as from a terminal
     proc = subprocess.Popen(_train_cmd(tiny_data, tmp_path, tmp_path / "runs", epochs=2000), cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.monotonic() + 240
     while not (tmp_path / "runs" / "train" / "exp" / "last.pt").exists():  # training for real, an epoch written
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
