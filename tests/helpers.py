@@ -63,3 +63,24 @@ def reference_keys(name: str) -> list[tuple[str, list[int]]]:
         key, shape, _dtype = line.split("\t")
         rows.append((key, json.loads(shape)))
     return rows
+
+
+def run_on_small_tmpfs(cmd: list[str], disk: Path, size: str, cwd: Path, timeout: float):
+    """`cmd` run with a `size` tmpfs mounted on `disk` (a real full disk, in a private mount namespace, no root
+    needed); the calling test is skipped where unshare or user namespaces are missing."""
+    import shlex
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare (util-linux) to mount a small tmpfs")
+    disk.mkdir(parents=True, exist_ok=True)
+    probe = subprocess.run(["unshare", "-rm", "mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)],
+                           capture_output=True, text=True)  # fmt: skip
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (user namespaces off?): {probe.stderr.strip()}")
+    script = f"mount -t tmpfs -o size={size} tmpfs {shlex.quote(str(disk))} && exec {shlex.join(cmd)}"
+    return subprocess.run(["unshare", "-rm", "sh", "-c", script], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip

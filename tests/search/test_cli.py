@@ -232,21 +232,12 @@ def test_names_too_long_for_a_folder_or_a_study_are_one_line(tmp_path, tiny_spac
 def test_a_full_disk_during_a_search_is_one_line(tmp_path, tiny_space_path, proxy_cache):
     """A real full disk: the run directory on a 192 KiB tmpfs (private mount namespace); the study's SQLite
     database fills it (it was Optuna's 137-line StorageInternalError)."""
-    import shlex
-    import shutil
+    from tests.helpers import run_on_small_tmpfs
 
-    if shutil.which("unshare") is None:
-        pytest.skip("needs unshare (util-linux) to mount a small tmpfs")
     disk = tmp_path / "disk"
-    disk.mkdir()
-    probe = subprocess.run(["unshare", "-rm", "mount", "-t", "tmpfs", "-o", "size=192k", "tmpfs", str(disk)],
-                           capture_output=True, text=True)  # fmt: skip
-    if probe.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (user namespaces off?): {probe.stderr.strip()}")
     cmd = [sys.executable, "-m", "nas.search", *tiny_args(tiny_space_path, proxy_cache), "n_trials=20",
            f"hydra.run.dir={disk / 'run'}"]  # fmt: skip
-    script = f"mount -t tmpfs -o size=192k tmpfs {shlex.quote(str(disk))} && exec {shlex.join(cmd)}"
-    p = subprocess.run(["unshare", "-rm", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    p = run_on_small_tmpfs(cmd, disk, "192k", ROOT, timeout=600)
     assert p.returncode == 1, p.stderr[-3000:]
     assert "Traceback" not in p.stderr and "StorageInternalError" not in p.stderr, p.stderr[-3000:]
     assert "error: no space left on the device" in p.stderr

@@ -72,22 +72,11 @@ def test_ctrl_c_in_nas_train_is_one_line_and_exit_130(tiny_data, tmp_path):
 
 def test_a_full_disk_during_training_is_one_line(tiny_data, tmp_path):
     """A real full disk: a 512 KiB tmpfs as project= (in a private mount namespace), too small for last.pt."""
-    import shutil
-    import subprocess
-
+    from tests.helpers import run_on_small_tmpfs
     from tests.train.conftest import ROOT
 
-    if shutil.which("unshare") is None:
-        pytest.skip("needs unshare (util-linux) to mount a small tmpfs")
     disk = tmp_path / "disk"
-    disk.mkdir()
-    probe = subprocess.run(["unshare", "-rm", "mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(disk)],
-                           capture_output=True, text=True)  # fmt: skip
-    if probe.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (user namespaces off?): {probe.stderr.strip()}")
-    cmd = " ".join(f"'{c}'" for c in _train_cmd(tiny_data, tmp_path, disk, epochs=1))
-    run = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=512k tmpfs '{disk}' && exec {cmd}"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    run = run_on_small_tmpfs(_train_cmd(tiny_data, tmp_path, disk, epochs=1), disk, "512k", ROOT, timeout=300)
     assert run.returncode == 1, run.stderr[-3000:]
     assert "Traceback" not in run.stderr, run.stderr[-3000:]
     (line,) = [x for x in run.stderr.splitlines() if x.startswith("nas train: error:")]
