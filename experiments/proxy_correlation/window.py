@@ -9,7 +9,8 @@ whose picks are not fixed yet (one search at a time, in one of the `--jobs` slot
 (architecture, seed) without a result file, S window first (seed-major, so partial results cover every
 architecture), then the M/L truth-test units. A killed training resumes from its last.pt; each finished unit
 writes results/window/<name>_s<seed>.json atomically. `runs/window_jobs` (a number), when present, overrides
-`--jobs` while the driver runs (to free a core for other work).
+`--jobs` while the driver runs (to free a core for other work); `runs/window_first` (`name:seed` a line) moves those
+units to the queue's front.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ WINDOW_ARCHS = run.ARCHS / "window"
 WINDOW_RESULTS = run.RESULTS / "window"
 WINDOW_JSON = HERE / "window.json"
 JOBS_FILE = run.RUNS / "window_jobs"
+FIRST_FILE = run.RUNS / "window_first"
 POOL_SEED, POOL_SIZE, WINDOW, PER_BLOCK = 1, 6000, 0.10, 6
 SEEDS = (0, 1, 2)  # training seeds of the S window
 SEARCH_SEEDS = {"yolo_nas_s": (0, 1, 2), "yolo_nas_m": (0, 1), "yolo_nas_l": (0, 1)}
@@ -253,6 +255,18 @@ def _finished(signal: str, seed: int) -> bool:
         return False
 
 
+def _first(queue: list[tuple[str, list[str]]]) -> list[tuple[str, list[str]]]:
+    """`queue` with the keys listed in runs/window_first (one `name:seed` a line) moved to its front, in that file's
+    order: a scheduling change while the driver runs (e.g. the released S's second seed, which a truth-test decision
+    waits for); what is trained and how it is analysed does not change."""
+    try:
+        first = [line.strip() for line in FIRST_FILE.read_text().splitlines() if line.strip()]
+    except OSError:
+        return queue
+    rank = {key: i for i, key in enumerate(first)}
+    return sorted(queue, key=lambda item: rank.get(item[0], len(rank)))  # stable: the rest keep their order
+
+
 def _jobs(default: int) -> int:
     try:
         return max(1, int(JOBS_FILE.read_text().strip()))
@@ -295,7 +309,7 @@ def train(args) -> int:
             signal, k = pending[0]
             queue.append((f"search:{signal}:{k}", search_command(signal, k, [])))
         queue += [item for item in todo if item not in first]
-        queue = [(key, cmd) for key, cmd in queue if key not in running and failed.get(key, 0) < 2]
+        queue = _first([(key, cmd) for key, cmd in queue if key not in running and failed.get(key, 0) < 2])
         elsewhere = [key for key, _ in queue if _running_elsewhere(_marker(key))]  # a restarted driver's orphans
         queue = [(key, cmd) for key, cmd in queue if key not in elsewhere]
         if not queue and not running and not elsewhere:

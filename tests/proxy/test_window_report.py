@@ -184,6 +184,15 @@ def test_the_driver_queues_every_unit_seed_major_and_knows_what_is_done(tmp_path
     assert cmd[cmd.index("--out") + 1] == str(tmp_path / "w00_s1.json") and "win_w00_s1" in cmd
 
 
+def test_the_driver_moves_the_units_named_in_window_first_to_the_front(tmp_path, monkeypatch):
+    win = _load("window")
+    queue = [(k, [k]) for k in ("w00:0", "w01:0", "search:synflow:0", "yolo_nas_s:1", "w00:1")]
+    monkeypatch.setattr(win, "FIRST_FILE", tmp_path / "window_first")
+    assert win._first(queue) == queue  # no file: the driver's own order
+    (tmp_path / "window_first").write_text("yolo_nas_s:1\n\nw00:1\nnot_queued:3\n")
+    assert [k for k, _ in win._first(queue)] == ["yolo_nas_s:1", "w00:1", "w00:0", "w01:0", "search:synflow:0"]
+
+
 @pytest.mark.slow
 def test_the_supernet_signal_trains_resumes_and_scores_into_the_proxy_files(pc, tmp_path, monkeypatch):  # noqa: F811
     """supernet.py end to end on the tiny elastic space: one epoch, then a resumed second, then a score file that
