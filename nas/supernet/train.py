@@ -9,6 +9,9 @@ known (memory: the largest's graph plus one other's), the largest's by the train
 is the sum over the sub-networks that use it. `distill=0` is the plain sandwich (the ablation).
 Only the largest updates the BatchNorm running statistics, so the per-epoch validation (of the largest) and best.pt
 see its own statistics; a scored sub-network re-estimates its own (`nas.supernet.score`).
+Under torchrun every process draws the same sub-networks (seeded by the step) on its share of the global batch, and
+the step's gradients are averaged over processes by hand after its backward passes (DDP's wrapper assumes one
+forward per step; `nas.train.dist.Dist.average_gradients`); rank 0 writes.
 
     from nas.supernet import train_supernet
     result = train_supernet("yolo_nas", data="synthetic", epochs=20, imgsz=160, weights="runs/train/l/best.pt")
@@ -197,8 +200,6 @@ def train_supernet(
         sopts = SupernetOptions(**{k: saved[k] for k in keys_of(SupernetOptions)})
         spec, run_dir = saved, path.parent
     d = setup(opts.device)
-    if d.world > 1:
-        raise ConfigError("supernet training runs in one process (DDP of a supernet is not supported yet)")
     torch.manual_seed(opts.seed)
     train_ds = train_data if train_data is not None else load_train_split(opts.data)
     val_ds = None

@@ -46,6 +46,43 @@ class Dist:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item())
 
+    def broadcast_module(self, module: torch.nn.Module) -> None:
+        """Rank 0's parameters and buffers on every process (what wrapping in DDP does)."""
+        if self.world > 1:
+            for t in [*module.parameters(), *module.buffers()]:
+                dist.broadcast(t.data, 0)
+
+    def average_gradients(self, module: torch.nn.Module, bucket: int = 1 << 24) -> None:
+        """Every process's gradients replaced by their mean over processes (what DDP's backward hooks do), for a
+        step DDP cannot wrap: several forwards of different sub-networks per step (the supernet's sandwich rule).
+        A parameter that has a gradient on any process gets one everywhere (zeros where it had none), so the
+        optimizers stay in step; flattened in buckets of `bucket` elements."""
+        if self.world == 1:
+            return
+        params = [p for p in module.parameters() if p.requires_grad]
+        have = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=self.device)
+        dist.all_reduce(have, op=dist.ReduceOp.MAX)
+        grads = []
+        for p, h in zip(params, have.tolist(), strict=True):
+            if h and p.grad is None:
+                p.grad = torch.zeros_like(p)
+            if h:
+                grads.append(p.grad)
+        start = 0
+        while start < len(grads):
+            group, size = [], 0
+            while start < len(grads) and (not group or size + grads[start].numel() <= bucket):
+                group.append(grads[start])
+                size += grads[start].numel()
+                start += 1
+            flat = torch.cat([g.reshape(-1) for g in group])
+            dist.all_reduce(flat)
+            flat /= self.world
+            offset = 0
+            for g in group:
+                g.copy_(flat[offset : offset + g.numel()].view_as(g))
+                offset += g.numel()
+
     def barrier(self) -> None:
         if self.world > 1:
             dist.barrier()

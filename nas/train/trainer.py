@@ -20,7 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from nas.engine.val import validate
-from nas.errors import TrainingError
+from nas.errors import ConfigError, TrainingError
 from nas.train.data import EpochBatches, TrainSet, loader_workers, make_loader
 from nas.train.dist import Dist
 from nas.train.ema import EMA
@@ -108,7 +108,14 @@ def run_epochs(run: Run) -> TrainResult:
         model.load_state_dict(s["model"], strict=True)
     opt = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr0)
     net: nn.Module = model
-    if d.world > 1:  # wraps before the EMA copies the weights: DDP broadcasts rank 0's
+    # a custom step (the supernet's sandwich: several sub-networks per step) cannot run under DDP's wrapper: its
+    # weights are broadcast and its gradients averaged by hand, after the step's backward passes
+    by_hand = d.world > 1 and run.step_loss is not None
+    if by_hand:
+        if o.sync_bn:
+            raise ConfigError("sync_bn=true is not supported with a custom training step (a supernet): drop sync_bn")
+        d.broadcast_module(model)
+    elif d.world > 1:  # wraps before the EMA copies the weights: DDP broadcasts rank 0's
         if o.sync_bn:
             net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
         net = nn.parallel.DistributedDataParallel(
@@ -195,6 +202,8 @@ def run_epochs(run: Run) -> TrainResult:
                 finite = not d.any(not bool(torch.isfinite(loss)))
                 if finite:
                     scaler.scale(loss).backward()
+                    if by_hand:
+                        d.average_gradients(model)
                     if o.clip_grad > 0:
                         scaler.unscale_(opt)
                         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), o.clip_grad)

@@ -79,3 +79,46 @@ def test_backward_per_sub_network_equals_one_backward_of_the_sum(supernet):
     supernet.eval()
     assert grads[0].keys() == grads[1].keys()
     assert all(torch.allclose(grads[0][k], grads[1][k], atol=1e-6) for k in grads[0])
+
+
+DDP_SCRIPT = """
+import os, sys, torch
+torch.set_num_threads(1)
+from nas.supernet import train_supernet
+space, data, project, name = sys.argv[1:5]
+result = train_supernet(space, data=data, epochs=2, imgsz=64, batch=8, workers=0, device="cpu", plots=False,
+                        verbose=False, val=False, random_subnets=1, project=project, name=name, exist_ok=True)
+rank = os.environ.get("RANK", "0")  # the run has closed its process group
+state = result.model.state_dict()
+torch.save({k: state[k] for k in sorted(state)}, f"{project}/{name}_rank{rank}.pt")
+"""
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_keep_one_supernet_and_follow_one_process(tiny_space_path, tiny_data, tmp_path):
+    import csv
+    import os
+    import subprocess
+    import sys
+
+    from tests.train.test_resume_ddp import ROOT, _env, _free_port
+
+    script = tmp_path / "run.py"
+    script.write_text(DDP_SCRIPT)
+    args = [str(script), str(tiny_space_path), str(tiny_data), str(tmp_path)]
+    subprocess.run([sys.executable, *args, "one"], check=True, env=_env(), cwd=ROOT, timeout=300)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}"]
+    subprocess.run([*torchrun, *args, "two"], check=True, env=_env(), cwd=ROOT, timeout=300)
+    r0, r1 = (torch.load(tmp_path / f"two_rank{r}.pt") for r in (0, 1))
+    # averaged gradients: both processes hold the same weights after every step (each saw other images)
+    for k in r0:
+        if r0[k].is_floating_point() and "running" not in k:  # BatchNorm statistics are each process's own
+            assert torch.allclose(r0[k], r1[k], atol=1e-6), k
+    one = torch.load(tmp_path / "one_rank0.pt")
+    assert any(not torch.equal(one[k], r0[k]) for k in one)  # half the images per process: not a copy of one
+    losses = {n: [float(r["loss"]) for r in csv.DictReader((tmp_path / "supernet" / n / "steps.csv").open())]
+              for n in ("one", "two")}  # fmt: skip
+    assert len(losses["one"]) == len(losses["two"]) == 2  # 8 images / global batch 8, 2 epochs: rank 0 logs the mean
+    # same weights, images and sub-networks: only the BN batch statistics differ (4 images per process, not 8)
+    assert losses["two"] == pytest.approx(losses["one"], rel=0.1)
+    assert not os.path.exists(tmp_path / "supernet" / "two2")
