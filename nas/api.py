@@ -20,16 +20,18 @@ import torch
 from torch import nn
 
 from nas.data import load_dataset
+from nas.device import select_device
 from nas.engine.exported import ExportedDetector, is_exported, load_exported
 from nas.engine.info import ModelInfo, model_info
 from nas.engine.names import default_names
-from nas.engine.options import ExportOptions, ExportTarget, InfoOptions, PredictOptions, ValData, ValOptions
+from nas.engine.options import InfoOptions, PredictOptions, ValData, ValOptions
 from nas.engine.ort import OrtDetector
-from nas.engine.predict import predict_iter, select_device
+from nas.engine.predict import predict_iter
 from nas.engine.val import default_data, validate
 from nas.errors import CheckpointError, ConfigError, SpaceError
 from nas.export.formats import default_file, export_metadata
 from nas.export.formats import export as export_model
+from nas.export.options import ExportOptions, ExportTarget
 from nas.models import build, fuse, load_model
 from nas.models.inherit import InheritReport, inherit_weights
 from nas.options import merge

@@ -30,18 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from nas.engine.options import (
-    BenchmarkOptions,
-    ExportOptions,
-    ExportTarget,
-    InfoOptions,
-    LatencyOptions,
-    PredictOptions,
-    ValData,
-    ValOptions,
-)
+from nas.engine.options import InfoOptions, PredictOptions, ValData, ValOptions
 from nas.errors import ConfigError, DataError, NasError
+from nas.export.options import BenchmarkOptions, ExportOptions, ExportTarget
 from nas.io import increment_dir, machine_error_text
+from nas.latency.options import LatencyOptions
 from nas.options import check_name, describe, keys_of, parse_text, pick, split_args
 from nas.train.options import TrainOptions
 

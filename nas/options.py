@@ -29,14 +29,17 @@ import functools
 import operator
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, TypeVar
 
 from nas.errors import ConfigError, NasError
 
 __all__ = [
     "check",
+    "check_imgsz",
     "check_name",
+    "check_one_of",
+    "check_positive_int",
     "class_table",
     "describe",
     "field_error",
@@ -85,6 +88,30 @@ def check_name(name: str, key: str = "name") -> None:
     shown = name if len(name) <= 40 else f"{name[:20]}...{name[-10:]} ({len(name.encode())} bytes)"
     check(bool(name) and "/" not in name, key, shown, "a folder name without '/'")
     check(len(name.encode()) <= MAX_NAME_BYTES, key, shown, f"a folder name of at most {MAX_NAME_BYTES} bytes")
+
+
+def check_imgsz(imgsz: int | tuple[int, int], stride: int = 32) -> tuple[int, int]:
+    """(h, w) of an int or (h, w) size; ConfigError unless each is a positive multiple of `stride`."""
+    hw = (imgsz, imgsz) if isinstance(imgsz, int) and not isinstance(imgsz, bool) else imgsz
+    if (
+        not isinstance(hw, (tuple, list))
+        or len(hw) != 2
+        or any(isinstance(v, bool) or not isinstance(v, int) or v < stride or v % stride for v in hw)
+    ):
+        raise ConfigError(f"imgsz={imgsz!r}: expected a positive multiple of {stride} (e.g. 320, 640)")
+    return int(hw[0]), int(hw[1])
+
+
+def check_positive_int(name: str, value: object) -> None:
+    """`__post_init__` helper: ConfigError "name=VALUE: expected a positive integer" (bools are not integers)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name}={value!r}: expected a positive integer")
+
+
+def check_one_of(name: str, value: object, choices: Collection[str]) -> None:
+    """`__post_init__` helper: ConfigError "name=VALUE; expected one of A, B" unless `value` is in `choices`."""
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r}; expected one of {', '.join(choices)}")
 
 
 # ---- dict -> dataclass --------------------------------------------------------------------------------------

@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from experiments.benchmark.report import machine_tag, write_report
 from nas import NAS
-from nas.engine.options import BenchmarkOptions
 from nas.export.benchmark import benchmark
+from nas.export.options import BenchmarkOptions
 from nas.io import write_text_atomic
 from nas.latency.device import current_fingerprint
 from nas.quant import calibration_images, quantize_onnx

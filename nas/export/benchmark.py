@@ -25,31 +25,17 @@ from torch import nn
 
 from nas.data import load_dataset
 from nas.engine.exported import load_exported
-from nas.engine.options import BENCHMARK_VARIANTS, BenchmarkOptions, ExportOptions
 from nas.engine.val import validate
 from nas.export.formats import export, export_metadata
+from nas.export.options import VARIANTS, BenchmarkOptions, ExportOptions
 from nas.io import write_text_atomic
 from nas.latency.device import current_fingerprint
 from nas.models.reparam import fuse
 from nas.options import merge
 
-__all__ = ["VARIANTS", "BenchmarkRow", "benchmark", "format_table"]
+__all__ = ["BenchmarkRow", "benchmark", "format_table"]
 
 REFERENCE = "onnx"
-# row -> (export format, ExportOptions changes); None: the fused PyTorch network itself
-VARIANTS: dict[str, tuple[str, dict[str, Any]] | None] = {
-    "torch": None,
-    "onnx": ("onnx", {}),
-    "onnx_int8": ("onnx", {"int8": True}),
-    "openvino": ("openvino", {}),
-    "openvino_fp16": ("openvino", {"half": True}),
-    "openvino_int8": ("openvino", {"int8": True, "ov_int8": "nncf"}),
-    "openvino_int8_qdq": ("openvino", {"int8": True, "ov_int8": "qdq"}),
-    "torchscript": ("torchscript", {}),
-    "engine": ("engine", {}),
-    "engine_fp16": ("engine", {"half": True}),
-}
-assert tuple(VARIANTS) == BENCHMARK_VARIANTS, "nas.engine.options.BENCHMARK_VARIANTS lists the rows for the CLI"
 _SUFFIX = {"onnx": ".onnx", "openvino": "_openvino_model", "torchscript": ".torchscript", "engine": ".engine"}
 
 

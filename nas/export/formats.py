@@ -17,10 +17,10 @@ from typing import Any
 from torch import nn
 
 from nas.engine.exported import OPENVINO_DIR_SUFFIX
-from nas.engine.options import EXPORT_FORMATS, ExportOptions
 from nas.errors import ConfigError
 from nas.export.onnx import ExportResult, export_onnx
 from nas.export.openvino import export_openvino
+from nas.export.options import EXPORT_FORMATS, ExportOptions
 from nas.export.tensorrt import export_engine
 from nas.export.torchscript import export_torchscript
 from nas.options import merge
@@ -34,7 +34,7 @@ EXPORTERS = {
     "torchscript": export_torchscript,
     "engine": export_engine,
 }
-assert tuple(EXPORTERS) == EXPORT_FORMATS, "nas.engine.options.EXPORT_FORMATS lists the formats for the CLI"
+assert tuple(EXPORTERS) == EXPORT_FORMATS, "nas.export.options.EXPORT_FORMATS lists the formats for the CLI"
 
 
 def export_metadata(arch: ArchConfig, names: dict[int, str]) -> dict[str, Any]:

@@ -24,12 +24,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from nas.engine.options import ExportOptions, check_imgsz
 from nas.errors import ConfigError
 from nas.export.check import NOISE_FACTOR, check_outputs, failed_check_path
+from nas.export.options import ExportOptions
 from nas.models.postprocess import MAX_WH, nms, non_max_suppression, xywh2xyxy, xyxy2xywh
 from nas.models.reparam import fuse as fuse_model
-from nas.options import merge
+from nas.options import check_imgsz, merge
 from nas.ort_session import cpu_session
 from nas.quant import calibration_images, quantize_onnx
 from nas.quant.sensitivity import output_error

@@ -28,11 +28,11 @@ import numpy as np
 from torch import nn
 
 from nas.engine.exported import OPENVINO_DIR_SUFFIX, OpenVINODetector
-from nas.engine.options import ExportOptions, check_imgsz
 from nas.errors import ConfigError
 from nas.export.onnx import export_onnx, export_onnx_int8
+from nas.export.options import ExportOptions
 from nas.export.runtime_check import RuntimeExportResult, check_runtime, int8_error
-from nas.options import merge
+from nas.options import check_imgsz, merge
 from nas.quant import calibration_images, tail_nodes
 
 __all__ = ["export_openvino", "openvino_dir"]

@@ -16,10 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from nas.engine.options import ExportOptions, check_imgsz
 from nas.export.check import NOISE_FACTOR, check_outputs
 from nas.export.onnx import ExportResult
+from nas.export.options import ExportOptions
 from nas.models.reparam import fuse as fuse_model
+from nas.options import check_imgsz
 from nas.quant.sensitivity import output_error
 
 __all__ = ["FP16_FLOOR", "RuntimeExportResult", "check_input", "check_runtime", "int8_error"]

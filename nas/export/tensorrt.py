@@ -18,12 +18,12 @@ from typing import Any
 from torch import nn
 
 from nas.engine.exported import TensorRTDetector, check_tensorrt
-from nas.engine.options import ExportOptions, check_imgsz
 from nas.errors import ConfigError
 from nas.export.onnx import export_onnx
+from nas.export.options import ExportOptions
 from nas.export.runtime_check import RuntimeExportResult, check_runtime
 from nas.io import atomic_path
-from nas.options import merge
+from nas.options import check_imgsz, merge
 
 __all__ = ["WORKSPACE_BYTES", "export_engine"]
 

@@ -16,12 +16,12 @@ import torch
 from torch import nn
 
 from nas.engine.exported import TORCHSCRIPT_META, TorchScriptDetector
-from nas.engine.options import ExportOptions, check_imgsz
 from nas.errors import ConfigError
 from nas.export.onnx import _Detect
+from nas.export.options import ExportOptions
 from nas.export.runtime_check import RuntimeExportResult, check_input, check_runtime
 from nas.io import atomic_path
-from nas.options import merge
+from nas.options import check_imgsz, merge
 
 __all__ = ["export_torchscript"]
 

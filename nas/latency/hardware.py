@@ -23,6 +23,7 @@ __all__ = ["Hardware", "TimingSettings", "available_hardware", "hardware_dir", "
 BACKENDS = ("onnxruntime", "torch")
 ACCELERATORS = ("cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "int8")
+CLOCKS = ("wall", "process")  # TimingSettings.clock
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class TimingSettings:
             check(ok, name, v, "a positive integer")
         check(isinstance(self.min_time_s, (int, float)) and self.min_time_s >= 0, "min_time_s", self.min_time_s,
               "a number >= 0")  # fmt: skip
-        check(self.clock in ("wall", "process"), "clock", self.clock, "wall or process")
+        check(self.clock in CLOCKS, "clock", self.clock, "wall or process")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
-from nas.engine.predict import select_device
+from nas.device import select_device
 from nas.errors import ConfigError
 
 __all__ = ["Dist", "setup"]

@@ -7,14 +7,14 @@ import json
 import pytest
 
 from nas.cli import main
-from nas.engine.options import BENCHMARK_VARIANTS, BenchmarkOptions
 from nas.errors import ConfigError
-from nas.export.benchmark import VARIANTS
+from nas.export.options import BENCHMARK_VARIANTS, EXPORT_FORMATS, VARIANTS, BenchmarkOptions
 from tests.zoo_helpers import make_checkpoint
 
 
 def test_rows_are_one_list_and_checked():
-    assert tuple(VARIANTS) == BENCHMARK_VARIANTS
+    assert BenchmarkOptions().variants == BENCHMARK_VARIANTS == tuple(VARIANTS)
+    assert all(v is None or v[0] in EXPORT_FORMATS for v in VARIANTS.values())
     assert BenchmarkOptions(formats="onnx, openvino_int8").variants == ("onnx", "openvino_int8")
     with pytest.raises(ConfigError, match="formats"):
         BenchmarkOptions(formats="onnx,tflite")

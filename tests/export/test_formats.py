@@ -10,9 +10,9 @@ import torch
 from nas import NAS
 from nas.cli import main
 from nas.engine.exported import exported_format
-from nas.engine.options import EXPORT_FORMATS, ExportOptions
 from nas.errors import ConfigError
 from nas.export.formats import EXPORTERS, default_file
+from nas.export.options import EXPORT_FORMATS, ExportOptions
 from nas.metrics.boxes import box_iou
 from tests.zoo_helpers import make_checkpoint
 

@@ -111,7 +111,7 @@ def test_bad_inputs_are_named(fp32_onnx, calib, tmp_path):
 
 
 def test_export_options_offer_exactly_the_quantizer_methods():
-    from nas.engine.options import CALIB_METHODS as OPTION_METHODS
+    from nas.export.options import CALIB_METHODS as OPTION_METHODS
     from nas.quant import CALIB_METHODS
 
     assert OPTION_METHODS == CALIB_METHODS
