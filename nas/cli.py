@@ -271,11 +271,8 @@ def _run_train(args: dict[str, Any]) -> int:
     torch.manual_seed(opts.seed)  # the initialization of a YAML model
     result = NAS(args["model"]).train(options=opts)
     if int(os.environ.get("RANK", "0")) == 0:
-        # the trainer keeps mAP in points (results.csv, the experiments' ground truth); what nas prints is a
-        # fraction, as nas val prints it and metrics.json stores it
-        m = result.metrics
-        metrics = {"epoch": m.get("epoch")}
-        metrics.update({k: None if m.get(k) is None else round(m[k] / 100, 6) for k in ("mAP50_95", "mAP50")})
+        # fractions (0-1), as the trainer's history, results.csv, nas val and metrics.json hold them
+        metrics = {k: result.metrics.get(k) for k in ("epoch", "mAP50_95", "mAP50")}
         print(json.dumps({"best": str(result.best) if result.best else None, **metrics, "scale": "fraction"}))
     return 0
 

@@ -38,6 +38,7 @@ from nas.export.options import BenchmarkOptions
 from nas.io import write_text_atomic
 from nas.latency.device import current_fingerprint
 from nas.quant import calibration_images, quantize_onnx
+from nas.train.outputs import in_points
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -126,7 +127,7 @@ def qat(args) -> None:
         )  # fmt: skip
         out["qat"][str(seed)] = {
             "mAP50_95": _val(result.best, args.imgsz),
-            "simulated_mAP50_95": result.history[-1].get("mAP50_95"),
+            "simulated_mAP50_95": in_points(result.history[-1]).get("mAP50_95"),  # points, as _val's
             "train_s": round(time.perf_counter() - t0, 1),
             "epochs": len(result.history),
         }

@@ -412,6 +412,7 @@ def train_one(args) -> int:
     import torch
 
     from nas.models import build
+    from nas.train.outputs import in_points
     from nas.train.run import train as run_training
 
     torch.set_num_threads(int(os.environ.get("NAS_THREADS", "1")))
@@ -445,7 +446,9 @@ def train_one(args) -> int:
         arch = train_arch(name, path=getattr(args, "arch", "") or None)
         torch.manual_seed(seed)
         result = run_training(build(arch), opts, log=print)
-    history = [{k: v for k, v in r.items() if k != "per_class"} for r in result.history]
+    # the trainer reports mAP as fractions (0-1); the ground truth files (mAP50_95, mAP50, history) and every
+    # report and test that recomputes from them are in points (0-100): converted here, where they are written
+    history = [in_points({k: v for k, v in r.items() if k != "per_class"}) for r in result.history]
     final = history[-1]
     doc = {
         "name": name,

@@ -34,7 +34,7 @@ from nas.models.checkpoints import save_checkpoint
 from nas.proxy.train import SHORT, train
 from nas.space import load_arch
 from nas.train.options import TrainOptions
-from nas.train.outputs import epoch_table
+from nas.train.outputs import epoch_table, in_points
 
 HERE = Path(__file__).resolve().parent
 
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     history: list[dict] = []
 
     def on_epoch(row: dict, ema_model: torch.nn.Module) -> None:
-        history.append(row)
+        history.append(in_points(row))  # results.json / results.md are in points (0-100); the checkpoint 0-1
         write_results(args, cfg, arch, n_train, n_val, history)  # a killed run keeps its curve
         if args.save:
             names = [train_ds.names[i] for i in range(n_classes)]

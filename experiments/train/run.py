@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from nas.io import write_text_atomic
-from nas.train.outputs import epoch_table
+from nas.train.outputs import epoch_table, in_points
 
 HERE = Path(__file__).resolve().parent
 BASELINE = {"source": "experiments/synthetic_difficulty (flip only)", "epochs": 30, "mAP50_95": 16.2, "mAP50": 23.9}
@@ -128,7 +128,7 @@ def quality(args) -> int:
     history = {r["epoch"]: r for r in previous} if last.is_file() else {}
 
     def on_epoch(row: dict, _model) -> None:
-        history[row["epoch"]] = row
+        history[row["epoch"]] = in_points(row)  # quality.json and its report are in points (0-100)
         write_quality(out, opts, [history[k] for k in sorted(history)], args.threads, args.note)
 
     log = lambda s: print(s, flush=True)  # noqa: E731

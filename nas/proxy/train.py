@@ -37,6 +37,7 @@ from nas.models.checkpoints import read_checkpoint
 from nas.models.inherit import inherit_weights
 from nas.space.schema import ArchConfig
 from nas.train.options import TrainOptions
+from nas.train.outputs import in_points
 from nas.train.run import train as run
 
 __all__ = ["PROXY", "SCORES", "SHORT", "inherit_score", "proxy_options", "recalibrate_bn", "short_train_score", "train"]
@@ -59,7 +60,7 @@ def train(
     `data` / `val_data` are anything `nas.data.load_dataset` takes, including an already loaded dataset.
     `on_epoch(row, ema_model)` is called after every epoch. Returns (the EMA model, history rows {epoch, steps,
     loss, cls, iou, dfl, lr, elapsed_s and, with val_data, mAP50_95, mAP50, mAP75, mAP_small/medium/large,
-    per_class} (mAP in percent))."""
+    per_class} (mAP as fractions, 0-1, as `nas val` gives them))."""
     train_ds = load_dataset(data, "train")
     val_ds = load_dataset(val_data, "val") if val_data is not None else None
     opts = opts.replace(val=val_ds is not None, verbose=log is not None)
@@ -104,7 +105,9 @@ def _run(model: torch.nn.Module, opts: TrainOptions, train_ds: Any, t0: float, b
     losses = [r["loss"] for r in result.history]
     finite = [v for v in losses if math.isfinite(v)]
     return {
-        "mAP50_95": float(result.history[-1].get("mAP50_95", 0.0)),
+        # the proxy scores stay in points (0-100), like the epochs=0 branch above and nas.supernet.score: the
+        # search's trials, caches and experiments/proxy_correlation's records hold them so
+        "mAP50_95": float(in_points(result.history[-1]).get("mAP50_95", 0.0)),
         "tse": -sum(finite) / len(finite) if finite else -math.inf,
         "loss": -losses[-1] if finite else -math.inf,
         "seconds": time.perf_counter() - t0,

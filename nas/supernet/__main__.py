@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG} train: error: {e}", file=sys.stderr)
         return 2
     metrics = {k: result.metrics.get(k) for k in ("epoch", "mAP50_95", "mAP50")}
-    print(json.dumps({"best": str(result.best) if result.best else None, "last": str(result.last), **metrics}))
+    # fractions (0-1), as nas train and nas val print them
+    best = str(result.best) if result.best else None
+    print(json.dumps({"best": best, "last": str(result.last), **metrics, "scale": "fraction"}))
     return 0
 
 

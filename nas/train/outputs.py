@@ -11,9 +11,43 @@ from typing import Any
 from nas.errors import ConfigError
 from nas.io import atomic_path, write_text_atomic
 
-__all__ = ["COLUMNS", "RunLog", "summary_table"]
+__all__ = ["COLUMNS", "MAP_KEYS", "RunLog", "from_points", "in_points", "metrics_row", "summary_table"]
 
 COLUMNS = ("epoch", "loss", "cls", "iou", "dfl", "lr", "mAP50_95", "mAP50", "mAP75", "skipped_steps", "elapsed_s")
+# the mAP entries of a history row: fractions (0-1), as `nas val` and metrics.json give them; None where the val
+# split has no object of that size
+MAP_KEYS = ("mAP50_95", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_large")
+PER_CLASS_KEYS = ("per_class", "per_class_AP50")
+
+
+def metrics_row(m: dict[str, Any]) -> dict[str, Any]:
+    """The mAP entries of a history row from `nas.engine.val.validate`'s metrics: fractions to 4 decimals."""
+    row: dict[str, Any] = {k: round(m[k], 4) for k in MAP_KEYS[:3]}
+    row.update({k: round(m[k], 4) if m[k] >= 0 else None for k in MAP_KEYS[3:]})
+    row.update({k: {name: round(v, 4) for name, v in m[k].items()} for k in PER_CLASS_KEYS})
+    return row
+
+
+def _scaled(row: dict[str, Any], factor: float, digits: int) -> dict[str, Any]:
+    out = dict(row)
+    for k in MAP_KEYS:
+        if out.get(k) is not None:
+            out[k] = round(factor * out[k], digits)
+    for k in PER_CLASS_KEYS:
+        if k in out:
+            out[k] = {name: round(factor * v, digits) for name, v in out[k].items()}
+    return out
+
+
+def in_points(row: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a history row (or `TrainResult.metrics`) with its mAP entries in points (0-100, 2 decimals): the
+    scale of the experiments' committed JSON files, written before the trainer reported fractions."""
+    return _scaled(row, 100, 2)
+
+
+def from_points(row: dict[str, Any]) -> dict[str, Any]:
+    """`in_points` undone: a history row of a checkpoint written when the trainer kept mAP in points."""
+    return _scaled(row, 0.01, 4)
 
 
 class RunLog:
@@ -74,7 +108,7 @@ class RunLog:
             pts = [(r["epoch"], r[k]) for r in history if r.get(k) is not None]
             if pts:
                 b.plot(*zip(*pts), marker=".", label=k)
-        b.set(xlabel="epoch", ylabel="%", title="val mAP (EMA weights)")
+        b.set(xlabel="epoch", ylabel="mAP (0-1)", title="val mAP (EMA weights)")
         if b.lines:
             b.legend()
         else:
@@ -92,7 +126,8 @@ class RunLog:
 
 
 def epoch_table(history: list[dict[str, Any]]) -> list[str]:
-    """Markdown rows of a training history (loss terms, mAP in points, elapsed seconds), header included."""
+    """Markdown rows of a training history in points (`in_points`, the experiments' records: loss terms, mAP 0-100,
+    elapsed seconds), header included."""
     return [
         "| epoch | loss | cls | iou | dfl | mAP50-95 | mAP50 | elapsed |",
         "|---|---|---|---|---|---|---|---|",

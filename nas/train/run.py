@@ -4,7 +4,7 @@ from nas.models import build
 from nas.train.options import TrainOptions
 from nas.train.run import train
 result = train(build("yolo_nas_s"), TrainOptions(data="synthetic", epochs=30, imgsz=256, batch=8))
-result.metrics["mAP50_95"], result.best      # best epoch (percent), runs/train/exp/best.pt
+result.metrics["mAP50_95"], result.best      # best epoch (a fraction, 0-1), runs/train/exp/best.pt
 """
 
 from __future__ import annotations
@@ -154,14 +154,7 @@ def train(
         d.close()
     if result.metrics.get("per_class") is not None:
         m = result.metrics
-        table = summary_table(
-            {
-                "mAP50_95": m["mAP50_95"] / 100,
-                "mAP50": m["mAP50"] / 100,
-                "per_class": {k: v / 100 for k, v in m["per_class"].items()},
-                "per_class_AP50": {k: v / 100 for k, v in m.get("per_class_AP50", {}).items()},
-            }
-        )
+        table = summary_table(m)
         if say is not None:
             say(f"best epoch {m['epoch']} (EMA weights, val):\n{table}")
         if run_dir is not None and d.main:

@@ -27,6 +27,7 @@ from nas.train.ema import EMA
 from nas.train.finetune import placeholders, set_backbone_frozen
 from nas.train.loss import ppyoloe_loss
 from nas.train.options import TrainOptions
+from nas.train.outputs import from_points, metrics_row
 from nas.train.schedule import lr_at, param_groups
 from nas.train.state import rng_state, set_rng_state, write_checkpoint
 
@@ -89,14 +90,6 @@ def _save(run: Run, name: str, ema_model: nn.Module, meta_train: dict, state: di
     return write_checkpoint(run.run_dir / name, run.model.arch, weights, meta, state)
 
 
-def _metrics_row(m: dict[str, Any]) -> dict[str, Any]:
-    row = {k: round(100 * m[k], 2) for k in ("mAP50_95", "mAP50", "mAP75")}
-    row.update({k: round(100 * m[k], 2) if m[k] >= 0 else None for k in ("mAP_small", "mAP_medium", "mAP_large")})
-    row["per_class"] = {name: round(100 * v, 2) for name, v in m["per_class"].items()}
-    row["per_class_AP50"] = {name: round(100 * v, 2) for name, v in m["per_class_AP50"].items()}
-    return row
-
-
 def run_epochs(run: Run) -> TrainResult:
     o, d, model = run.opts, run.dist, run.model
     dev = d.device
@@ -140,6 +133,10 @@ def run_epochs(run: Run) -> TrainResult:
         sums, skipped = {k: float(v) for k, v in s["sums"].items()}, int(s["skipped"])
         best_fitness, elapsed0 = float(s["best_fitness"]), float(s["elapsed_s"])
         run.history = list(s["history"])
+        if s.get("metrics_scale") != "fraction":  # written when the trainer kept mAP in points (0-100)
+            run.history = [from_points(r) for r in run.history]
+            if o.val:  # then the best fitness is an mAP (without validation it is minus a loss)
+                best_fitness /= 100
         if d.main and run.log is not None:
             run.log.truncate_steps(global_step)
     if o.compile:
@@ -166,6 +163,7 @@ def run_epochs(run: Run) -> TrainResult:
             "best_fitness": best_fitness,
             "elapsed_s": time.perf_counter() - t0,
             "history": run.history,
+            "metrics_scale": "fraction",  # of the history's mAP entries; absent: points (0-100)
             "options": o.to_dict(),
         }
 
@@ -254,7 +252,7 @@ def run_epochs(run: Run) -> TrainResult:
         if d.main and validated:
             eval_model.eval()  # the EMA copy always is; the raw model (ema_decay=0) must not move its BN statistics
             m = validate(eval_model, run.val_set, imgsz=o.imgsz, batch=max(1, o.batch), verbose=False)
-            row.update(_metrics_row(m))
+            row.update(metrics_row(m))
         row["elapsed_s"] = round(time.perf_counter() - t0, 1)
         run.history.append(row)
         sums = {"loss": 0.0, "cls": 0.0, "iou": 0.0, "dfl": 0.0, "n": 0.0}

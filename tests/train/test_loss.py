@@ -231,7 +231,7 @@ def test_short_training_proxy_runs_the_trainer(tmp_path):
     assert [r for r, _ in rows] == history and [r["steps"] for r in history] == [2, 4]
     assert all(m is ema for _, m in rows)
     assert all(r["loss"] == pytest.approx(r["cls"] + r["iou"] + r["dfl"], abs=1e-3) for r in history)
-    assert all(0 <= r["mAP50_95"] <= r["mAP50"] <= 100 for r in history)
+    assert all(0 <= r["mAP50_95"] <= r["mAP50"] <= 1 for r in history)
     assert not ema.training and ema is not model
     assert not (tmp_path / "runs").exists()  # the proxy writes nothing
     with pytest.raises(ConfigError, match="batch=8 is larger than the 4 training images"):
