@@ -3,7 +3,9 @@ and the same number `nas val` gives for best.pt; a run resumed from a checkpoint
 
 from __future__ import annotations
 
+import argparse
 import csv
+import importlib.util
 import json
 from pathlib import Path
 
@@ -15,10 +17,13 @@ from nas.api import NAS
 from nas.cli import main
 from nas.io import dump_yaml
 from nas.models import build, read_checkpoint
+from nas.proxy.train import proxy_options, short_train_score
 from nas.train.outputs import in_points
 from nas.train.run import train
 from nas.train.state import read_train_state, write_checkpoint
 from tests.zoo_helpers import tiny_arch
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # A tiny network trained for one epoch scores 0 mAP, on any scale: the evaluation is made to answer these (a
 # fraction, as pycocotools gives it) so that a factor of 100 anywhere between it and the user shows
@@ -109,3 +114,36 @@ def test_resume_from_a_checkpoint_in_points_converts_its_history(fast, known_map
     assert resumed.metrics["per_class"]["circle"] == 0.25
     # best fitness converted too: a later epoch as good as the first does not look 100 times worse
     assert read_train_state(resumed.last)[2]["best_fitness"] == KNOWN["mAP50_95"]
+
+
+def _experiment(path: Path, name: str, monkeypatch):
+    monkeypatch.syspath_prepend(str(path.parent))  # the experiment's own modules (report.py beside run.py)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_experiments_and_the_proxy_scores_stay_in_points(tiny_data, tmp_path, monkeypatch, known_map):
+    """Their committed JSON files and the search's trials are in points: converted where they are written."""
+    score = short_train_score(tiny_arch(8), proxy_options(data=str(tiny_data), epochs=1, imgsz=64, batch=4))
+    assert score["mAP50_95"] == 43.21
+    # a ground-truth unit of experiments/proxy_correlation
+    pc = _experiment(ROOT / "experiments/proxy_correlation/run.py", "pc_run_scale", monkeypatch)
+    for attr, sub in (("ARCHS", "archs"), ("RESULTS", "results"), ("RUNS", "runs"), ("HERE", "")):
+        monkeypatch.setattr(pc, attr, tmp_path / sub)
+    (tmp_path / "archs").mkdir()
+    (tmp_path / "archs" / "tiny.yaml").write_text(tiny_arch(8, "tiny").to_yaml())
+    recipe = {**pc.RECIPE, "data": str(tiny_data), "epochs": 1, "imgsz": 64, "batch": 4, "val_period": 1}
+    monkeypatch.setattr(pc, "RECIPE", recipe)
+    assert pc.train_one(argparse.Namespace(name="tiny", seed=0, device="cpu", workers=0, verbose=False)) == 0
+    unit = json.loads(pc.gt_path("tiny", 0).read_text())
+    assert unit["mAP50_95"] == unit["history"][-1]["mAP50_95"] == 43.21 and unit["mAP50"] == 65.43
+    # experiments/synthetic_difficulty: its curve in points, the checkpoint it saves on the trainer's scale
+    sd = _experiment(ROOT / "experiments/synthetic_difficulty/run.py", "sd_run_scale", monkeypatch)
+    out = tmp_path / "sd"
+    args = ["--data", str(tiny_data), "--epochs", "1", "--imgsz", "64", "--batch", "4", "--warmup-steps", "1",
+            "--threads", "1", "--out", str(out), "--save", str(tmp_path / "sd.pt")]  # fmt: skip
+    assert sd.main(args) == 0
+    assert json.loads((out / "results.json").read_text())["final"]["mAP50_95"] == 43.21
+    assert read_checkpoint(tmp_path / "sd.pt").meta["train"]["mAP50_95"] == KNOWN["mAP50_95"]
