@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import errno
 import multiprocessing as mp
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from nas.io import STALE_TEMP_S, increment_dir, remove_stale_temps, write_bytes_atomic
+import pytest
+
+from nas.io import STALE_TEMP_S, atomic_path, file_lock, increment_dir, remove_stale_temps, write_bytes_atomic
+
+PROCS = 4
+
+
+def _in_processes(fn: Callable[[tuple[str, int, object]], object], folder: Path, n: int) -> list:
+    """fn((folder, n, barrier)) in PROCS forked processes that share one barrier; their results."""
+    ctx = mp.get_context("fork")
+    with ctx.Manager() as manager:
+        barrier = manager.Barrier(PROCS)
+        with ctx.Pool(PROCS) as pool:
+            return pool.map(fn, [(str(folder), n, barrier)] * PROCS)
 
 
 def _claim(args: tuple[str, int, object]) -> list[str]:
@@ -23,13 +38,9 @@ def _claim(args: tuple[str, int, object]) -> list[str]:
 
 
 def test_increment_dir_gives_each_of_several_processes_its_own_directory(tmp_path):
-    ctx = mp.get_context("fork")
-    procs, rounds = 4, 100
-    with ctx.Manager() as manager:
-        barrier = manager.Barrier(procs)
-        with ctx.Pool(procs) as pool:
-            claimed = [d for ds in pool.map(_claim, [(str(tmp_path), rounds, barrier)] * procs) for d in ds]
-    assert len(claimed) == procs * rounds
+    rounds = 100
+    claimed = [d for ds in _in_processes(_claim, tmp_path, rounds) for d in ds]
+    assert len(claimed) == PROCS * rounds
     assert len(set(claimed)) == len(claimed), f"{len(claimed) - len(set(claimed))} run directories given twice"
     assert sorted(str(p) for p in tmp_path.glob("*/*")) == sorted(claimed)
 
@@ -81,12 +92,6 @@ def test_a_recent_temp_file_of_a_dead_writer_is_kept(tmp_path):
 
 
 def test_atomic_path_relabels_only_a_full_disk(tmp_path):
-    import errno
-
-    import pytest
-
-    from nas.io import atomic_path
-
     # an OSError handled inside the block stays in the chain only
     with pytest.raises(ValueError, match="a bug"), atomic_path(tmp_path / "a.txt"):
         try:
@@ -104,8 +109,6 @@ def test_atomic_path_relabels_only_a_full_disk(tmp_path):
 
 
 def _count_under_lock(args: tuple[str, int, object]) -> None:
-    from nas.io import file_lock
-
     folder, n, barrier = args
     barrier.wait()
     counter = Path(folder) / "count"
@@ -117,11 +120,7 @@ def _count_under_lock(args: tuple[str, int, object]) -> None:
 
 
 def test_file_lock_excludes_other_processes_and_leaves_no_file(tmp_path):
-    ctx = mp.get_context("fork")
-    procs, n = 4, 40
-    with ctx.Manager() as manager:
-        barrier = manager.Barrier(procs)
-        with ctx.Pool(procs) as pool:
-            pool.map(_count_under_lock, [(str(tmp_path), n, barrier)] * procs)
-    assert int((tmp_path / "count").read_text()) == procs * n  # no update lost: never two holders at once
+    n = 40
+    _in_processes(_count_under_lock, tmp_path, n)
+    assert int((tmp_path / "count").read_text()) == PROCS * n  # no update lost: never two holders at once
     assert sorted(p.name for p in tmp_path.iterdir()) == ["count"]  # the lock file is gone

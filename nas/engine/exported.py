@@ -132,8 +132,7 @@ class TorchScriptDetector(ExportedDetector):
                 self.module = torch.jit.load(str(path), map_location="cpu", _extra_files=files)
         except Exception as e:  # torch.jit raises RuntimeError for files that are no TorchScript archive
             raise CheckpointError(f"{path}: torch.jit cannot load it ({e})") from None
-        meta = json.loads(files[TORCHSCRIPT_META] or "{}")
-        meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
+        meta = _as_text(json.loads(files[TORCHSCRIPT_META] or "{}"))
         arch_meta = parse_metadata(meta, path)[1]
         h, w = arch_meta.get("imgsz", [None, None])
         fixed = not arch_meta.get("dynamic", False)
@@ -164,7 +163,12 @@ def read_engine_file(path: Path) -> tuple[dict[str, str], bytes]:
         raise CheckpointError(
             f"{path}: no metadata header; export the engine with `nas export format=engine`"
         ) from None
-    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}, data[4 + n :]
+    return _as_text(meta), data[4 + n :]
+
+
+def _as_text(meta: dict[str, Any]) -> dict[str, str]:
+    """JSON metadata as the string map that ONNX and OpenVINO files hold (what `parse_metadata` reads)."""
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
 
 
 def check_tensorrt() -> Any:

@@ -29,9 +29,9 @@ from torch import nn
 
 from nas.engine.exported import OPENVINO_DIR_SUFFIX, OpenVINODetector
 from nas.errors import ConfigError
-from nas.export.onnx import export_onnx, export_onnx_int8
+from nas.export.onnx import export_onnx_int8
 from nas.export.options import ExportOptions
-from nas.export.runtime_check import RuntimeExportResult, check_runtime, int8_error
+from nas.export.runtime_check import RuntimeExportResult, check_runtime, export_fp32_onnx, int8_error
 from nas.options import check_imgsz, merge
 from nas.quant import calibration_images, tail_nodes
 
@@ -97,21 +97,15 @@ def export_openvino(
     if o.int8 and o.half:
         raise ConfigError("int8=True quantizes the FP32 graph; drop half=True")
     out_dir, xml = openvino_dir(file)
-    # The ONNX step traces in fp32 on the CPU; half=True only compresses the IR's weights.
-    onnx_opts = dataclasses.replace(o, half=False, int8=False, nms=False)
     with tempfile.TemporaryDirectory(prefix="nas-ov-") as tmp:
-        fp32_onnx = Path(tmp) / "fp32.onnx"
-        onnx_result = export_onnx(model, fp32_onnx, onnx_opts, metadata=metadata)
-        if not onnx_result.ok:
-            raise ConfigError(f"the FP32 ONNX graph OpenVINO would convert differs from torch: {onnx_result}")
-        meta = {p.key: p.value for p in _onnx_metadata(fp32_onnx)}
-        meta["half"] = json.dumps(o.half)
+        fp32_onnx = Path(tmp) / "fp32.onnx"  # half=True only compresses the IR's weights
+        meta = {**export_fp32_onnx(model, fp32_onnx, o, metadata, "OpenVINO would convert"), "half": json.dumps(o.half)}
         images = calibration_images(o.data, o.calib, check_imgsz(o.imgsz)) if o.int8 else None
         fp32_ov = ov.convert_model(str(fp32_onnx))
         int8_info: dict[str, Any] | None = None
         if o.int8 and o.ov_int8 == "qdq":
             qdq = Path(tmp) / "int8.onnx"
-            q = export_onnx_int8(model, qdq, onnx_opts, metadata=metadata)
+            q = export_onnx_int8(model, qdq, dataclasses.replace(o, int8=False), metadata=metadata)
             ov_model = ov.convert_model(str(q.path))
             int8_info = {"route": "qdq", **q.int8}
             int8_info.pop("output_error", None)
@@ -141,9 +135,3 @@ def export_openvino(
         for f in stage.iterdir():
             shutil.move(f, out_dir / f.name)
     return result
-
-
-def _onnx_metadata(path: Path):
-    import onnx
-
-    return onnx.load(str(path), load_external_data=False).metadata_props

@@ -1,4 +1,5 @@
-"""The check every non-ONNX export gets: its runtime's outputs against torch on the export's check input.
+"""The check every non-ONNX export gets: its runtime's outputs against torch on the export's check input, and
+the checked FP32 ONNX graph that OpenVINO and TensorRT start from.
 
 FP32 (and FP16-weight) files must match torch within the model's own fp32 noise (`nas.export.check.check_outputs`);
 INT8 files are compared with their FP32 counterpart in the same runtime on the calibration images
@@ -8,6 +9,8 @@ INT8 files are compared with their FP32 counterpart in the same runtime on the c
 from __future__ import annotations
 
 import copy
+import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,14 +19,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from nas.errors import ConfigError
 from nas.export.check import NOISE_FACTOR, check_outputs
-from nas.export.onnx import ExportResult
+from nas.export.onnx import ExportResult, export_onnx
 from nas.export.options import ExportOptions
 from nas.models.reparam import fuse as fuse_model
 from nas.options import check_imgsz
 from nas.quant.sensitivity import output_error
 
-__all__ = ["FP16_FLOOR", "RuntimeExportResult", "check_input", "check_runtime", "int8_error"]
+__all__ = ["FP16_FLOOR", "RuntimeExportResult", "check_input", "check_runtime", "export_fp32_onnx", "int8_error"]
 
 # fp16-rounded weights move outputs by more than fp32 noise; the ONNX export's fp16 floor (nas.export.check)
 FP16_FLOOR = {"boxes": 1.0, "scores": 1e-2}
@@ -95,3 +99,16 @@ def int8_error(fp32: nn.Module, int8: nn.Module, images: np.ndarray) -> dict[str
             b, s = zip(*(det(torch.from_numpy(images[i : i + 1])) for i in range(len(images))))
         outs[k] = [torch.cat(b).cpu().numpy(), torch.cat(s).cpu().numpy()]
     return output_error(tuple(outs[0]), tuple(outs[1]))
+
+
+def export_fp32_onnx(
+    model: nn.Module, path: str | os.PathLike, o: ExportOptions, metadata: dict[str, Any] | None, purpose: str
+) -> dict[str, str]:
+    """Write the FP32 ONNX graph another runtime starts from (traced in fp32 on the CPU: half and int8 are its own
+    steps) to `path`; ConfigError unless it matches torch. Returns its string metadata."""
+    result = export_onnx(model, path, dataclasses.replace(o, half=False, int8=False, nms=False), metadata=metadata)
+    if not result.ok:
+        raise ConfigError(f"the FP32 ONNX graph {purpose} differs from torch: {result}")
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}

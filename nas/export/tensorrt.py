@@ -8,7 +8,6 @@ graphs (onnxruntime's) carry asymmetric u8 ones.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import tempfile
@@ -19,9 +18,8 @@ from torch import nn
 
 from nas.engine.exported import TensorRTDetector, check_tensorrt
 from nas.errors import ConfigError
-from nas.export.onnx import export_onnx
 from nas.export.options import ExportOptions
-from nas.export.runtime_check import RuntimeExportResult, check_runtime
+from nas.export.runtime_check import RuntimeExportResult, check_runtime, export_fp32_onnx
 from nas.io import atomic_path
 from nas.options import check_imgsz, merge
 
@@ -58,15 +56,10 @@ def export_engine(
     parser = trt.OnnxParser(network, logger)
     with tempfile.TemporaryDirectory(prefix="nas-trt-") as tmp:
         onnx_path = Path(tmp) / "fp32.onnx"
-        onnx_result = export_onnx(model, onnx_path, dataclasses.replace(o, half=False), metadata=metadata)
-        if not onnx_result.ok:
-            raise ConfigError(f"the FP32 ONNX graph TensorRT would build differs from torch: {onnx_result}")
+        meta = export_fp32_onnx(model, onnx_path, o, metadata, "TensorRT would build")
         if not parser.parse(onnx_path.read_bytes()):
             errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
             raise ConfigError(f"TensorRT cannot parse the ONNX graph: {errors}")
-        import onnx
-
-        meta = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
     if o.half:
