@@ -64,6 +64,19 @@ def _residual_ranks(v: np.ndarray, z: np.ndarray) -> np.ndarray:
     return rv - (slope * rz + icept)
 
 
+def _partial_value(x: np.ndarray, y: np.ndarray, z: np.ndarray, size_only: float | None = None) -> float | None:
+    """The point value of `partial_spearman` (None where it is undefined; `size_only` where x's ranks are a linear
+    function of z's, e.g. FLOPs against predicted latency: a signal that only measures size, 0 when comparing)."""
+    if min(len(set(x)), len(set(y)), len(set(z))) < 2:
+        return None
+    ex, ey = _residual_ranks(x, z), _residual_ranks(y, z)
+    if np.allclose(ex, 0) and not np.allclose(ey, 0):
+        return size_only
+    if np.allclose(ex, 0) or np.allclose(ey, 0):
+        return None
+    return float(np.corrcoef(ex, ey)[0, 1])
+
+
 def partial_spearman(x, y, z, boot: int = 2000, seed: int = 0) -> dict[str, Any]:
     """Spearman of (x, y) with z held fixed: the Pearson correlation of the rank residuals of x and y after each is
     regressed on the ranks of z (here z is the predicted latency, so a proxy that only measures size scores 0).
@@ -72,12 +85,7 @@ def partial_spearman(x, y, z, boot: int = 2000, seed: int = 0) -> dict[str, Any]
     n = len(x)
 
     def one(i: np.ndarray) -> float | None:
-        if min(len(set(x[i])), len(set(y[i])), len(set(z[i]))) < 2:
-            return None
-        ex, ey = _residual_ranks(x[i], z[i]), _residual_ranks(y[i], z[i])
-        if np.allclose(ex, 0) or np.allclose(ey, 0):
-            return None
-        return float(np.corrcoef(ex, ey)[0, 1])
+        return _partial_value(x[i], y[i], z[i])
 
     if n < 4:
         return {"n": n, "value": None, "ci": None}
@@ -100,6 +108,64 @@ def same_latency_pairs(x, y, z, ratio: float = 1.25) -> dict[str, Any]:
             s = np.sign(x[i] - x[j]) * np.sign(y[i] - y[j])
             right += 1.0 if s > 0 else 0.5 if s == 0 else 0.0
     return {"pairs": pairs, "accuracy": right / pairs if pairs else None, "ratio": ratio}
+
+
+def _pairs_accuracy(x: np.ndarray, y: np.ndarray, z: np.ndarray, ratio: float = 1.25) -> float | None:
+    """`same_latency_pairs`' accuracy, vectorised (the paired bootstrap computes it thousands of times)."""
+    i, j = np.triu_indices(len(x), 1)
+    keep = (np.maximum(z[i], z[j]) <= ratio * np.minimum(z[i], z[j])) & (y[i] != y[j])
+    if not keep.any():
+        return None
+    s = np.sign(x[i] - x[j])[keep] * np.sign(y[i] - y[j])[keep]
+    return float(np.mean(np.where(s > 0, 1.0, np.where(s == 0, 0.5, 0.0))))
+
+
+def _spearman_value(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Spearman's rho (Pearson of the average ranks; scipy's spearmanr, without its per-call checks)."""
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return None
+    return float(np.corrcoef(stats.rankdata(x), stats.rankdata(y))[0, 1])
+
+
+# PLAN.md's endpoints, each as (name, f(x, y, z) -> value or None, True where higher is better)
+ENDPOINTS = (
+    ("spearman", lambda x, y, z: _spearman_value(x, y), True),
+    ("partial_spearman_given_latency", lambda x, y, z: _partial_value(x, y, z, size_only=0.0), True),
+    ("same_latency_pairs_right", _pairs_accuracy, True),
+    ("budget_regret", lambda x, y, z: budget_regret(x, y, z)["mean"], False),
+)
+
+
+def paired_endpoints(a, b, y, z, boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Signal `a` minus signal `b` on every endpoint of PLAN.md (overall rho, partial rho given latency, same-latency
+    pairs right, budget regret), the architectures resampled together (one paired bootstrap for all four): per
+    endpoint a's and b's point values, the difference with its 95% interval, and the fraction of resamples in which
+    `a` is better (higher, or for the regret lower)."""
+    a, b, y, z = (np.asarray(v, dtype=float) for v in (a, b, y, z))
+    n = len(y)
+    out: dict[str, Any] = {"n": n}
+    if n < 4:
+        return out
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, n, n) for _ in range(boot)]
+    for name, f, higher in ENDPOINTS:
+        va, vb = f(a, y, z), f(b, y, z)
+        diffs = []
+        for i in draws:
+            if len(set(y[i])) < 2:
+                continue
+            da, db = f(a[i], y[i], z[i]), f(b[i], y[i], z[i])
+            if da is not None and db is not None and math.isfinite(da) and math.isfinite(db):
+                diffs.append(da - db)
+        d = np.asarray(diffs)
+        out[name] = {
+            "a": va,
+            "b": vb,
+            "diff": va - vb if va is not None and vb is not None else None,
+            "ci": [float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))] if len(d) else None,
+            "a_better": float(np.mean(d > 0 if higher else d < 0)) if len(d) else None,
+        }
+    return out
 
 
 def budget_regret(x, y, z) -> dict[str, Any]:
@@ -187,6 +253,12 @@ SEARCH_OPTIONS = {
     "params": "proxy=params",
     "FLOPs": "proxy=flops",
 }
+# PLAN.md: the supernet counts as within the search's time when a supernet is given (its training is a one-off cost
+# per dataset, reported separately); when the rule picks it, the default without a supernet path is the rule's
+# choice among the others (the default demo must stay within 5 minutes)
+SUPERNET = "supernet (mAP50_95)"
+SEARCH_OPTIONS[SUPERNET] = "proxy=supernet proxy.supernet=PATH"
+NEEDS_SUPERNET = {SUPERNET}
 
 
 # PLAN.md's symmetric rule: point regrets closer than this are a tie (broken by cost, then by overall rho)
@@ -206,19 +278,27 @@ def choose_default(table: list[dict[str, Any]], pairs: dict[str, dict[str, Any]]
         for label in SEARCH_OPTIONS
         if label in by
         and by[label].get("cost_s") is not None
-        and by[label]["cost_s"] <= DEFAULT_SEARCH_CPU_S_PER_CANDIDATE
+        and (by[label]["cost_s"] <= DEFAULT_SEARCH_CPU_S_PER_CANDIDATE or label in NEEDS_SUPERNET)
         and (by[label].get("budget_regret") or {}).get("mean") is not None
     ]
-    if not eligible:
+
+    def rule(labels: list[str]) -> str:
+        lowest = min(by[label]["budget_regret"]["mean"] for label in labels)
+        tied = [label for label in labels if by[label]["budget_regret"]["mean"] <= lowest + REGRET_TIE]
+        return min(tied, key=lambda label: (by[label]["cost_s"], -(by[label].get("spearman") or -2.0)))
+
+    plain = [label for label in eligible if label not in NEEDS_SUPERNET]
+    if not plain:
         return {"chosen": INCUMBENT, "search_option": SEARCH_OPTIONS[INCUMBENT], "incumbent": INCUMBENT,
                 "criterion": "no proxy with a measured regret within the search's time", "eligible": [],
                 "cpu_s_per_candidate_budget": DEFAULT_SEARCH_CPU_S_PER_CANDIDATE}  # fmt: skip
-    lowest = min(by[label]["budget_regret"]["mean"] for label in eligible)
-    tied = [label for label in eligible if by[label]["budget_regret"]["mean"] <= lowest + REGRET_TIE]
-    chosen = min(tied, key=lambda label: (by[label]["cost_s"], -(by[label].get("spearman") or -2.0)))
+    chosen, default = rule(eligible), rule(plain)
     return {
         "chosen": chosen,
-        "search_option": SEARCH_OPTIONS[chosen],
+        # the search's default (no supernet path given): the rule among the signals that need no supernet
+        "default_without_supernet": default,
+        "search_option": SEARCH_OPTIONS[default],
+        "with_supernet_option": SEARCH_OPTIONS[chosen] if chosen in NEEDS_SUPERNET else None,
         "incumbent": INCUMBENT,
         "criterion": (
             f"lowest point budget regret within the search's time (ties within {REGRET_TIE} mAP: lower cost, then "
@@ -228,6 +308,7 @@ def choose_default(table: list[dict[str, Any]], pairs: dict[str, dict[str, Any]]
         "eligible": eligible,
         "regret": {label: by[label]["budget_regret"]["mean"] for label in eligible},
         "vs_incumbent": pairs.get(chosen),
+        "default_vs_incumbent": pairs.get(default),
     }
 
 
@@ -522,6 +603,13 @@ def _choice_line(c: dict[str, Any]) -> str:
             f"; against the previous default {vs['regret']:+.2f} [{lo:.2f}, {hi:.2f}]"
             f" ({'significant' if hi < 0 else 'not significant at this n'})"
         )
+    if c.get("with_supernet_option"):  # PLAN.md: the rule picked the supernet; without one the search uses the rest's
+        d = c["default_without_supernet"]
+        return (
+            f"Best by this evidence: **{c['chosen']}** (`{c['with_supernet_option']}`): {why}. Without a supernet"
+            f" path the default is the rule's choice among the others: **{d}** (`{c['search_option']}`,"
+            f" {c['regret'][d]:.2f} mAP)."
+        )
     return f"Default by this evidence: **{c['chosen']}** (`{c['search_option']}`): {why}."
 
 
@@ -583,7 +671,9 @@ def markdown(res: dict[str, Any]) -> str:
             d = p.get("vs_incumbent")
             if not d or d.get("rho") is None:
                 continue
-            fits = "yes" if p["proxy"] in c["eligible"] else "no"
+            fits = (
+                ("with a supernet" if p["proxy"] in NEEDS_SUPERNET else "yes") if p["proxy"] in c["eligible"] else "no"
+            )
             lines.append(
                 f"| {p['proxy']} | {d['n']} | {_fmt(d['rho'], d['rho_ci'])} | {_fmt(d['regret'], d['regret_ci'])} | "
                 f"{_fmt(d['a_lower_regret'])} | {fits} |"

@@ -418,8 +418,9 @@ def train_one(args) -> int:
     torch.set_num_threads(int(os.environ.get("NAS_THREADS", "1")))
     name, seed = args.name, args.seed
     recipe, run_name, result_path = dict(RECIPE), f"gt_{name}_s{seed}", gt_path(name, seed)
-    if getattr(args, "out", ""):  # another experiment's unit (window.py): its own result file and run name
+    if getattr(args, "out", ""):  # another experiment's unit (window.py, supernet.py): its own file and run name
         result_path, run_name = Path(args.out), args.run_name or run_name
+        recipe.update(_overrides(getattr(args, "set", [])))  # e.g. supernet.py's fine-tuning: epochs, val_period
     trial = getattr(args, "trial", "")  # a candidate recipe (the evidence behind RECIPE): RECIPE with --set overrides
     if trial:
         recipe.update(_overrides(getattr(args, "set", [])))
@@ -445,7 +446,14 @@ def train_one(args) -> int:
     else:
         arch = train_arch(name, path=getattr(args, "arch", "") or None)
         torch.manual_seed(seed)
-        result = run_training(build(arch), opts, log=print)
+        init = getattr(args, "init", "")
+        if init:  # starting weights (supernet.py finetune: the sub-network of a trained supernet, BN re-estimated)
+            from nas.supernet.weights import supernet_inherit
+
+            model = supernet_inherit(arch, init)[0]
+        else:
+            model = build(arch)
+        result = run_training(model, opts, log=print)
     # the trainer reports mAP as fractions (0-1); the ground truth files (mAP50_95, mAP50, history) and every
     # report and test that recomputes from them are in points (0-100): converted here, where they are written
     history = [in_points({k: v for k, v in r.items() if k != "per_class"}) for r in result.history]
@@ -455,6 +463,7 @@ def train_one(args) -> int:
         "seed": seed,
         "digest": space_arch(name, path=getattr(args, "arch", "") or None).digest(),
         "recipe": recipe,
+        "init": getattr(args, "init", "") or None,  # starting weights; None: from scratch
         "trial": trial or None,  # a candidate recipe's name; None: the ground truth
         "mAP50_95": final.get("mAP50_95"),
         "mAP50": final.get("mAP50"),
@@ -617,7 +626,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--verbose", action="store_true")
     p.add_argument("--trial", default="", help="a candidate recipe's name: results/recipe/<trial>_<name>_s<seed>.json")
-    p.add_argument("--set", nargs="*", default=[], help="with --trial: RECIPE overrides key=value")
+    p.add_argument("--set", nargs="*", default=[], help="with --trial or --out: RECIPE overrides key=value")
+    p.add_argument("--init", default="", help="starting weights: supernet:PATH (default: from scratch)")
     p.add_argument("--arch", default="", help="the architecture's YAML (default: archs/<name>.yaml)")
     p.add_argument("--out", default="", help="the result file (default: results/<gt|extra|search>/<name>_s<seed>.json)")
     p.add_argument("--run-name", default="", help="with --out: the run directory's name under runs/train/")

@@ -2,6 +2,7 @@
 
     python experiments/proxy_correlation/supernet.py train [--epochs 20] [--device cuda]   # one supernet, resumable
     python experiments/proxy_correlation/supernet.py score --jobs 2                        # every trained architecture
+    python experiments/proxy_correlation/supernet.py report                                # supernet_results.md
 
 `train` trains the supernet of the `yolo_nas` space with the ground truth's recipe (run.RECIPE: the synthetic set,
 160 px, batch 8, the same lr and schedule; `--epochs` to change the length) and the sandwich rule of
@@ -24,6 +25,7 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -36,6 +38,22 @@ HERE = run.HERE
 SUPERNET_RUN = run.RUNS / "supernet" / "gt"
 TRAIN_JSON = run.RESULTS / "supernet_train.json"
 PROXY = "supernet"
+# The supernets trained: the chosen configuration ("gt": in-place distillation from the largest) and the ablation of
+# that choice ("distill0": the plain sandwich), with the same recipe, epochs and starting weights
+VARIANTS = {"gt": {"distill": 1.0}, "distill0": {"distill": 0.0}}
+
+
+def run_dir(variant: str = "gt") -> Path:
+    return SUPERNET_RUN if variant == "gt" else SUPERNET_RUN.parent / variant
+
+
+def train_json(variant: str = "gt") -> Path:
+    return TRAIN_JSON if variant == "gt" else TRAIN_JSON.with_name(f"supernet_train_{variant}.json")
+
+
+def proxy_name(variant: str = "gt") -> str:
+    """The proxy folder (results/proxies/<name>/) and the report's signal label `<name> (mAP50_95)`."""
+    return PROXY if variant == "gt" else f"{PROXY}_{variant}"
 
 
 def _cpu_s() -> float:
@@ -47,9 +65,12 @@ def train(args) -> int:
     import torch
 
     from nas.supernet import train_supernet
+    from nas.train.outputs import in_points
 
     torch.set_num_threads(args.threads)
-    last = SUPERNET_RUN / "last.pt"
+    where = run_dir(args.variant)
+    distill = VARIANTS[args.variant]["distill"] if args.distill is None else args.distill
+    last = where / "last.pt"
     recipe = {**run.RECIPE, "epochs": args.epochs}
     parent = run.gt_checkpoint(run.PARENT)
     start = {"resume": str(last)} if last.is_file() else {"weights": str(parent)} if parent.is_file() else {}
@@ -61,21 +82,22 @@ def train(args) -> int:
         seed=0,
         device=args.device,
         workers=args.workers,
-        project=str(SUPERNET_RUN.parent.parent),  # train_supernet writes <project>/supernet/<name>
-        name=SUPERNET_RUN.name,
+        project=str(where.parent.parent),  # train_supernet writes <project>/supernet/<name>
+        name=where.name,
         exist_ok=True,
         plots=False,
         random_subnets=args.random_subnets,
-        distill=args.distill,
+        distill=distill,
     )
     doc = {
         "what": "the supernet of the yolo_nas space trained with the ground truth's recipe (supernet.py train)",
         "recipe": recipe,
         "random_subnets": args.random_subnets,
-        "distill": args.distill,
+        "variant": args.variant,
+        "distill": distill,
         "started_from": start,
         "epochs": len(result.history),
-        "largest_mAP50_95": result.history[-1].get("mAP50_95"),
+        "largest_mAP50_95": in_points(result.history[-1]).get("mAP50_95"),  # the trainer's fraction, in points
         "wall_s_this_process": round(time.perf_counter() - t0, 1),
         "cpu_s_this_process": round(_cpu_s() - c0, 1),
         "resumed": "resume" in start,
@@ -83,7 +105,7 @@ def train(args) -> int:
         "machine": run._machine(args.device),
         "checkpoint": str(result.last),
     }
-    write_text_atomic(TRAIN_JSON, json.dumps(doc, indent=1) + "\n")
+    write_text_atomic(train_json(args.variant), json.dumps(doc, indent=1) + "\n")
     print(json.dumps(doc, indent=1))
     return 0
 
@@ -102,12 +124,39 @@ def names() -> list[str]:
 
 
 def score(args) -> int:
-    last = SUPERNET_RUN / "last.pt"
+    last = run_dir(args.variant) / "last.pt"
     if not last.is_file():
         raise SystemExit(f"{last} is missing: run `python {Path(__file__).name} train` first")
     me = [sys.executable, str(Path(__file__).resolve())]
-    cmds = [[*me, "score-one", n] for n in names() if not run.proxy_path(PROXY, n).is_file()]
+    proxy = proxy_name(args.variant)
+    cmds = [[*me, "score-one", n, "--variant", args.variant] for n in names() if not run.proxy_path(proxy, n).is_file()]
     print(f"{len(cmds)} architectures to score")
+    return run._pool_run(cmds, args.jobs, 1)
+
+
+# Fine-tuning from the supernet's weights against training from scratch (issue 25, item 4): the released S and the
+# default search's S pick (vote, search seed 0), each trained FINETUNE_EPOCHS epochs with the ground truth's recipe
+# from its extracted sub-network (BatchNorm re-estimated), validated every epoch
+FINETUNE = ("yolo_nas_s", "vote_s0_yolo_nas_s")
+FINETUNE_EPOCHS = 10
+
+
+def finetune_path(name: str) -> Path:
+    return run.RESULTS / "supernet" / f"finetune_{name}_s0.json"
+
+
+def finetune(args) -> int:
+    last = SUPERNET_RUN / "last.pt"
+    if not last.is_file():
+        raise SystemExit(f"{last} is missing: run `python {Path(__file__).name} train` first")
+    me = [sys.executable, str(HERE / "run.py"), "train-one"]
+    cmds = [
+        [*me, n, "0", "--init", f"supernet:{last}", "--out", str(finetune_path(n)), "--run-name", f"sn_ft_{n}_s0",
+         "--set", f"epochs={FINETUNE_EPOCHS}", "val_period=1"]
+        for n in FINETUNE
+        if not finetune_path(n).is_file()
+    ]  # fmt: skip
+    print(f"{len(cmds)} fine-tunings to run")
     return run._pool_run(cmds, args.jobs, 1)
 
 
@@ -117,20 +166,204 @@ def score_one(args) -> int:
     from nas.supernet import score as supernet_score
 
     torch.set_num_threads(int(os.environ.get("NAS_THREADS", "1")))
-    c0 = time.process_time()
-    values = supernet_score(run.train_arch(args.name), SUPERNET_RUN / "last.pt", data=run.RECIPE["data"],
+    c0, last, proxy = time.process_time(), run_dir(args.variant) / "last.pt", proxy_name(args.variant)
+    values = supernet_score(run.train_arch(args.name), last, data=run.RECIPE["data"],
                             imgsz=run.RECIPE["imgsz"], int8=True)  # fmt: skip
     out = {
-        "proxy": PROXY,
+        "proxy": proxy,
         "name": args.name,
         "machine": run._machine("cpu"),
         "threads": torch.get_num_threads(),
         "cpu_s": round(time.process_time() - c0, 2),
-        "supernet": str(SUPERNET_RUN / "last.pt"),
+        "supernet": str(last),
         **values,
     }
-    write_text_atomic(run.proxy_path(PROXY, args.name), json.dumps(out, indent=1) + "\n")
-    print(f"{PROXY} {args.name}: {values}", flush=True)
+    write_text_atomic(run.proxy_path(proxy, args.name), json.dumps(out, indent=1) + "\n")
+    print(f"{proxy} {args.name}: {values}", flush=True)
+    return 0
+
+
+# The signals the supernet is read against (issue 25): FLOPs (PLAN.md's declared baseline), the zero-cost vote (the
+# search's default before PLAN.md's rule), synflow (the rule's default) and the 1-epoch training proxy (tse)
+AGAINST = ("FLOPs", "zero-cost vote", "synflow", "short_train_e1 (tse)")
+LABEL = "supernet (mAP50_95)"
+EVIDENCE_JSON, EVIDENCE_MD = run.RESULTS / "supernet_evidence.json", HERE / "supernet_results.md"
+
+
+def _against(scores, y: dict[str, float], lat: dict[str, float], boot: int, others=AGAINST) -> dict[str, Any]:
+    """The supernet's endpoints and, paired, its difference from each of `others` on the architectures both have."""
+    import report
+
+    mine = scores.get(LABEL, {})
+    out: dict[str, Any] = {}
+    for other in others:
+        names = [n for n in mine if n in scores.get(other, {}) and n in y and n in lat]
+        if len(names) < 4:
+            continue
+        out[other] = report.paired_endpoints(
+            [mine[n][0] for n in names], [scores[other][n][0] for n in names], [y[n] for n in names],
+            [lat[n] for n in names], boot,
+        )  # fmt: skip
+    return out
+
+
+def evidence(results: Path = run.RESULTS, boot: int = 2000) -> dict[str, Any]:
+    """Issue 25's evidence from the committed files: the supernet's training cost, its endpoints on the 27-sample
+    and on the S window against FLOPs, the vote, synflow and tse (paired bootstrap), the extracted S/M/L against
+    their standalone training, and the measured INT8 drops."""
+    import numpy as np
+    import report
+    import window_report as wr
+
+    proxy = {r["name"]: r for r in report._load(results / "proxies" / PROXY)}
+    gt = report.ground_truth(report._load(results / "gt"))
+    y_27, lat_27 = {n: g["mAP50_95"] for n, g in gt.items()}, report.latencies(results)
+    scores_27 = report.proxy_scores(results)
+    sample = _against(scores_27, y_27, lat_27, boot)
+    window = json.loads((results.parent / "window.json").read_text())
+    values = wr.seed_values(wr._units(results))
+    names = wr.window_names(window)
+    y_win = {n: float(np.mean(list(values[n].values()))) for n in names if values.get(n)}
+    scores_win, lat_win = wr._signals(window, results), wr._latency(window, results)
+    win = _against(scores_win, y_win, lat_win, boot)
+    ablation = {}  # the chosen supernet against each ablated one, paired, on both sets
+    for v in VARIANTS:
+        label = f"{proxy_name(v)} (mAP50_95)"
+        if v == "gt" or label not in scores_27:
+            continue
+        path = results / train_json(v).name
+        ablation[v] = {
+            "changed": VARIANTS[v],
+            "training": json.loads(path.read_text()) if path.is_file() else None,
+            "sample_27": _against(scores_27, y_27, lat_27, boot, others=(label,)).get(label),
+            "window": _against(scores_win, y_win, lat_win, boot, others=(label,)).get(label),
+        }
+    train = (
+        json.loads((results / "supernet_train.json").read_text())
+        if (results / "supernet_train.json").is_file()
+        else None
+    )
+    parent = results / "supernet" / f"parent_{run.PARENT}_s0.json"
+    parent = json.loads(parent.read_text()) if parent.is_file() else None
+    cost = None
+    if train and parent:
+        cost = {
+            "parent_cpu_s": parent["cpu_s_this_process"],
+            "parent_mAP50_95": parent["mAP50_95"],
+            "supernet_cpu_s": train["cpu_s_this_process"],
+            "supernet_epochs": train["epochs"],
+            "supernet_over_parent": train["cpu_s_this_process"] / parent["cpu_s_this_process"],
+            "total_over_parent": (train["cpu_s_this_process"] + parent["cpu_s_this_process"])
+            / parent["cpu_s_this_process"],
+        }
+    extracted = {
+        n: {"supernet_mAP50_95": proxy[n]["mAP50_95"], "standalone_mAP50_95": gt[n]["mAP50_95"],
+            "standalone_seeds": len(gt[n]["seeds"]), "gap": proxy[n]["mAP50_95"] - gt[n]["mAP50_95"]}
+        for n in ("yolo_nas_s", "yolo_nas_m", "yolo_nas_l") if n in proxy and n in gt
+    }  # fmt: skip
+    drops = {n: r["int8_drop"] for n, r in proxy.items() if r.get("int8_drop") is not None}
+    fp32 = [proxy[n]["mAP50_95"] for n in drops]
+    int8 = None
+    if len(drops) >= 3:
+        d = np.array(list(drops.values()))
+        int8 = {
+            "n": len(d),
+            "mean": float(d.mean()),
+            "min": float(d.min()),
+            "max": float(d.max()),
+            "spearman_with_fp32_mAP": report._spearman_value(np.array(fp32), d),
+            "released": {n: drops[n] for n in ("yolo_nas_s", "yolo_nas_m", "yolo_nas_l") if n in drops},
+        }
+    per_candidate = [float(r["cpu_s"]) for r in proxy.values() if r.get("cpu_s") is not None]
+    return {
+        "what": "the supernet as the search's accuracy signal (issue 25), from the committed per-architecture files",
+        "training": train,
+        "cost": cost,
+        "scored": len(proxy),
+        "cpu_s_per_candidate": float(np.mean(per_candidate)) if per_candidate else None,
+        "fp32_seconds_per_candidate": float(np.mean([r["seconds"] for r in proxy.values()])) if proxy else None,
+        "machines": sorted({r.get("machine", "?") for r in proxy.values()}),
+        "sample_27": sample,
+        "window": win,
+        "extracted": extracted,
+        "int8_drop": int8,
+        "ablation": ablation,
+    }
+
+
+def _md(res: dict[str, Any]) -> str:
+    def f(v, fmt="{:.2f}"):
+        return "–" if v is None else fmt.format(v)
+
+    lines = ["# The supernet as the accuracy signal (issue 25)", "",
+             "Generated by `python experiments/proxy_correlation/supernet.py report` from the committed files"
+             " (`results/proxies/supernet/`, `results/supernet_train.json`, `results/supernet/`); a test recomputes"
+             " it. Differences are the supernet's minus the other signal's, paired bootstrap over architectures"
+             " (2,000 resamples); P: the fraction of resamples in which the supernet is better.", ""]  # fmt: skip
+    c = res.get("cost")
+    if c:
+        lines += [
+            f"Training: the parent L ({c['parent_cpu_s']:.0f} CPU-s, {c['parent_mAP50_95']:.2f} mAP) then the supernet,"
+            f" {c['supernet_epochs']} epochs ({c['supernet_cpu_s']:.0f} CPU-s): the supernet alone"
+            f" {c['supernet_over_parent']:.2f}x the L's ground-truth training, both together {c['total_over_parent']:.2f}x.",
+            "",
+        ]
+    lines += [f"Scoring: {res['scored']} architectures, {f(res['cpu_s_per_candidate'], '{:.1f}')} CPU-s a candidate"
+              f" with its INT8 drop ({f(res['fp32_seconds_per_candidate'], '{:.1f}')} s for the FP32 score alone).", ""]  # fmt: skip
+    for key, title in (("sample_27", "The 27-architecture sample"), ("window", "The S window (seed means so far)")):
+        block = res.get(key) or {}
+        if not block:
+            continue
+        lines += [f"## {title}", "", "| against | n | endpoint | supernet | other | difference [95% CI] | P |",
+                  "|---|---:|---|---:|---:|---|---:|"]  # fmt: skip
+        for other, d in block.items():
+            for end in ("spearman", "partial_spearman_given_latency", "same_latency_pairs_right", "budget_regret"):
+                e = d.get(end)
+                if not e:
+                    continue
+                ci = f" [{e['ci'][0]:+.2f}, {e['ci'][1]:+.2f}]" if e.get("ci") else ""
+                diff = f"{e['diff']:+.2f}{ci}" if e.get("diff") is not None else "–"
+                lines.append(
+                    f"| {other} | {d['n']} | {end} | {f(e['a'])} | {f(e['b'])} | {diff} | {f(e['a_better'])} |"
+                )
+        lines.append("")
+    for v, a in (res.get("ablation") or {}).items():
+        lines += [f"## Ablation: {v} ({a['changed']})", "",
+                  "The chosen supernet minus the ablated one (same recipe, epochs and starting weights), paired.", "",
+                  "| set | n | endpoint | chosen | ablated | difference [95% CI] | P |", "|---|---:|---|---:|---:|---|---:|"]  # fmt: skip
+        for where in ("sample_27", "window"):
+            d = a.get(where) or {}
+            for end in ("spearman", "partial_spearman_given_latency", "same_latency_pairs_right", "budget_regret"):
+                e = d.get(end)
+                if not e:
+                    continue
+                ci = f" [{e['ci'][0]:+.2f}, {e['ci'][1]:+.2f}]" if e.get("ci") else ""
+                diff = f"{e['diff']:+.2f}{ci}" if e.get("diff") is not None else "–"
+                lines.append(
+                    f"| {where} | {d['n']} | {end} | {f(e['a'])} | {f(e['b'])} | {diff} | {f(e['a_better'])} |"
+                )
+        lines.append("")
+    if res.get("extracted"):
+        lines += ["## Extracted S/M/L against their standalone training", "",
+                  "| network | extracted from the supernet | standalone (seeds) | gap |", "|---|---:|---:|---:|"]  # fmt: skip
+        for n, e in res["extracted"].items():
+            lines.append(f"| {n} | {e['supernet_mAP50_95']:.2f} | {e['standalone_mAP50_95']:.2f} ({e['standalone_seeds']})"
+                         f" | {e['gap']:+.2f} |")  # fmt: skip
+        lines.append("")
+    i8 = res.get("int8_drop")
+    if i8:
+        lines += ["## Measured INT8 drop of each candidate", "",
+                  f"{i8['n']} sub-networks quantized (static QDQ) and validated: drop mean {i8['mean']:.2f}, range"
+                  f" [{i8['min']:.2f}, {i8['max']:.2f}] mAP; Spearman with the FP32 score {f(i8['spearman_with_fp32_mAP'])}."
+                  " Released: " + ", ".join(f"{n} {v:.2f}" for n, v in i8["released"].items()) + ".", ""]  # fmt: skip
+    return "\n".join(lines)
+
+
+def report_cmd(args) -> int:
+    res = evidence(boot=args.boot)
+    write_text_atomic(EVIDENCE_JSON, json.dumps(res, indent=1, sort_keys=True) + "\n")
+    write_text_atomic(EVIDENCE_MD, _md(res) + "\n")
+    print(_md(res))
     return 0
 
 
@@ -143,14 +376,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--random-subnets", type=int, default=2)
-    p.add_argument("--distill", type=float, default=1.0)
+    p.add_argument("--distill", type=float, default=None, help="default: the variant's")
+    p.add_argument("--variant", default="gt", choices=sorted(VARIANTS))
     p.add_argument("--space", default="yolo_nas", help="the space whose supernet is trained (a name or a YAML)")
     p = sub.add_parser("score")
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--variant", default="gt", choices=sorted(VARIANTS))
     p = sub.add_parser("score-one")
     p.add_argument("name")
+    p.add_argument("--variant", default="gt", choices=sorted(VARIANTS))
+    p = sub.add_parser("finetune")
+    p.add_argument("--jobs", type=int, default=2)
+    p = sub.add_parser("report")
+    p.add_argument("--boot", type=int, default=2000)
     args = ap.parse_args(argv)
-    return {"train": train, "score": score, "score-one": score_one}[args.what](args)
+    return {"train": train, "score": score, "score-one": score_one, "finetune": finetune, "report": report_cmd}[
+        args.what
+    ](args)
 
 
 if __name__ == "__main__":

@@ -150,6 +150,16 @@ def test_the_default_changes_only_on_a_significantly_lower_regret_within_the_sea
     gain = rep.two_stage_regret(anti, y, y, z)["mean"] - rep.budget_regret(anti, y, z)["mean"]
     assert two["rho"] is None and gain < 0 and two["regret"] == pytest.approx(gain)
 
+    # every endpoint at once, paired: a signal against itself differs by 0; the truth against its reverse wins all
+    e = rep.paired_endpoints(y, y, y, z, boot=100)
+    assert all(e[k]["diff"] == 0 and e[k]["ci"] == [0, 0] and e[k]["a_better"] == 0 for k, *_ in rep.ENDPOINTS)
+    e = rep.paired_endpoints(y, anti, y, z, boot=100)
+    assert e["spearman"]["diff"] == pytest.approx(2.0) and e["same_latency_pairs_right"]["a"] == 1.0
+    assert e["budget_regret"]["diff"] < 0 and all(e[k]["a_better"] > 0.9 for k, *_ in rep.ENDPOINTS)
+    # a size-only signal (a monotone function of latency) scores 0 given latency, not "undefined"
+    size = rep.paired_endpoints(y, z, y, z, boot=100)["partial_spearman_given_latency"]
+    assert size["b"] == 0.0 and size["a"] == pytest.approx(1.0)
+
     def row(label, x, cost):
         return {"proxy": label, "cost_s": cost, "budget_regret": rep.budget_regret(x, y, z)}
 
@@ -167,6 +177,14 @@ def test_the_default_changes_only_on_a_significantly_lower_regret_within_the_sea
     # a tie (equal regret) goes to the cheaper signal, whichever is the incumbent
     assert rep.choose_default([row(incumbent, y, 2.0), row("synflow", y, 0.7)], {})["chosen"] == "synflow"
     assert rep.choose_default([row(incumbent, y, 0.5), row("synflow", y, 0.7)], {})["chosen"] == incumbent
+    # the supernet is within the search's time when one is given (PLAN.md), whatever it costs a candidate; when it
+    # wins, the default without a supernet path is the rule's choice among the others
+    half = [v if i % 2 else -v for i, v in enumerate(y)]
+    c = rep.choose_default([row(incumbent, half, 2.0), row("synflow", anti, 0.7), row(rep.SUPERNET, y, 20.0)], {})
+    assert c["chosen"] == rep.SUPERNET and c["with_supernet_option"] == rep.SEARCH_OPTIONS[rep.SUPERNET]
+    assert c["default_without_supernet"] == incumbent and c["search_option"] == rep.SEARCH_OPTIONS[incumbent]
+    c = rep.choose_default([row(incumbent, y, 2.0), row(rep.SUPERNET, anti, 20.0)], {})
+    assert c["chosen"] == incumbent and c["with_supernet_option"] is None
 
 
 def test_report_over_partial_results(tmp_path):

@@ -194,6 +194,19 @@ def test_the_driver_moves_the_units_named_in_window_first_to_the_front(tmp_path,
 
 
 @pytest.mark.slow
+def test_the_supernet_evidence_is_recomputed_from_the_committed_files():
+    sn = _load("supernet")
+    assert sn.EVIDENCE_JSON.is_file(), "results/supernet_evidence.json is committed with the supernet's scores"
+    committed = json.loads(sn.EVIDENCE_JSON.read_text())
+    recomputed = _roundtrip(sn.evidence(sn.run.RESULTS, 2000))
+    assert _first_difference(committed, recomputed) is None, (
+        f"supernet_evidence.json differs from its raw files: {_first_difference(committed, recomputed)};"
+        " re-run `python experiments/proxy_correlation/supernet.py report`"
+    )
+    assert sn.EVIDENCE_MD.read_text() == sn._md(committed) + "\n"
+
+
+@pytest.mark.slow
 def test_the_supernet_signal_trains_resumes_and_scores_into_the_proxy_files(pc, tmp_path, monkeypatch):  # noqa: F811
     """supernet.py end to end on the tiny elastic space: one epoch, then a resumed second, then a score file that
     the report reads as the signal `supernet (mAP50_95)`."""
@@ -207,7 +220,7 @@ def test_the_supernet_signal_trains_resumes_and_scores_into_the_proxy_files(pc, 
     monkeypatch.setattr(sn, "SUPERNET_RUN", tmp_path / "runs" / "supernet" / "gt")
     monkeypatch.setattr(sn, "TRAIN_JSON", tmp_path / "results" / "supernet_train.json")
     space_path = write_space(tmp_path / "space")
-    args = dict(device="cpu", workers=0, threads=1, random_subnets=1, distill=1.0, space=str(space_path))
+    args = dict(device="cpu", workers=0, threads=1, random_subnets=1, distill=None, variant="gt", space=str(space_path))
     assert sn.train(argparse.Namespace(epochs=1, **args)) == 0
     first = json.loads(sn.TRAIN_JSON.read_text())
     assert not first["resumed"] and first["epochs"] == 1 and first["cpu_s_this_process"] > 0
@@ -217,8 +230,15 @@ def test_the_supernet_signal_trains_resumes_and_scores_into_the_proxy_files(pc, 
     arch = space.decode({d.path: d.choices[0] for d in space.dimensions})  # a sub-network of the supernet
     (pc.ARCHS / "sub.yaml").write_text(arch.replace(name="sub").to_yaml())
     monkeypatch.setenv("NAS_THREADS", "1")
-    assert sn.score_one(argparse.Namespace(name="sub")) == 0
+    assert sn.score_one(argparse.Namespace(name="sub", variant="gt")) == 0
     row = json.loads(pc.proxy_path("supernet", "sub").read_text())
     assert 0 <= row["mAP50_95"] <= 100 and row["cpu_s"] > 0 and "int8_drop" in row
     rep = _load("report")
     assert "supernet (mAP50_95)" in rep.proxy_scores(pc.RESULTS)
+    # fine-tuning from the supernet's weights (supernet.py finetune's unit): run.py train-one --init supernet:PATH
+    init = f"supernet:{sn.SUPERNET_RUN / 'last.pt'}"
+    ft = argparse.Namespace(name="sub", seed=0, device="cpu", workers=0, verbose=False, trial="", arch="", init=init,
+                            set=["epochs=1"], out=str(tmp_path / "ft.json"), run_name="ft")  # fmt: skip
+    assert pc.train_one(ft) == 0
+    doc = json.loads((tmp_path / "ft.json").read_text())
+    assert doc["init"] == init and doc["recipe"]["epochs"] == 1 and len(doc["history"]) == 1
