@@ -11,7 +11,8 @@ from nas.search.config import (
     StorageConfig,
     StrategyConfig,
 )
-from nas.search.runner import SearchResult, run, run_search
+from nas.search.outputs import SearchResult
+from nas.search.runner import run, run_search
 
 __all__ = [
     "DataConfig",

@@ -8,9 +8,7 @@ values, its feasibility and the worker that ran it as user attributes, so any tr
 from __future__ import annotations
 
 import logging
-import math
 import os
-import socket
 import tempfile
 import warnings
 from datetime import datetime
@@ -22,21 +20,16 @@ from optuna.trial import TrialState
 
 from nas.errors import ConfigError
 from nas.search.config import SearchConfig
+from nas.search.liveness import dead_local, worker_id
 from nas.search.objectives import Evaluation, Evaluator
 from nas.search.optuna_compat import trial_id
 from nas.search.select import TrialRecord
 from nas.search.storage import make_storage
 from nas.search.strategies import CONSTRAINT_KEY, INT8_CONSTRAINT_KEY, TrialSeededSampler
-from nas.search.tiers import (
-    TierDirector,
-    start_count,
-    stratified_start,
-    tier_windows,
-    window_constraint,
-)
+from nas.search.tiers import TierDirector, start_count, stratified_start, tier_budgets, tier_windows, window_constraint
 from nas.space import ArchConfig, SearchSpace, load_space
 
-__all__ = ["FINGERPRINT_ATTR", "REFERENCE_ATTR", "TIER_START_ATTR", "Session", "worker_id"]
+__all__ = ["FINGERPRINT_ATTR", "REFERENCE_ATTR", "TIER_START_ATTR", "Session"]
 
 log = logging.getLogger("nas.search")
 FINGERPRINT_ATTR = "nas_fingerprint"
@@ -44,36 +37,6 @@ REFERENCE_ATTR = "nas_reference_population"  # raw proxy values of the reference
 TIER_START_ATTR = "nas_tier_start"  # the stratified start [[tier, params], ...], planned once per study
 # FAIL trials carrying one of these were not stopped from outside: they are not retried
 NOT_RETRIED = ("error", "duplicate_of", "surplus", "not_needed")
-
-
-def _proc_start(pid: int) -> str | None:
-    """Start time of a process in clock ticks since boot (Linux), to tell a live pid from a reused one."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def worker_id() -> dict[str, Any]:
-    pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid, "start": _proc_start(pid)}
-
-
-def _dead_local(worker: Any) -> bool:
-    """True when `worker` ran on this host and its process is gone (a killed run's trial)."""
-    if not isinstance(worker, dict) or worker.get("host") != socket.gethostname():
-        return False
-    pid = int(worker.get("pid", -1))
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, owned by someone else
-        return False
-    start = worker.get("start")
-    return start is not None and _proc_start(pid) not in (None, start)
 
 
 def _check_writable(folder: Path) -> None:
@@ -101,7 +64,7 @@ class Session:
         self.directions = self.evaluator.directions
         self.backend = make_storage(cfg.storage, self.out_dir)
         self.storage, self.storage_desc = self.backend.storage, self.backend.desc
-        self.budgets = self._budgets()
+        self.budgets = tier_budgets(self.cfg.tiers, self.space, self.cost_of, self.evaluator.cost)
         self.max_cost = self._max_cost()
         director = None
         if cfg.tier_target != "none":
@@ -161,31 +124,6 @@ class Session:
                     values = self.evaluator.reference()
                     self.study.set_user_attr(REFERENCE_ATTR, values)
         self.evaluator.set_reference(values)
-
-    def _budgets(self) -> dict[str, float]:
-        tiers = self.cfg.tiers if self.cfg.tiers is not None else dict.fromkeys(self.space.references)
-        budgets = {}
-        for tier, budget in tiers.items():
-            if budget is None:
-                ref = self.space.references.get(tier)
-                if ref is None:
-                    raise ConfigError(
-                        f"tier {tier!r} has no budget and is not a reference of space {self.space.name!r} "
-                        f"(references: {', '.join(self.space.references) or 'none'}); set tiers.{tier}=<max {self.evaluator.cost}>"
-                    )
-                budget = self.evaluator.costs(ref)[self.evaluator.cost]  # counts only: no model, no proxy
-            elif (
-                isinstance(budget, bool)
-                or not isinstance(budget, (int, float))
-                or not math.isfinite(budget)
-                or budget <= 0
-            ):
-                raise ConfigError(
-                    f"tiers.{tier}={budget!r}: a budget is a positive {self.evaluator.cost} (the tier's maximum cost), "
-                    f"or null for the cost of the space's reference of that name ({', '.join(self.space.references)})"
-                )
-            budgets[tier] = float(budget)
-        return budgets
 
     def _max_cost(self) -> float | None:
         if not self.cfg.constrain:
@@ -267,48 +205,57 @@ class Session:
         """Fail the running trials of dead workers (same host: process gone; any host: no heartbeat, or no worker
         named, for the grace period) and enqueue failed trials that were stopped from outside again, once each and only while the
         study still needs trials. Idempotent, under the study lock: concurrent restarts do not race."""
-        grace_s = self.cfg.storage.grace_period_s or 60
         with self.lock("recover"):
-            for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                # A worker names itself right after asking; a trial nameless after the grace period lost its
-                # worker in between (killed), and has no heartbeat to go stale either.
-                nameless = (
-                    "worker" not in t.user_attrs
-                    and t.datetime_start is not None
-                    and ((datetime.now() - t.datetime_start).total_seconds() > grace_s)
-                )
-                if nameless or _dead_local(t.user_attrs.get("worker")):
-                    self._fail(trial_id(t), "stale")  # False: it finished (or another worker failed it) meanwhile
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(self.study)
+            self._fail_stale()
             trials = self.study.get_trials(deepcopy=False)
             c = self.counts(trials)
             need = self.cfg.n_trials - c.get("complete", 0) - c.get("running", 0) - c.get("waiting", 0)
-            retried = {t.user_attrs.get("retry_of") for t in trials}
-            n = 0
-            for t in trials:
-                if n >= need:
-                    break
-                redo = t.state == TrialState.FAIL and not any(k in t.user_attrs for k in NOT_RETRIED)
-                if redo and t.number not in retried:
-                    # no parameters yet (stopped before sampling): redrawn with the same seed, see draw_index
-                    attrs: dict[str, Any] = {"retry_of": t.number}
-                    params = t.params
-                    for k in ("tier_start", "start_index"):
-                        if k in t.user_attrs:
-                            attrs[k] = t.user_attrs[k]
-                    if "start_index" in attrs:
-                        params = params or self.study.user_attrs[TIER_START_ATTR][attrs["start_index"]][1]
-                    if t.user_attrs.get("reference"):
-                        attrs["reference"] = t.user_attrs["reference"]
-                        params = params or self.space.params_of(self.space.references[attrs["reference"]])
-                    self.study.enqueue_trial(params, user_attrs=attrs)
-                    n += 1
+            n = self._retry_failed(trials, need)
             if n:
                 log.info("re-enqueued %d interrupted or stale trial(s)", n)
             if n < need:
                 self._enqueue_due_start(self.study.get_trials(deepcopy=False))
+        return n
+
+    def _fail_stale(self) -> None:
+        """Fail the running trials of dead workers: gone on this host, nameless or without heartbeat."""
+        grace_s = self.cfg.storage.grace_period_s or 60
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            # A worker names itself right after asking; a trial nameless after the grace period lost its
+            # worker in between (killed), and has no heartbeat to go stale either.
+            nameless = (
+                "worker" not in t.user_attrs
+                and t.datetime_start is not None
+                and ((datetime.now() - t.datetime_start).total_seconds() > grace_s)
+            )
+            if nameless or dead_local(t.user_attrs.get("worker")):
+                self._fail(trial_id(t), "stale")  # False: it finished (or another worker failed it) meanwhile
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(self.study)
+
+    def _retry_failed(self, trials: list[optuna.trial.FrozenTrial], need: int) -> int:
+        """Enqueue again (once each, at most `need`) the failed trials that were stopped from outside."""
+        retried = {t.user_attrs.get("retry_of") for t in trials}
+        n = 0
+        for t in trials:
+            if n >= need:
+                break
+            redo = t.state == TrialState.FAIL and not any(k in t.user_attrs for k in NOT_RETRIED)
+            if redo and t.number not in retried:
+                # no parameters yet (stopped before sampling): redrawn with the same seed, see draw_index
+                attrs: dict[str, Any] = {"retry_of": t.number}
+                params = t.params
+                for k in ("tier_start", "start_index"):
+                    if k in t.user_attrs:
+                        attrs[k] = t.user_attrs[k]
+                if "start_index" in attrs:
+                    params = params or self.study.user_attrs[TIER_START_ATTR][attrs["start_index"]][1]
+                if t.user_attrs.get("reference"):
+                    attrs["reference"] = t.user_attrs["reference"]
+                    params = params or self.space.params_of(self.space.references[attrs["reference"]])
+                self.study.enqueue_trial(params, user_attrs=attrs)
+                n += 1
         return n
 
     def drop_unneeded(self) -> int:

@@ -21,9 +21,11 @@ from optuna.trial import TrialState
 from nas.errors import ConfigError
 from nas.io import write_text_atomic
 from nas.search.config import SearchConfig
+from nas.search.liveness import worker_id
 from nas.search.objectives import Evaluation, Evaluator
-from nas.search.runner import SearchResult, finalize, torch_threads
-from nas.search.study import Session, worker_id
+from nas.search.outputs import SearchResult, finalize
+from nas.search.runner import torch_threads
+from nas.search.study import Session
 from nas.space import load_arch, load_space
 
 __all__ = ["CandidateSweep", "JobOutcome", "evaluate_candidate"]

@@ -14,6 +14,7 @@ pushed to the space's small end), so one sampled trial in `tier_target_every` ai
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.errors import ConfigError
 from nas.search import optuna_compat
 from nas.search.config import TIER_STARTS, TIER_TARGETS
 from nas.search.select import TrialRecord
@@ -36,6 +38,7 @@ __all__ = [
     "start_count",
     "stratified_start",
     "target_tier",
+    "tier_budgets",
     "tier_counts",
     "tier_windows",
     "walk_into",
@@ -47,6 +50,33 @@ _MUTATE_SALT = 0x7154
 
 log = logging.getLogger("nas.search")
 CostFn = Callable[[ArchConfig], float]
+
+
+def tier_budgets(
+    tiers: Mapping[str, float | None] | None, space: SearchSpace, cost_of: CostFn, cost: str
+) -> dict[str, float]:
+    """Each tier's maximum `cost`: as configured (`tiers.NAME=VALUE`), or, for null (and every reference when `tiers`
+    is None), the cost of the space's reference of that name (counts only: no model, no proxy)."""
+    tiers = tiers if tiers is not None else dict.fromkeys(space.references)
+    budgets = {}
+    for tier, budget in tiers.items():
+        if budget is None:
+            ref = space.references.get(tier)
+            if ref is None:
+                raise ConfigError(
+                    f"tier {tier!r} has no budget and is not a reference of space {space.name!r} "
+                    f"(references: {', '.join(space.references) or 'none'}); set tiers.{tier}=<max {cost}>"
+                )
+            budget = cost_of(ref)
+        elif (
+            isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget) or budget <= 0
+        ):
+            raise ConfigError(
+                f"tiers.{tier}={budget!r}: a budget is a positive {cost} (the tier's maximum cost), "
+                f"or null for the cost of the space's reference of that name ({', '.join(space.references)})"
+            )
+        budgets[tier] = float(budget)
+    return budgets
 
 
 def tier_windows(budgets: Mapping[str, float]) -> dict[str, tuple[float, float]]:

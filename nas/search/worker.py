@@ -24,8 +24,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.search import optuna_compat
+from nas.search.liveness import worker_id
 from nas.search.signals import SIGNALS, interruptible
-from nas.search.study import Session, worker_id
+from nas.search.study import Session
 
 __all__ = ["Worker", "interruptible"]
 

@@ -69,9 +69,9 @@ def test_the_gate_emits_the_pick_only_on_a_truth_test_that_says_better(decision,
 
 
 def test_a_search_without_evidence_for_its_pick_emits_the_released_layout(tiny_cfg, tmp_path, monkeypatch):
-    import nas.search.runner as runner
+    import nas.search.outputs as outputs
 
-    monkeypatch.setattr(runner, "signal_key", lambda proxy, rerank_k=0: "k")
+    monkeypatch.setattr(outputs, "signal_key", lambda proxy, rerank_k=0: "k")
     # tiny_s's budget opened up so that its best proxy score is not tiny_s itself
     tiny_cfg = dataclasses.replace(tiny_cfg, tiers={"tiny_s": 1e6})
     first = run_search(dataclasses.replace(tiny_cfg, evidence_gate=False), tmp_path / "free")
@@ -80,7 +80,7 @@ def test_a_search_without_evidence_for_its_pick_emits_the_released_layout(tiny_c
     tier = sorted(moved)[0]
     ev = _evidence(first.report["space"], "not distinguishable")
     ev["truth_test"]["k"] = {tier: ev["truth_test"]["k"].pop("t_s")}
-    monkeypatch.setattr(runner, "load_evidence", lambda: ev)
+    monkeypatch.setattr(outputs, "load_evidence", lambda: ev)
     res = run_search(tiny_cfg, tmp_path / "gated")
     out = tmp_path / "gated" / "selected"
     assert load_arch(out / f"{tier}.yaml").digest() == res.selections[tier].reference.arch.digest()
