@@ -68,7 +68,7 @@ class SpaceConfig:
 class TrainingProxyConfig:
     """The training proxies' settings, the same keys in `proxy.*` and `rerank.*` (nas.proxy.train: a few epochs on
     train_data from nas.proxy.train.PROXY, the trainer's preset). Checked, with the user's key in the error, by
-    nas.search.objectives (`train_options`) through the trainer's own TrainOptions checks."""
+    nas.search.proxies (`train_options`) through the trainer's own TrainOptions checks."""
 
     # epochs of training from scratch (short_train) or of fine-tuning (inherit; 0: evaluated as inherited)
     train_epochs: int = 2

@@ -91,7 +91,8 @@ def test_inherit_with_batchnorm_re_estimation_is_its_own_cached_setting(
     bn = _trained_cfg(tiny_space_path, tmp_path, tiny_set, "inherit", inherit_bn_images=4, **common)
     arch = next(iter(tiny_space.references.values()))
     ev_plain, ev_bn = Evaluator(plain, tiny_space), Evaluator(bn, tiny_space)
-    assert ev_plain._measure_key(arch) != ev_bn._measure_key(arch), "a different setting, a different cache entry"
+    key_plain, key_bn = ev_plain.scorer.measure_key(arch), ev_bn.scorer.measure_key(arch)
+    assert key_plain != key_bn, "a different setting, a different cache entry"
     out = ev_bn.evaluate(arch)
     assert 0 <= out.values["proxy_score"] <= 100 and not out.cached
     with pytest.raises(ConfigError, match="inherit_bn_images"):  # fine-tuning re-estimates the statistics itself
