@@ -168,7 +168,7 @@ def score_one(args) -> int:
     torch.set_num_threads(int(os.environ.get("NAS_THREADS", "1")))
     c0, last, proxy = time.process_time(), run_dir(args.variant) / "last.pt", proxy_name(args.variant)
     values = supernet_score(run.train_arch(args.name), last, data=run.RECIPE["data"],
-                            imgsz=run.RECIPE["imgsz"], int8=True)  # fmt: skip
+                            imgsz=run.RECIPE["imgsz"], int8=args.variant == "gt")  # fmt: skip
     out = {
         "proxy": proxy,
         "name": args.name,

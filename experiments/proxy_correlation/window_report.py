@@ -215,9 +215,22 @@ DECISION_WORDS = {
 }
 
 
-def truth_test(window: dict[str, Any], values: dict[str, dict[int, float]], boot: int = 2000) -> list[dict]:
+def measured_latency(results: Path) -> dict[str, float]:
+    """{unit: measured cpu_ort latency as a multiple of the released S's} from window.py latency's file (PLAN.md:
+    each pick's and the released layout's latency measured on the machine, not only predicted); {} until it ran."""
+    path = results / "window_latency.json"
+    if not path.is_file():
+        return {}
+    return {n: float(u["ratio_to_released_s"]) for n, u in json.loads(path.read_text())["units"].items()}
+
+
+def truth_test(
+    window: dict[str, Any], values: dict[str, dict[int, float]], boot: int = 2000, measured: dict | None = None
+) -> list[dict]:
     """Per search signal and tier: the picks (one per search seed) against the released layout; at S also against
-    the FLOPs-under-budget pick and a random in-window architecture (the mean of the 12)."""
+    the FLOPs-under-budget pick and a random in-window architecture (the mean of the 12). `measured`: each unit's
+    measured latency relative to the released S (`measured_latency`), recorded beside the picks."""
+    measured = measured or {}
     rows = []
     window12 = [u["name"] for u in window["units"] if u["role"] == "window"]
     for signal, per_seed in sorted(window.get("search", {}).items()):
@@ -232,6 +245,9 @@ def truth_test(window: dict[str, Any], values: dict[str, dict[int, float]], boot
                 "released": values.get(tier, {}),
                 "vs_released": two_level_difference(picks, values.get(tier, {}), boot),
             }
+            units = [rec["tiers"][tier]["unit"] for _, rec in sorted(per_seed.items())]
+            if measured:
+                row["measured_x_s"] = {n: measured.get(n) for n in dict.fromkeys([tier, *units])}
             if tier == "yolo_nas_s":
                 row["vs_flops_s"] = two_level_difference(picks, values.get("flops_s", {}), boot)
                 means = {n: float(np.mean(list(values[n].values()))) for n in window12 if values.get(n)}
@@ -259,7 +275,7 @@ def build(results: Path = RESULTS, boot: int = 2000) -> dict[str, Any]:
         "machines": sorted({r.get("machine", "?") for r in rows}),
         "ceiling": ceiling(values, names, boot=boot),
         "signals": signal_table(values, names, _signals(window, results), lat, boot),
-        "truth_test": truth_test(window, values, boot),
+        "truth_test": truth_test(window, values, boot, measured_latency(results)),
     }
 
 
@@ -361,6 +377,13 @@ def markdown(res: dict[str, Any]) -> str:
             f"| {t['signal']} | {t['tier']} | {picks} | {rel_s} | {_f(d.get('diff'), d.get('ci'))} | "
             f"{DECISION_WORDS[d['decision']] if d.get('diff') is not None else 'waiting for trainings'} |"
         )
+    timed = [t for t in res["truth_test"] if t.get("measured_x_s")]
+    if timed:
+        lines += ["", "Measured latency (cpu_ort FP32, 1 thread, 640 px, process clock; `window.py latency`), as a"
+                  " multiple of the released S measured beside it:", ""]  # fmt: skip
+        for t in timed:
+            cells = ", ".join(f"{n} {v:.2f}x" if v is not None else f"{n} –" for n, v in t["measured_x_s"].items())
+            lines.append(f"- {t['signal']} {t['tier']}: {cells}")
     for t in res["truth_test"]:
         if t["tier"] == "yolo_nas_s" and t.get("vs_flops_s", {}).get("diff") is not None:
             f = t["vs_flops_s"]
