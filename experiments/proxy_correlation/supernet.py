@@ -263,6 +263,9 @@ def evidence(results: Path = run.RESULTS, boot: int = 2000) -> dict[str, Any]:
             "total_over_parent": (train["cpu_s_this_process"] + parent["cpu_s_this_process"])
             / parent["cpu_s_this_process"],
         }
+        l_gt = gt.get(run.PARENT, {}).get("cpu_s")  # the 27-sample's L training (1 torch thread, as the supernet)
+        if l_gt:
+            cost.update(gt_L_cpu_s=l_gt, supernet_over_gt_L=train["cpu_s_this_process"] / l_gt)
     extracted = {
         n: {"supernet_mAP50_95": proxy[n]["mAP50_95"], "standalone_mAP50_95": gt[n]["mAP50_95"],
             "standalone_seeds": len(gt[n]["seeds"]), "gap": proxy[n]["mAP50_95"] - gt[n]["mAP50_95"]}
@@ -281,6 +284,31 @@ def evidence(results: Path = run.RESULTS, boot: int = 2000) -> dict[str, Any]:
             "spearman_with_fp32_mAP": report._spearman_value(np.array(fp32), d),
             "released": {n: drops[n] for n in ("yolo_nas_s", "yolo_nas_m", "yolo_nas_l") if n in drops},
         }
+    finetuned = {}  # fine-tuning from the supernet's weights against the standalone training from scratch
+    for n in FINETUNE:
+        path = results / "supernet" / f"finetune_{n}_s0.json"
+        scratch = [r for r in report._load(results / "window") + report._load(results / "gt") if r["name"] == n]
+        if not path.is_file() or not scratch:
+            continue
+        ft = json.loads(path.read_text())
+        curve = [h.get("mAP50_95") for h in ft["history"]]
+        target = float(np.mean([r["mAP50_95"] for r in scratch]))  # the standalone mAP (20 epochs, its seeds' mean)
+        finetuned[n] = {
+            "extracted_mAP50_95": proxy[n]["mAP50_95"] if n in proxy else None,
+            "finetune_curve": curve,
+            "finetune_cpu_s": ft["cpu_s_this_process"],
+            "standalone_mAP50_95": target,
+            "standalone_trainings": len(scratch),
+            "standalone_cpu_s": float(
+                np.mean([r["cpu_s_this_process"] for r in scratch if r.get("cpu_s_this_process")])
+            )
+            if any(r.get("cpu_s_this_process") for r in scratch)
+            else None,
+            "scratch_curve": {
+                h["epoch"]: h["mAP50_95"] for h in scratch[0]["history"] if h.get("mAP50_95") is not None
+            },
+            "epochs_to_standalone": next((i + 1 for i, v in enumerate(curve) if v is not None and v >= target), None),
+        }
     per_candidate = [float(r["cpu_s"]) for r in proxy.values() if r.get("cpu_s") is not None]
     return {
         "what": "the supernet as the search's accuracy signal (issue 25), from the committed per-architecture files",
@@ -295,6 +323,7 @@ def evidence(results: Path = run.RESULTS, boot: int = 2000) -> dict[str, Any]:
         "extracted": extracted,
         "int8_drop": int8,
         "ablation": ablation,
+        "finetune": finetuned,
     }
 
 
@@ -312,7 +341,13 @@ def _md(res: dict[str, Any]) -> str:
         lines += [
             f"Training: the parent L ({c['parent_cpu_s']:.0f} CPU-s, {c['parent_mAP50_95']:.2f} mAP) then the supernet,"
             f" {c['supernet_epochs']} epochs ({c['supernet_cpu_s']:.0f} CPU-s): the supernet alone"
-            f" {c['supernet_over_parent']:.2f}x the L's ground-truth training, both together {c['total_over_parent']:.2f}x.",
+            f" {c['supernet_over_parent']:.2f}x this parent's CPU-s (2 torch threads), both together {c['total_over_parent']:.2f}x"
+            + (
+                f"; against the 27-sample's L training (1 thread, as the supernet: {c['gt_L_cpu_s']:.0f} CPU-s) the"
+                f" supernet is {c['supernet_over_gt_L']:.2f}x."
+                if c.get("gt_L_cpu_s")
+                else "."
+            ),
             "",
         ]
     lines += [f"Scoring: {res['scored']} architectures, {f(res['cpu_s_per_candidate'], '{:.1f}')} CPU-s a candidate"
@@ -356,6 +391,19 @@ def _md(res: dict[str, Any]) -> str:
         for n, e in res["extracted"].items():
             lines.append(f"| {n} | {e['supernet_mAP50_95']:.2f} | {e['standalone_mAP50_95']:.2f} ({e['standalone_seeds']})"
                          f" | {e['gap']:+.2f} |")  # fmt: skip
+        lines.append("")
+    if res.get("finetune"):
+        lines += ["## Fine-tuning from the supernet's weights against training from scratch", "",
+                  f"The ground truth's recipe for {FINETUNE_EPOCHS} epochs (val every epoch), starting from the extracted"
+                  " sub-network (BatchNorm re-estimated); from scratch: the standalone 20-epoch training (val every 5).", "",
+                  "| network | extracted | fine-tuned, per epoch | CPU-s | from scratch (epoch: mAP) | CPU-s | epochs to the standalone mAP |",
+                  "|---|---:|---|---:|---|---:|---:|"]  # fmt: skip
+        for n, e in res["finetune"].items():
+            curve = ", ".join(f(v) for v in e["finetune_curve"])
+            scratch = ", ".join(f"{k}: {v:.2f}" for k, v in e["scratch_curve"].items())
+            lines.append(f"| {n} | {f(e['extracted_mAP50_95'])} | {curve} | {e['finetune_cpu_s']:.0f} | {scratch}"
+                         f" (mean of {e['standalone_trainings']}: {e['standalone_mAP50_95']:.2f}) |"
+                         f" {f(e['standalone_cpu_s'], '{:.0f}')} | {e['epochs_to_standalone'] or '–'} |")  # fmt: skip
         lines.append("")
     i8 = res.get("int8_drop")
     if i8:
