@@ -416,7 +416,7 @@ def _md(res: dict[str, Any]) -> str:
 
 def report_cmd(args) -> int:
     res = evidence(boot=args.boot)
-    write_text_atomic(EVIDENCE_JSON, json.dumps(res, indent=1, sort_keys=True) + "\n")
+    write_text_atomic(EVIDENCE_JSON, json.dumps(res, indent=1) + "\n")  # insertion order: the Markdown's
     write_text_atomic(EVIDENCE_MD, _md(res) + "\n")
     print(_md(res))
     return 0
