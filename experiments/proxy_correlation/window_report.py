@@ -165,36 +165,45 @@ def pairs_right_ci(x, y, boot: int = 2000) -> list[float] | None:
     return [float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))] if vals else None
 
 
-def two_level_difference(a: dict[str, dict[int, float]], b: dict[int, float], boot: int = 2000) -> dict[str, Any]:
-    """Mean trained mAP of the picks `a` ({pick: {seed: mAP}}: one pick per search seed; a pick appearing for several
-    search seeds is listed once per seed by the caller) minus the reference's (`b`: {seed: mAP}), with a two-level
-    bootstrap (search seeds, then training seeds within each architecture) and a Welch t interval on the per-seed
-    values as a check."""
-    picks = [list(v.values()) for v in a.values() if v]
+def two_level_difference(
+    a: dict[str, dict[int, float]], b: dict[int, float], boot: int = 2000, ref_name: str | None = None
+) -> dict[str, Any]:
+    """Mean trained mAP of the picks `a` ({"unit@search_seed": {seed: mAP}}: one pick per search seed) minus the
+    reference's (`b`: {seed: mAP}, the unit `ref_name`), with a two-level bootstrap (search seeds, then training seeds
+    within each architecture) and a Welch t interval on the per-seed values as a check.
+
+    A pick that is the reference's own unit shares its trainings: in each resample it takes the reference's resampled
+    mean, so its difference is 0 by identity rather than two independent draws of the same numbers. No decision is
+    made while a search seed's pick has no training (the mean would be over the trained picks only)."""
+    untrained = sum(1 for v in a.values() if not v)
+    picks = [(k.rsplit("@", 1)[0], list(v.values())) for k, v in a.items() if v]
     ref = list(b.values())
     if not picks or not ref:
-        return {"diff": None}
-    point = float(np.mean([np.mean(p) for p in picks]) - np.mean(ref))
+        return {"diff": None, "n_picks_untrained": untrained}
+    point = float(np.mean([np.mean(p) for _, p in picks]) - np.mean(ref))
     rng = np.random.default_rng(0)
     draws = []
     for _ in range(boot):
+        ref_mean = float(np.mean(rng.choice(ref, len(ref))))
         chosen = [picks[i] for i in rng.integers(0, len(picks), len(picks))]
-        pm = np.mean([np.mean(rng.choice(p, len(p))) for p in chosen])
-        draws.append(float(pm - np.mean(rng.choice(ref, len(ref)))))
-    flat = [v for p in picks for v in p]
+        pm = np.mean([ref_mean if name == ref_name else np.mean(rng.choice(p, len(p))) for name, p in chosen])
+        draws.append(float(pm - ref_mean))
+    flat = [v for _, p in picks for v in p]
     welch = None
     if len(flat) >= 2 and len(ref) >= 2:
         t = stats.ttest_ind(flat, ref, equal_var=False)
         ci = t.confidence_interval(0.95)
         welch = [float(ci.low), float(ci.high)]
     lo, hi = float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))
-    # no decision from a side without a spread (one training: its bootstrap interval is a point)
-    enough = len(ref) >= 2 and len(flat) >= 2 and welch is not None
+    # no decision from a side without a spread (one training: its bootstrap interval is a point), nor from a subset
+    # of the search seeds
+    enough = len(ref) >= 2 and len(flat) >= 2 and welch is not None and not untrained
     return {
         "diff": point,
         "ci": [lo, hi],
         "welch_ci": welch,
         "n_picks": len(picks),
+        "n_picks_untrained": untrained,
         "n_pick_trainings": len(flat),
         "n_reference_trainings": len(ref),
         "decision": "too few trainings"
@@ -211,7 +220,8 @@ DECISION_WORDS = {
     "better": "the search beats released at this tier: it emits its pick",
     "worse": "the released layout is better: the search emits the released layout",
     "not distinguishable": "not distinguishable at this evidence: the search emits the released layout",
-    "too few trainings": "too few trainings for a decision (each side needs 2 or more): the search emits the released layout",
+    "too few trainings": "too few trainings for a decision (each side needs 2 or more, every search seed's pick at "
+    "least 1): the search emits the released layout",
 }
 
 
@@ -243,13 +253,13 @@ def truth_test(
                 "picks": {k: v for k, v in picks.items()},
                 "equals_released": [rec["tiers"][tier]["equals_released"] for _, rec in sorted(per_seed.items())],
                 "released": values.get(tier, {}),
-                "vs_released": two_level_difference(picks, values.get(tier, {}), boot),
+                "vs_released": two_level_difference(picks, values.get(tier, {}), boot, ref_name=tier),
             }
             units = [rec["tiers"][tier]["unit"] for _, rec in sorted(per_seed.items())]
             if measured:
                 row["measured_x_s"] = {n: measured.get(n) for n in dict.fromkeys([tier, *units])}
             if tier == "yolo_nas_s":
-                row["vs_flops_s"] = two_level_difference(picks, values.get("flops_s", {}), boot)
+                row["vs_flops_s"] = two_level_difference(picks, values.get("flops_s", {}), boot, ref_name="flops_s")
                 means = {n: float(np.mean(list(values[n].values()))) for n in window12 if values.get(n)}
                 row["random_in_window"] = float(np.mean(list(means.values()))) if means else None
                 row["random_in_window_n"] = len(means)

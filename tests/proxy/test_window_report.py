@@ -114,6 +114,23 @@ def test_the_truth_test_decides_only_when_the_interval_excludes_zero():
     assert "emits the released layout" in wr.DECISION_WORDS["not distinguishable"]
 
 
+def test_a_pick_that_is_the_released_unit_differs_by_zero_and_untrained_picks_block_a_decision():
+    wr = _load("window_report")
+    ref = {0: 7.4, 1: 8.1, 2: 7.2}
+    # the search picked the released layout at every seed: the same trainings on both sides, difference 0 exactly
+    same = wr.two_level_difference({"s@0": ref, "s@1": ref}, ref, boot=300, ref_name="s")
+    assert same["diff"] == 0.0 and same["ci"] == [0.0, 0.0]
+    # without the pairing two independent resamples of one unit's seeds would make a spread out of nothing
+    unpaired = wr.two_level_difference({"s@0": ref, "s@1": ref}, ref, boot=300)
+    assert unpaired["ci"][0] < 0 < unpaired["ci"][1]
+    # a search seed whose pick has no training yet: no decision, however clear the trained ones look
+    clear = {"s@0": ref, "p@1": {0: 20.0, 1: 20.1, 2: 19.9}, "q@2": {}}
+    d = wr.two_level_difference(clear, ref, boot=300, ref_name="s")
+    assert d["n_picks_untrained"] == 1 and d["decision"] == "too few trainings"
+    trained = wr.two_level_difference({**clear, "q@2": {0: 20.0, 1: 20.2}}, ref, boot=300, ref_name="s")
+    assert trained["n_picks_untrained"] == 0 and trained["decision"] != "too few trainings"
+
+
 def test_the_window_signal_table_scores_a_size_only_signal_at_zero_given_latency():
     wr = _load("window_report")
     names = [f"a{i}" for i in range(10)]
