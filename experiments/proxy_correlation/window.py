@@ -414,10 +414,10 @@ def latency(args) -> int:
 def status(args) -> int:
     doc = load_window()
     rows = [(n, s, done(n, s)) for n, s in units(doc)]
-    cpu = 0.0
-    for p in sorted(WINDOW_RESULTS.glob("*.json")):
-        cpu += float(json.loads(p.read_text()).get("cpu_s_this_process") or 0.0)
-    print(f"{sum(d for *_, d in rows)} of {len(rows)} units done ({cpu / 3600:.2f} CPU-hours so far)")
+    from window_report import training_cost
+
+    cost = training_cost([json.loads(p.read_text()) for p in sorted(WINDOW_RESULTS.glob("*.json"))])
+    print(f"{sum(d for *_, d in rows)} of {len(rows)} units done ({cost['cpu_hours']:.2f} CPU-hours so far)")
     for n, s, d in rows:
         if not d:
             print(f"  todo: {n} seed {s}")

@@ -281,11 +281,27 @@ def build(results: Path = RESULTS, boot: int = 2000) -> dict[str, Any]:
         "recipe": rows[0].get("recipe") if rows else run.RECIPE,
         "units": {n: values[n] for n in sorted(values)},
         "n_trainings": len(rows),
-        "cpu_hours": round(sum(float(r.get("cpu_s_this_process") or 0.0) for r in rows) / 3600, 2),
+        **training_cost(rows),
         "machines": sorted({r.get("machine", "?") for r in rows}),
         "ceiling": ceiling(values, names, boot=boot),
         "signals": signal_table(values, names, _signals(window, results), lat, boot),
         "truth_test": truth_test(window, values, boot, measured_latency(results)),
+    }
+
+
+def training_cost(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """CPU-hours of the trainings: measured where one process ran the whole training; a resumed training records
+    only its last process's CPU seconds, so its whole cost is estimated per epoch (cpu_s x epochs / epochs run)."""
+    whole = [float(r["cpu_s_this_process"]) for r in rows if r.get("cpu_s_this_process") and not r.get("resumed")]
+    resumed = [
+        float(r["cpu_s_this_process"]) * r["recipe"]["epochs"] / r["epochs_this_process"]
+        for r in rows
+        if r.get("resumed") and r.get("cpu_s_this_process") and r.get("epochs_this_process")
+    ]
+    return {
+        "cpu_hours": round((sum(whole) + sum(resumed)) / 3600, 2),
+        "cpu_hours_measured": round(sum(whole) / 3600, 2),
+        "n_resumed_estimated": len(resumed),
     }
 
 
@@ -346,7 +362,8 @@ def markdown(res: dict[str, Any]) -> str:
     lines = [
         "# The S window: ground truth at equal latency (PLAN.md)",
         "",
-        f"{res['n_trainings']} trainings so far ({res['cpu_hours']} CPU-hours), recipe as results.md. Machines: "
+        f"{res['n_trainings']} trainings so far ({res['cpu_hours']} CPU-hours at 1 thread; "
+        f"{res['n_resumed_estimated']} resumed one(s) estimated per epoch), recipe as results.md. Machines: "
         + "; ".join(res["machines"])
         + ".",
         "",

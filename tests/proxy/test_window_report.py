@@ -259,3 +259,14 @@ def test_the_supernet_signal_trains_resumes_and_scores_into_the_proxy_files(pc, 
     assert pc.train_one(ft) == 0
     doc = json.loads((tmp_path / "ft.json").read_text())
     assert doc["init"] == init and doc["recipe"]["epochs"] == 1 and len(doc["history"]) == 1
+
+
+def test_training_cost_estimates_a_resumed_training_per_epoch():
+    wr = _load("window_report")
+    recipe = {"epochs": 20}
+    rows = [
+        {"cpu_s_this_process": 3600.0, "resumed": False, "epochs_this_process": 20, "recipe": recipe},
+        {"cpu_s_this_process": 900.0, "resumed": True, "epochs_this_process": 5, "recipe": recipe},  # 4 x 900
+    ]
+    cost = wr.training_cost(rows)
+    assert cost == {"cpu_hours": 2.0, "cpu_hours_measured": 1.0, "n_resumed_estimated": 1}
