@@ -285,9 +285,10 @@ def evidence(results: Path = run.RESULTS, boot: int = 2000) -> dict[str, Any]:
             "released": {n: drops[n] for n in ("yolo_nas_s", "yolo_nas_m", "yolo_nas_l") if n in drops},
         }
     finetuned = {}  # fine-tuning from the supernet's weights against the standalone training from scratch
+    trained = report._load(results / "window") + report._load(results / "gt")  # read once for every network
     for n in FINETUNE:
         path = results / "supernet" / f"finetune_{n}_s0.json"
-        scratch = [r for r in report._load(results / "window") + report._load(results / "gt") if r["name"] == n]
+        scratch = [r for r in trained if r["name"] == n]
         if not path.is_file() or not scratch:
             continue
         ft = json.loads(path.read_text())

@@ -186,6 +186,11 @@ def t_interval(values: list[float]) -> list[float] | None:
     return [float(v.mean()) - half, float(v.mean()) + half]
 
 
+def _relative(ci: list[float] | None, target: float) -> list[float] | None:
+    """An interval as a fraction of `target`; None stays None (one seed has no interval, not a zero-width one)."""
+    return None if ci is None else [v / target for v in ci]
+
+
 def summarize(runs: list[dict]) -> dict[str, Any]:
     """results.json from the raw runs alone: every number below is recomputed from them by a test."""
     random_runs = sorted((r for r in runs if r["strategy"] == "random"), key=lambda r: r["seed"])
@@ -229,7 +234,7 @@ def summarize(runs: list[dict]) -> dict[str, Any]:
         "reference_point": {"cost": ref_cost, "proxy_score": ref_score},
         "random_final_hv": random_finals,
         "random_final_hv_mean": target,
-        "random_final_hv_ci95": [v / target for v in t_interval(random_finals) or [target, target]],
+        "random_final_hv_ci95": _relative(t_interval(random_finals), target),
         "summary": summary,
         "picks": picks,
         "curves": {f"{k[0]}-seed{k[1]}": v for k, v in curves.items()},

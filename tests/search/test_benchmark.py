@@ -42,6 +42,7 @@ def test_search_efficiency_benchmark_tiny(tmp_path, tiny_space_path, proxy_cache
     rnd = res["summary"]["random"]["hv_at"]["10"]  # the reference's own final: 1 by construction, one seed
     assert rnd["mean"] == pytest.approx(1.0) and rnd["ci95"] is None and rnd["seeds"] == [pytest.approx(1.0)]
     assert res["summary"]["nsga2"]["hv_at"] == {}  # no checkpoint within its 6 trials
+    assert res["random_final_hv_ci95"] is None  # one random seed: no interval, not a zero-width one
     picks = res["picks"]["nsga2-seed0"]
     assert picks and all(p is None or {"digest", "proxy_score", "equals_reference"} <= set(p) for p in picks.values())
     raw = json.loads((tmp_path / "raw" / "nsga2-seed0-n6.json").read_text())
