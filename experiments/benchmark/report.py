@@ -10,11 +10,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from experiments.stats import t_interval
 from nas.export.benchmark import format_table
 from nas.io import write_text_atomic
 
 # two-sided 95% Student t quantiles by degrees of freedom
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
 def machine_tag(fp: dict[str, Any]) -> str:
@@ -27,10 +27,8 @@ def machine_tag(fp: dict[str, Any]) -> str:
 def mean_ci(values: list[float]) -> tuple[float, float, float]:
     """(mean, low, high): the 95% t interval of the mean (the value itself, twice, for one value)."""
     m = statistics.fmean(values)
-    if len(values) < 2:
-        return m, m, m
-    half = _T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / len(values) ** 0.5
-    return m, m - half, m + half
+    ci = t_interval(values)
+    return (m, m, m) if ci is None else (m, ci[0], ci[1])
 
 
 def _qat_section(r: dict[str, Any]) -> list[str]:

@@ -30,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from experiments.stats import t_interval
 from nas.io import write_text_atomic
 from nas.search import ProxyConfig, SearchConfig, SpaceConfig, StorageConfig, StrategyConfig, run_search
 from nas.search.select import hypervolume_2d
@@ -173,17 +174,6 @@ def load_raw(out: Path) -> list[dict]:
     if not runs:
         raise SystemExit(f"{out / 'raw'}: no saved runs; run the benchmark first (without --report-only)")
     return runs
-
-
-def t_interval(values: list[float]) -> list[float] | None:
-    """95% t interval of the mean over seeds (None for one seed)."""
-    from scipy import stats
-
-    v = np.asarray(values, dtype=float)
-    if len(v) < 2:
-        return None
-    half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
-    return [float(v.mean()) - half, float(v.mean()) + half]
 
 
 def _relative(ci: list[float] | None, target: float) -> list[float] | None:
