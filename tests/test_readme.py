@@ -12,17 +12,28 @@ def _readme() -> str:
     return " ".join((ROOT / "README.md").read_text().split())  # line breaks do not matter
 
 
-def test_int8_speedup_is_the_measured_one_and_names_its_cpu_kind():
+def test_int8_numbers_are_the_measured_ones_and_name_their_cpu_kind():
     int8 = json.loads((ROOT / "experiments" / "int8" / "results.json").read_text())
-    speedup = int8["models"]["qarepvgg"]["latency"]["threads"]["1"]["speedup"]["int8"]
-    assert int8["machine"]["avx512_vnni"] is False
+    lat = int8["latency"]["qarepvgg_s0"]
+    assert lat["avx512_vnni"] is True
     text = _readme()
-    assert f"{speedup:.2f}× on AVX2 without VNNI" in text  # the number with the CPU kind it holds for
+    speedup = lat["threads"]["1"]["speedup"]["int8"]
+    assert f"{speedup:.2f}× on an Intel Xeon with AVX-512 VNNI" in text  # the number with the CPU kind it holds for
+    earlier = json.loads((ROOT / "experiments" / "int8" / "earlier" / "results_amd_avx2.json").read_text())
+    assert earlier["machine"]["avx512_vnni"] is False
+    old = earlier["models"]["qarepvgg"]["latency"]["threads"]["1"]["speedup"]["int8"]
+    assert f"{old:.2f}× on AMD without VNNI" in text
     bench = json.loads(
         (ROOT / "experiments" / "benchmark" / "results" / "formats_authenticamd_f25m17_vnni.json").read_text()
     )
     vnni = next(r for r in bench["rows"] if r["name"] == "onnx_int8")["speedup"]["1"]
-    assert f"{vnni:.2f}× on AVX-512 VNNI" in text  # measured interleaved on a VNNI machine (experiments/benchmark)
+    assert f"{vnni:.2f}× on AMD Zen 4 with VNNI" in text  # measured interleaved on a VNNI machine (experiments/benchmark)
+    p1, p2 = int8["P1_drop"]["qarepvgg"], int8["P2_repvgg_minus_qarepvgg"]
+    lo, hi = p2["ci95"]
+    assert f"RepVGG − QARepVGG {p2['mean']:.2f} [{lo:.2f}, {hi:.2f}]".replace("-", "−") in text
+    assert f"{len(int8['seeds'])} training seeds" in text
+    lo, hi = p1["ci95"]
+    assert f"QARepVGG drop {p1['mean']:.2f} [{lo:.2f}, {hi:.2f}]".replace("-", "−") in text
 
 
 def test_proxy_ranking_is_reported_from_proxy_correlation_not_as_unmeasured():

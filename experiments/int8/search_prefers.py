@@ -149,7 +149,9 @@ def markdown(r: dict) -> str:
         f"Searches of the `yolo_nas` space, {r['n_trials']} trials each, seed {r['seed']}, NSGA-II, hardware "
         "`cpu_ort_int8`, the smoke proxy settings. Measured drops (nas/quant/block_drop.json): "
         + ", ".join(f"{k} {v:.3f}" for k, v in drop.items())
-        + f" mAP50-95 points (favouring **{better}**, by little); YOLOv6's published COCO drops: "
+        + f" mAP50-95 points (lower: **{better}**; RepVGG minus QARepVGG over the training seeds: "
+        + r.get("block_drop", {}).get("repvgg_minus_qarepvgg", "no verdict recorded")
+        + "); YOLOv6's published COCO drops: "
         + ", ".join(f"{k} {v:.1f}" for k, v in v6.items())
         + ". Share: of the block-type dimensions set to qarepvgg.",
         "",

@@ -18,6 +18,7 @@ import numpy as np
 from scipy import stats
 
 from nas.io import write_text_atomic
+from nas.latency.device import short_describe
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -377,14 +378,6 @@ def _load(folder: Path) -> list[dict[str, Any]]:
     )
 
 
-def _short_machine(machine: str) -> str:
-    """'AMD EPYC (AuthenticAMD family 25 ...)' -> 'AMD EPYC 25/1'; the old records' 'x86_64, 2 CPUs' -> as is."""
-    import re
-
-    m = re.match(r"(.*?) \((\S+) family (\S+) model (\S+)", machine)
-    return f"{m.group(1).replace('(R)', '')} {m.group(3)}/{m.group(4)}" if m else machine.split(",")[0]
-
-
 def ground_truth(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     by: dict[str, dict[str, Any]] = {}
     for r in rows:
@@ -395,7 +388,7 @@ def ground_truth(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         g["train_s"] += float(r.get("train_s", 0.0))
         if r.get("cpu_s_this_process") is not None and not r.get("resumed"):  # a whole training's CPU seconds
             g["cpu_s"] = (g["cpu_s"] or 0.0) + float(r["cpu_s_this_process"])
-        g["machines"].append(_short_machine(r.get("machine", "?")))
+        g["machines"].append(short_describe(r.get("machine", "?")))
         vals = [h["mAP50_95"] for h in r.get("history", []) if "mAP50_95" in h]
         if len(vals) >= 2 and r["seed"] == 0:
             g["previous_val"] = vals[-2]

@@ -27,6 +27,7 @@ __all__ = [
     "device_slug",
     "fingerprint_id",
     "mismatches",
+    "short_describe",
     "warn_mismatch",
 ]
 
@@ -191,6 +192,15 @@ def describe(fp: dict[str, Any] | None, accelerator: str = "cpu") -> str:
         f"{q(c.get('model_name'))} ({q(c.get('vendor'))} family {q(c.get('family'))} model {q(c.get('model'))} "
         f"stepping {q(c.get('stepping'))}; {flags}; {q(c.get('cores'))} cores; {lib})"
     )
+
+
+def short_describe(description: str) -> str:
+    """`describe`'s line cut to a table cell: 'AMD EPYC (AuthenticAMD family 25 model 17 ...)' -> 'AMD EPYC 25/17';
+    a line in another form (older records: 'x86_64, 2 CPUs') -> its part before the first comma."""
+    import re
+
+    m = re.match(r"(.*?) \((\S+) family (\S+) model (\S+)", description)
+    return f"{m.group(1).replace('(R)', '')} {m.group(3)}/{m.group(4)}" if m else description.split(",")[0]
 
 
 def device_slug(fp: dict[str, Any]) -> str:
