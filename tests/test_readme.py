@@ -27,7 +27,9 @@ def test_int8_numbers_are_the_measured_ones_and_name_their_cpu_kind():
         (ROOT / "experiments" / "benchmark" / "results" / "formats_authenticamd_f25m17_vnni.json").read_text()
     )
     vnni = next(r for r in bench["rows"] if r["name"] == "onnx_int8")["speedup"]["1"]
-    assert f"{vnni:.2f}× on AMD Zen 4 with VNNI" in text  # measured interleaved on a VNNI machine (experiments/benchmark)
+    assert (
+        f"{vnni:.2f}× on AMD Zen 4 with VNNI" in text
+    )  # measured interleaved on a VNNI machine (experiments/benchmark)
     p1, p2 = int8["P1_drop"]["qarepvgg"], int8["P2_repvgg_minus_qarepvgg"]
     lo, hi = p2["ci95"]
     assert f"RepVGG − QARepVGG {p2['mean']:.2f} [{lo:.2f}, {hi:.2f}]".replace("-", "−") in text
