@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import report  # this folder: the endpoints' statistics (one implementation for both reports)
 
 from nas.io import write_text_atomic
+from nas.latency.device import short_describe
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -283,25 +284,71 @@ def build(results: Path = RESULTS, boot: int = 2000) -> dict[str, Any]:
         "n_trainings": len(rows),
         **training_cost(rows),
         "machines": sorted({r.get("machine", "?") for r in rows}),
+        "machine_effect": machine_effect(rows, report._load(INT8_TRAININGS)),
         "ceiling": ceiling(values, names, boot=boot),
         "signals": signal_table(values, names, _signals(window, results), lat, boot),
         "truth_test": truth_test(window, values, boot, measured_latency(results)),
     }
 
 
+INT8_TRAININGS = HERE.parent / "int8" / "raw" / "train"  # the released S again, same recipe, on another machine
+
+
+def machine_effect(rows: list[dict[str, Any]], extra: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Does the CPU a unit trained on shift its mAP? For every architecture trained with the same recipe on more than
+    one machine (the window's units and `extra`: other experiments' trainings of the same layouts), the mean per
+    machine and the difference of the two means with its Welch 95% interval. The window mixes machines across
+    sessions; an interval well away from 0 would make that a confound."""
+    recipe = rows[0]["recipe"] if rows else None
+    groups: dict[str, dict[str, list[float]]] = {}
+    for r in [*rows, *(e for e in extra if e.get("recipe") == recipe)]:
+        groups.setdefault(r["name"], {}).setdefault(short_describe(r.get("machine", "?")), []).append(
+            float(r["mAP50_95"])
+        )
+    out = []
+    for name, per in sorted(groups.items()):
+        if len(per) < 2:
+            continue
+        (ma, a), (mb, b) = sorted(per.items())[:2]
+        row: dict[str, Any] = {"name": name, "machines": {ma: a, mb: b}, "difference": float(np.mean(b) - np.mean(a))}
+        if len(a) > 1 and len(b) > 1:
+            va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+            df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+            half = float(stats.t.ppf(0.975, df) * math.sqrt(va + vb))
+            row["ci95"] = [row["difference"] - half, row["difference"] + half]
+        out.append(row)
+    return out
+
+
+def _unit_cpu_s(r: dict[str, Any]) -> tuple[float, bool] | None:
+    """(CPU seconds of the whole training, estimated?): measured where one process ran it all; a resumed training
+    records only its last process's CPU seconds, so its whole cost is estimated per epoch (cpu_s x epochs / epochs
+    run). None when the file records no CPU time."""
+    if not r.get("cpu_s_this_process"):
+        return None
+    if not r.get("resumed"):
+        return float(r["cpu_s_this_process"]), False
+    if not r.get("epochs_this_process"):
+        return None
+    return float(r["cpu_s_this_process"]) * r["recipe"]["epochs"] / r["epochs_this_process"], True
+
+
 def training_cost(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """CPU-hours of the trainings: measured where one process ran the whole training; a resumed training records
-    only its last process's CPU seconds, so its whole cost is estimated per epoch (cpu_s x epochs / epochs run)."""
-    whole = [float(r["cpu_s_this_process"]) for r in rows if r.get("cpu_s_this_process") and not r.get("resumed")]
-    resumed = [
-        float(r["cpu_s_this_process"]) * r["recipe"]["epochs"] / r["epochs_this_process"]
-        for r in rows
-        if r.get("resumed") and r.get("cpu_s_this_process") and r.get("epochs_this_process")
-    ]
+    """CPU-hours of the trainings, in all and per machine fingerprint (units of different CPUs cost differently)."""
+    costs = [(r.get("machine", "?"), _unit_cpu_s(r)) for r in rows]
+    costs = [(m, c) for m, c in costs if c is not None]
+    by_machine: dict[str, dict[str, Any]] = {}
+    for m, (cpu_s, _) in costs:
+        e = by_machine.setdefault(m, {"units": 0, "cpu_s": 0.0})
+        e["units"] += 1
+        e["cpu_s"] += cpu_s
     return {
-        "cpu_hours": round((sum(whole) + sum(resumed)) / 3600, 2),
-        "cpu_hours_measured": round(sum(whole) / 3600, 2),
-        "n_resumed_estimated": len(resumed),
+        "cpu_hours": round(sum(c for _, (c, _) in costs) / 3600, 2),
+        "cpu_hours_measured": round(sum(c for _, (c, est) in costs if not est) / 3600, 2),
+        "n_resumed_estimated": sum(est for _, (_, est) in costs),
+        "cpu_hours_by_machine": {
+            m: {"units": e["units"], "cpu_hours": round(e["cpu_s"] / 3600, 2)} for m, e in sorted(by_machine.items())
+        },
     }
 
 
@@ -364,7 +411,10 @@ def markdown(res: dict[str, Any]) -> str:
         "",
         f"{res['n_trainings']} trainings so far ({res['cpu_hours']} CPU-hours at 1 thread; "
         f"{res['n_resumed_estimated']} resumed one(s) estimated per epoch), recipe as results.md. Machines: "
-        + "; ".join(res["machines"])
+        + "; ".join(
+            f"{short_describe(m)} ({e['units']} trainings, {e['cpu_hours']} CPU-hours)"
+            for m, e in res["cpu_hours_by_machine"].items()
+        )
         + ".",
         "",
         f"Ceiling (architectures with 3 seeds: {c['n']}): seed-vs-seed Spearman {_f(c.get('pairwise'), c.get('pairwise_ci'))},"
@@ -416,6 +466,15 @@ def markdown(res: dict[str, Any]) -> str:
             f = t["vs_flops_s"]
             lines += ["", f"{t['signal']} S picks − the largest-FLOPs-under-budget pick: {_f(f['diff'], f['ci'])} ({f['decision']}); "
                       f"a random in-window architecture (mean of {t['random_in_window_n']}): {_f(t['random_in_window'])} mAP."]  # fmt: skip
+    for e in res.get("machine_effect", []):
+        (ma, a), (mb, b) = e["machines"].items()
+        lines += [
+            "",
+            f"Machine check, `{e['name']}` trained with this recipe on two CPUs (this window's units and, for the "
+            f"released S, experiments/int8's): {ma} {', '.join(f'{v:.2f}' for v in a)}; {mb} {', '.join(f'{v:.2f}' for v in b)}; "
+            f"difference of means {_f(e['difference'], e.get('ci95'))} (Welch 95%; the window mixes machines across "
+            "sessions: an interval excluding 0 would make the machine a confound).",
+        ]
     return "\n".join(lines) + "\n"
 
 

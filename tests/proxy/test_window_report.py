@@ -265,8 +265,27 @@ def test_training_cost_estimates_a_resumed_training_per_epoch():
     wr = _load("window_report")
     recipe = {"epochs": 20}
     rows = [
-        {"cpu_s_this_process": 3600.0, "resumed": False, "epochs_this_process": 20, "recipe": recipe},
-        {"cpu_s_this_process": 900.0, "resumed": True, "epochs_this_process": 5, "recipe": recipe},  # 4 x 900
+        {"cpu_s_this_process": 3600.0, "resumed": False, "epochs_this_process": 20, "recipe": recipe, "machine": "A"},
+        {"cpu_s_this_process": 900.0, "resumed": True, "epochs_this_process": 5, "recipe": recipe, "machine": "B"},
+        {"cpu_s_this_process": 1800.0, "resumed": False, "epochs_this_process": 20, "recipe": recipe, "machine": "B"},
     ]
     cost = wr.training_cost(rows)
-    assert cost == {"cpu_hours": 2.0, "cpu_hours_measured": 1.0, "n_resumed_estimated": 1}
+    assert cost == {
+        "cpu_hours": 2.5,
+        "cpu_hours_measured": 1.5,
+        "n_resumed_estimated": 1,
+        "cpu_hours_by_machine": {"A": {"units": 1, "cpu_hours": 1.0}, "B": {"units": 2, "cpu_hours": 1.5}},  # 4 x 900
+    }
+
+
+def test_machine_effect_compares_one_layout_across_cpus():
+    wr = _load("window_report")
+    recipe = {"epochs": 20}
+    amd, intel = "AMD EPYC (AuthenticAMD family 25 model 17 stepping 1)", "Intel Xeon (GenuineIntel family 6 model 143)"
+    rows = [{"name": "s", "recipe": recipe, "machine": amd, "mAP50_95": v} for v in (7.0, 8.0, 7.5)]
+    rows += [{"name": "w00", "recipe": recipe, "machine": amd, "mAP50_95": 6.0}]  # one machine only: no row
+    extra = [{"name": "s", "recipe": recipe, "machine": intel, "mAP50_95": v} for v in (8.0, 9.0)]
+    extra += [{"name": "s", "recipe": {"epochs": 5}, "machine": intel, "mAP50_95": 1.0}]  # another recipe: left out
+    (e,) = wr.machine_effect(rows, extra)
+    assert e["name"] == "s" and e["difference"] == pytest.approx(1.0)
+    assert e["ci95"][0] < 1.0 < e["ci95"][1]
