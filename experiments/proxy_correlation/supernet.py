@@ -73,6 +73,14 @@ def train(args) -> int:
     last = where / "last.pt"
     recipe = {**run.RECIPE, "epochs": args.epochs}
     parent = run.gt_checkpoint(run.PARENT)
+    if not last.is_file() and not parent.is_file() and not args.from_scratch:
+        # runs/ is not committed: on a new machine the parent is gone, and a supernet from random init is not the
+        # one behind the committed scores (supernet_train.json: started_from)
+        raise SystemExit(
+            f"{parent} is missing: the supernet starts from the trained parent {run.PARENT}. Train it first without "
+            f"touching the committed results/gt file: python {Path(run.__file__).name} train-one {run.PARENT} 0 "
+            f"--out {run.RUNS / f'parent_{run.PARENT}_s0.json'} --run-name gt_{run.PARENT}_s0; or pass --from-scratch"
+        )
     start = {"resume": str(last)} if last.is_file() else {"weights": str(parent)} if parent.is_file() else {}
     t0, c0 = time.perf_counter(), _cpu_s()
     result = train_supernet(
@@ -111,7 +119,7 @@ def train(args) -> int:
 
 
 def names() -> list[str]:
-    """Every architecture with a ground truth: the 27-sample (and its extra), the S window and the picks."""
+    """Every architecture the ground truth names, trained yet or not: the 27-sample, the S window and the picks."""
     sys.path.insert(0, str(HERE))
     from window_report import window_names
 
@@ -123,19 +131,15 @@ def names() -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _has_truth(name: str) -> bool:
-    """A trained result exists for `name` (the 27-sample's results/gt or the window's results/window): scoring the
-    others waits until their trainings land (a later `score` scores what is new)."""
-    return any(next((run.RESULTS / sub).glob(f"{name}_s*.json"), None) is not None for sub in ("gt", "window"))
-
-
 def score(args) -> int:
     last = run_dir(args.variant) / "last.pt"
     if not last.is_file():
         raise SystemExit(f"{last} is missing: run `python {Path(__file__).name} train` first")
     me = [sys.executable, str(Path(__file__).resolve())]
     proxy = proxy_name(args.variant)
-    todo = [n for n in names() if _has_truth(n) and not run.proxy_path(proxy, n).is_file()]
+    # every named architecture, trained yet or not: the checkpoint lives in runs/ (not committed) and may not
+    # outlive this machine, while a score file is committed; the report joins scores with whatever has a truth
+    todo = [n for n in names() if not run.proxy_path(proxy, n).is_file()]
     cmds = [[*me, "score-one", n, "--variant", args.variant] for n in todo]
     print(f"{len(cmds)} architectures to score")
     return run._pool_run(cmds, args.jobs, 1)
@@ -431,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--distill", type=float, default=None, help="default: the variant's")
     p.add_argument("--variant", default="gt", choices=sorted(VARIANTS))
     p.add_argument("--space", default="yolo_nas", help="the space whose supernet is trained (a name or a YAML)")
+    p.add_argument("--from-scratch", action="store_true", help="start from random init when the parent is missing")
     p = sub.add_parser("score")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--variant", default="gt", choices=sorted(VARIANTS))

@@ -238,6 +238,9 @@ def test_the_supernet_signal_trains_resumes_and_scores_into_the_proxy_files(pc, 
     monkeypatch.setattr(sn, "TRAIN_JSON", tmp_path / "results" / "supernet_train.json")
     space_path = write_space(tmp_path / "space")
     args = dict(device="cpu", workers=0, threads=1, random_subnets=1, distill=None, variant="gt", space=str(space_path))
+    with pytest.raises(SystemExit, match=r"train-one tiny 0 --out .*parent_tiny_s0\.json --run-name gt_tiny_s0"):
+        sn.train(argparse.Namespace(epochs=1, from_scratch=False, **args))  # no parent: never silently from scratch
+    args["from_scratch"] = True
     assert sn.train(argparse.Namespace(epochs=1, **args)) == 0
     first = json.loads(sn.TRAIN_JSON.read_text())
     assert not first["resumed"] and first["epochs"] == 1 and first["cpu_s_this_process"] > 0
